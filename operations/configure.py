@@ -1,0 +1,93 @@
+"""redis.conf: rendered on the control machine from templates/, written without a diff.
+
+Before the file changes, `persistence.secure_data` makes sure a running server already has
+its data in an AOF (see that module for the data-loss trap this avoids).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+from pyinfra.api import deploy
+
+from . import persistence
+from .encoding import redis_conf_quote
+from .facts import CLI_AUTH_FILE, STATE_DIR
+from .managed_files import managed_file
+from .platform import Platform
+from .settings import RedisSettings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# RDB snapshot rules, one per line (Redis 6.0 cannot take several in one `save`).
+SAVE_RULES = ("3600 1", "300 100", "60 10000")
+
+_jinja = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def render(template: str, **context) -> str:
+    return _jinja.get_template(template).render(**context)
+
+
+def bind_addresses(conf: RedisSettings, plat: Platform) -> str:
+    """The bind line; servers older than 7.0 do not know the "-" (optional address) prefix."""
+    addresses = conf.bind if plat.optional_bind else tuple(a.lstrip("-") for a in conf.bind)
+    return " ".join(addresses)
+
+
+def render_config(conf: RedisSettings, plat: Platform) -> str:
+    return render(
+        "redis.conf.j2",
+        bind=bind_addresses(conf, plat),
+        port=conf.port,
+        pid_file=plat.pid_file,
+        log_file=plat.log_file,
+        data_dir=plat.data_dir,
+        save_rules=SAVE_RULES,
+        appendfsync=conf.appendfsync,
+        size=conf.size,
+        maxmemory=conf.maxmemory,
+        maxmemory_policy=conf.maxmemory_policy,
+        requirepass=redis_conf_quote(conf.password.reveal()),
+    )
+
+
+@deploy("Configure the server")
+def configure_server(conf: RedisSettings, plat: Platform):
+    """Write redis.conf (root:<server group> 0640) and the deploy's own root-only credential.
+
+    Returns the operation that wrote redis.conf, so the service step can restart on change.
+    """
+    persistence.secure_data(
+        name="Make sure the running server's data is in an AOF before its config changes",
+        conf=conf,
+        plat=plat,
+    )
+    config = managed_file(
+        name=f"Write {plat.config_path}",
+        path=plat.config_path,
+        content=render_config(conf, plat),
+        user="root",
+        group=plat.group,
+        mode=0o640,
+    )
+    # The password the deploy's own checks use, read on the host so it is never in a command.
+    managed_file(
+        name=f"Write {CLI_AUTH_FILE} (root only)",
+        path=CLI_AUTH_FILE,
+        content=conf.password.reveal(),
+        user="root",
+        group="root",
+        mode=0o600,
+    )
+    return config
+
+
+__all__ = ["configure_server", "render_config", "STATE_DIR"]

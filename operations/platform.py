@@ -1,0 +1,141 @@
+"""One table of what differs between platforms. Operations read fields, never branch on distros.
+
+A row describes one server flavour (Redis or Valkey) as one distro release packages it.
+`select()` picks the row for a host from its /etc/os-release and the `redis_flavour`
+setting; adding a distro means adding rows here and fact fixtures in tests/commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+class UnsupportedPlatform(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str                 # e.g. "debian-12", for reports
+    flavour: str              # "redis" | "valkey"
+    package_manager: str      # "apt" | "dnf"
+    packages: tuple[str, ...]
+    service: str
+    config_path: str
+    user: str
+    group: str
+    data_dir: str
+    log_file: str
+    pid_file: str
+    cli: str
+    distro_version: str       # the server version the distro ships (informative; the host tells the truth)
+    # The packaged unit sets PrivateUsers=true, which fails in Docker/LXC containers (217/USER).
+    private_users: bool = True
+    # `bind 127.0.0.1 -::1`: the "-" (skip a missing address) needs Redis 7.0+ / Valkey.
+    optional_bind: bool = True
+    # dnf module stream to enable first (EL8/EL9), or "".
+    module_stream: str = ""
+
+    @property
+    def config_dir(self) -> str:
+        return self.config_path.rsplit("/", 1)[0]
+
+    @property
+    def dropin_path(self) -> str:
+        return f"/etc/systemd/system/{self.service}.service.d/hsi-redis.conf"
+
+
+_DEBIAN_REDIS = Platform(
+    name="debian", flavour="redis", package_manager="apt",
+    packages=("redis-server", "redis-tools"), service="redis-server",
+    config_path="/etc/redis/redis.conf", user="redis", group="redis",
+    data_dir="/var/lib/redis", log_file="/var/log/redis/redis-server.log",
+    pid_file="/run/redis/redis-server.pid", cli="redis-cli", distro_version="",
+)
+_DEBIAN_VALKEY = replace(
+    _DEBIAN_REDIS, flavour="valkey", packages=("valkey-server", "valkey-tools"),
+    service="valkey-server", config_path="/etc/valkey/valkey.conf", user="valkey", group="valkey",
+    data_dir="/var/lib/valkey", log_file="/var/log/valkey/valkey-server.log",
+    pid_file="/run/valkey/valkey-server.pid", cli="valkey-cli",
+)
+_RPM_REDIS = Platform(
+    name="rpm", flavour="redis", package_manager="dnf", packages=("redis",), service="redis",
+    config_path="/etc/redis/redis.conf", user="redis", group="redis", data_dir="/var/lib/redis",
+    log_file="/var/log/redis/redis.log", pid_file="/run/redis/redis.pid", cli="redis-cli",
+    distro_version="", private_users=False,
+)
+_RPM_VALKEY = replace(
+    _RPM_REDIS, flavour="valkey", packages=("valkey",), service="valkey",
+    config_path="/etc/valkey/valkey.conf", user="valkey", group="valkey", data_dir="/var/lib/valkey",
+    log_file="/var/log/valkey/valkey.log", pid_file="/run/valkey/valkey.pid", cli="valkey-cli",
+)
+
+
+def _row(base: Platform, name: str, version: str, **changes) -> Platform:
+    return replace(base, name=name, distro_version=version, **changes)
+
+
+# (os family, major version) -> {flavour: row}. "debian"/"ubuntu"/"fedora"/"el" families.
+TABLE: dict[tuple[str, str], dict[str, Platform]] = {
+    ("debian", "12"): {"redis": _row(_DEBIAN_REDIS, "debian-12", "7.0.15")},
+    ("debian", "13"): {
+        "redis": _row(_DEBIAN_REDIS, "debian-13", "8.0.2"),
+        "valkey": _row(_DEBIAN_VALKEY, "debian-13", "8.1.1"),
+    },
+    ("ubuntu", "22.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-22.04", "6.0.16", optional_bind=False)},
+    ("ubuntu", "24.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-24.04", "7.0.15")},
+    ("fedora", "40"): {"redis": _row(_RPM_REDIS, "fedora-40", "7.2"), "valkey": _row(_RPM_VALKEY, "fedora-40", "7.2")},
+    ("fedora", "41+"): {"valkey": _row(_RPM_VALKEY, "fedora-41+", "8.0")},
+    ("el", "8"): {"redis": _row(_RPM_REDIS, "el-8", "6.2", config_path="/etc/redis.conf", optional_bind=False,
+                                module_stream="redis:6")},
+    ("el", "9"): {"redis": _row(_RPM_REDIS, "el-9", "7.2", module_stream="redis:7")},
+    ("el", "10"): {"valkey": _row(_RPM_VALKEY, "el-10", "8.0")},
+}
+
+_EL_IDS = ("rhel", "rocky", "almalinux", "centos", "ol")
+
+
+def family_and_release(os_id: str, version_id: str, id_like: str = "") -> tuple[str, str]:
+    """Map /etc/os-release ID and VERSION_ID to a TABLE key."""
+    os_id = os_id.lower()
+    major = version_id.split(".")[0]
+    if os_id == "debian":
+        return "debian", major
+    if os_id == "ubuntu":
+        return "ubuntu", version_id
+    if os_id == "fedora":
+        return "fedora", major if major.isdigit() and int(major) <= 40 else "41+"
+    if os_id in _EL_IDS or "rhel" in id_like.split():
+        return "el", major
+    return os_id, version_id
+
+
+def select(os_id: str, version_id: str, id_like: str, flavour: str) -> Platform:
+    """The row for a host. `flavour` "auto" takes Redis where the distro ships it, else Valkey."""
+    key = family_and_release(os_id, version_id, id_like)
+    rows = TABLE.get(key)
+    if rows is None:
+        supported = ", ".join(f"{f} {r}" for f, r in TABLE)
+        raise UnsupportedPlatform(f"{os_id} {version_id} is not supported (supported: {supported})")
+    if flavour == "auto":
+        return rows.get("redis") or rows["valkey"]
+    if flavour not in rows:
+        raise UnsupportedPlatform(
+            f"{os_id} {version_id} does not package {flavour} (it has: {', '.join(rows)})"
+        )
+    return rows[flavour]
+
+
+def detect(host, flavour: str) -> tuple[Platform | None, dict, str | None]:
+    """Read the host's identity (one trip) and pick its row: (row or None, identity, problem)."""
+    from .facts import HostIdentity
+
+    identity = host.get_fact(HostIdentity)
+    try:
+        row = select(identity.get("os_id", ""), identity.get("version_id", ""),
+                     identity.get("id_like", ""), flavour)
+    except UnsupportedPlatform as exc:
+        return None, identity, str(exc)
+    if identity.get("systemd") != "yes":
+        return None, identity, "systemd is not running on this host (PID 1); the service cannot be managed"
+    return row, identity, None

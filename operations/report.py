@@ -1,0 +1,149 @@
+"""The end of a run: one summary line per host, and the same facts as JSON.
+
+Verification records what it found with `record()`. A state callback notes, for hosts that
+fail earlier, which operation failed and the last lines it printed (commands here never
+carry secrets, and the output is scrubbed of the run's passwords anyway). When the pyinfra
+process exits, the summary is printed and the JSON report is written to
+`reports/last-run.json` (or `$HSI_REDIS_REPORT`). pyinfra's own exit code is non-zero when
+any host failed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pyinfra.api.state import BaseStateCallback
+
+from .secrets import PROJECT_ROOT
+
+RESULTS: dict[str, dict] = {}
+_SECRETS: set[str] = set()
+_installed: set[int] = set()
+
+
+def report_path() -> Path:
+    return Path(os.environ.get("HSI_REDIS_REPORT") or PROJECT_ROOT / "reports" / "last-run.json")
+
+
+def redact(text: str) -> str:
+    for secret in _SECRETS:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
+def add_secret(value: str) -> None:
+    """Scrub this value from anything the report prints or writes."""
+    _SECRETS.add(value)
+
+
+def record(host_name: str, **fields) -> None:
+    RESULTS.setdefault(host_name, {}).update(fields)
+
+
+class _Callbacks(BaseStateCallback):
+    @staticmethod
+    def host_connect_error(state, host, error):
+        record(host.name, status="failed", failed_step="connect", problem=redact(str(error)),
+               fix="check that the host is up and reachable (ssh, or the container is running)")
+
+    @staticmethod
+    def operation_host_start(state, host, op_hash):
+        RESULTS.setdefault(host.name, {}).setdefault("started", time.monotonic())
+
+    @staticmethod
+    def operation_host_success(state, host, op_hash, retry_count=0):
+        record(host.name, finished=time.monotonic())
+
+    @staticmethod
+    def operation_host_error(state, host, op_hash, retry_count=0, max_retries=0):
+        entry = RESULTS.setdefault(host.name, {})
+        entry["finished"] = time.monotonic()
+        if entry.get("status") == "failed":
+            return  # the step that failed already said why (verification, safety checks)
+        name = ", ".join(sorted(state.get_op_meta(op_hash).names))
+        entry.update(status="failed", failed_step=name, problem=f"operation failed: {name}")
+
+
+def _op_summary(state, host) -> tuple[int, list[str], list[str]]:
+    """Changed operation count, their names, and the output of a failed operation (if any)."""
+    changed, names, failure = 0, [], []
+    for op_hash, op_data in state.ops.get(host, {}).items():
+        meta = op_data.operation_meta
+        if not meta.is_complete():
+            continue
+        if meta.did_change():
+            changed += 1
+            names.append(", ".join(sorted(state.get_op_meta(op_hash).names)))
+        elif meta.did_error() and not failure:
+            try:
+                failure = [redact(line) for line in (meta.stderr_lines or meta.stdout_lines)[-8:]]
+            except (AssertionError, RuntimeError):
+                failure = []
+    return changed, names, failure
+
+
+def _finish(state) -> None:
+    hosts = list(state.inventory)
+    rows = []
+    for host in hosts:
+        entry = RESULTS.setdefault(host.name, {})
+        changed, names, failure = _op_summary(state, host)
+        entry["changes"] = changed
+        entry["changed_operations"] = names
+        if host in state.failed_hosts or entry.get("status") == "failed":
+            entry["status"] = "failed"
+            entry.setdefault("problem", "failed before verification")
+            if failure:
+                entry.setdefault("output", failure)
+        else:
+            entry.setdefault("status", "unverified")
+        if "started" in entry and "finished" in entry:
+            entry["seconds"] = round(entry["finished"] - entry["started"], 2)
+        entry.pop("started", None)
+        entry.pop("finished", None)
+        rows.append((host.name, entry))
+
+    width = max([len(name) for name, _ in rows] + [4])
+    out = sys.stderr
+    print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
+    for name, entry in rows:
+        status = entry["status"].upper()
+        if entry["status"] == "ok":
+            detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, "
+                      f"AOF on, auth ok, {entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
+        else:
+            detail = entry.get("problem", "")
+        print(f"    {name:<{width}}  {status:<6} {detail}", file=out)
+        for warning in entry.get("warnings", []):
+            print(f"    {'':<{width}}  {'':<6} warning: {warning}", file=out)
+        if entry["status"] != "ok" and entry.get("fix"):
+            print(f"    {'':<{width}}  {'':<6} fix: {entry['fix']}", file=out)
+
+    path = report_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ok": all(entry["status"] == "ok" for _, entry in rows),
+            "hosts": {name: entry for name, entry in rows},
+        }
+        path.write_text(redact(json.dumps(document, indent=2, sort_keys=True)) + "\n")
+        print(f"    report: {path}", file=out)
+    except OSError as exc:
+        print(f"    report not written ({path}): {exc}", file=out)
+
+
+def install(state) -> None:
+    """Hook the report into this run (once per run, however many hosts load deploy.py)."""
+    if id(state) in _installed:
+        return
+    _installed.add(id(state))
+    state.add_callback_handler(_Callbacks())
+    atexit.register(_finish, state)

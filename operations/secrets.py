@@ -1,0 +1,108 @@
+"""Secrets on the control machine: a value wrapper that never prints, password rules,
+and the store of generated passwords.
+
+Generated passwords are 32 random bytes in base64 (what `openssl rand -base64 32`
+prints), created once per host in `<store>/<host>/<name>` (directory 0700, file 0600) and
+reused on every later run, the way Ansible's password lookup works. The store is
+`.secrets/` beside this package unless `HSI_REDIS_SECRETS_DIR` names another directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets as _random
+import unicodedata
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Secret:
+    """A secret string that prints as asterisks: repr, str, f-strings and logs never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "********"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Secret) and _random.compare_digest(
+            self._value.encode(), other._value.encode()
+        )
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def password_problem(value: str) -> str | None:
+    """Why `value` cannot be a password, or None. Any printable character is fine."""
+    if value == "":
+        return "is empty"
+    for char in value:
+        if char in "\n\r":
+            return "contains a newline"
+        if char == "\x00":
+            return "contains a NUL byte"
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            return f"contains the control or unprintable character U+{ord(char):04X}"
+    return None
+
+
+def store_dir() -> Path:
+    return Path(os.environ.get("HSI_REDIS_SECRETS_DIR") or PROJECT_ROOT / ".secrets")
+
+
+def _safe_name(host_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", host_name).lstrip(".") or "_"
+
+
+def _ensure_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def new_password() -> str:
+    return base64.b64encode(_random.token_bytes(32)).decode()
+
+
+def generated_password(host_name: str, name: str = "redis_password") -> Secret:
+    """The stored generated secret `name` of `host_name`, created on first use."""
+    root = store_dir()
+    _ensure_private_dir(root)
+    host_dir = root / _safe_name(host_name)
+    _ensure_private_dir(host_dir)
+    path = host_dir / name
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first: read theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(new_password() + "\n")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+    value = path.read_text().rstrip("\n")
+    if not value:
+        raise RuntimeError(f"{path} is empty: remove it to generate a new password")
+    return Secret(value)

@@ -1,0 +1,54 @@
+"""The systemd service: a container drop-in where needed, restart on change, enabled and running."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import systemd
+from pyinfra.operations.util import any_changed
+
+from .configure import render
+from .managed_files import managed_file
+from .platform import Platform
+
+
+def needs_dropin(plat: Platform, identity: dict) -> bool:
+    return plat.private_users and identity.get("container", "none") not in ("", "none")
+
+
+def container_dropin(plat: Platform, identity: dict):
+    """In Docker/LXC the packaged unit's PrivateUsers=true fails (217/USER): turn it off there."""
+    if not needs_dropin(plat, identity):
+        return None
+    dropin = managed_file(
+        name=f"Write {plat.dropin_path} (container: PrivateUsers=false)",
+        path=plat.dropin_path,
+        content=render("systemd-dropin.conf.j2", container=identity["container"]),
+        user="root",
+        group="root",
+        mode=0o644,
+    )
+    systemd.daemon_reload(name="Reload systemd units", _if=dropin.did_change)
+    return dropin
+
+
+@deploy("Run the service")
+def run_service(plat: Platform, changed: list):
+    """Restart when anything the server reads changed, then make sure it is enabled and running.
+
+    The restart comes first: `systemctl restart` also starts a stopped service, so the
+    second operation then finds it running and does nothing (no double start).
+    """
+    restart_ops = [op for op in changed if op is not None]
+    if restart_ops:
+        systemd.service(
+            name=f"Restart {plat.service} (its configuration changed)",
+            service=plat.service,
+            restarted=True,
+            _if=any_changed(*restart_ops),
+        )
+    systemd.service(
+        name=f"Enable and start {plat.service}",
+        service=plat.service,
+        running=True,
+        enabled=True,
+    )

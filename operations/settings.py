@@ -1,0 +1,297 @@
+"""Typed, validated settings: the one place every user-facing default lives.
+
+Each setting is read from pyinfra host data (inventory, `group_data/`, `--data`) under the
+name in `SETTINGS`; the README's settings table mirrors this list (a unit test keeps them
+in step). `load(host)` validates *every* host of the run on its first call and raises one
+`SettingsError` naming each `host: setting: problem`, so a bad value anywhere stops the
+run before any host is touched.
+
+The Redis password comes from, in order: `REDIS_PASSWORD` in the operator's environment,
+the host's `redis_password` data, or a password generated once per host and kept on the
+control machine (see `operations.secrets`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyinfra.api.exceptions import PyinfraError
+
+from . import secrets
+from .secrets import Secret
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+# Deployment sizes from the HSI memory table (small 1-4 cameras, medium 5-8, large 8+).
+SIZES = {"small": "100mb", "medium": "200mb", "large": "512mb"}
+MAXMEMORY_POLICIES = (
+    "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+    "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("redis_password", None, "Password clients must present. `REDIS_PASSWORD` in the operator's "
+            "environment wins; unset, one is generated per host and kept in `.secrets/`."),
+    Setting("redis_password_min_length", 16, "Shortest password accepted (not applied to development hosts)."),
+    Setting("redis_development", False, "Marks a development host: relaxes the password length rule."),
+    Setting("redis_bind", ["127.0.0.1", "-::1"], "Addresses the server listens on (`-` = skip if absent)."),
+    Setting("redis_port", 6379, "TCP port."),
+    Setting("redis_size", "small", "Deployment size: `small` (1-4 cameras), `medium` (5-8), `large` (8+)."),
+    Setting("redis_maxmemory", None, "Memory limit; unset, taken from the size (100mb / 200mb / 512mb)."),
+    Setting("redis_maxmemory_policy", "noeviction", "Eviction policy; `noeviction` keeps queues from being "
+            "evicted."),
+    Setting("redis_appendfsync", "everysec", "AOF fsync policy: `always`, `everysec` or `no`."),
+    Setting("redis_flavour", "auto", "`redis`, `valkey`, or `auto` (Redis where the distro ships it)."),
+    Setting("redis_backend_env_path", "/opt/hsi/backend/.env", "The HSI backend's `.env` to merge the "
+            "Redis keys into; empty to skip."),
+    Setting("redis_backend_env_owner", "root", "Owner of the backend `.env` (it is written 0600)."),
+    Setting("redis_backend_env_group", None, "Group of the backend `.env`; unset, the owner's name."),
+    Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
+    Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
+    Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
+)
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+_MEMORY_RE = re.compile(r"^[1-9][0-9]*(b|kb|mb|gb)?$", re.IGNORECASE)
+_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+
+
+class SettingsError(PyinfraError):
+    """Invalid settings for one or more hosts; nothing has been changed anywhere."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid settings, no host was changed:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    host_name: str
+    password: Secret = field(repr=False)
+    password_source: str
+    development: bool
+    bind: tuple[str, ...]
+    port: int
+    size: str
+    maxmemory: str
+    maxmemory_policy: str
+    appendfsync: str
+    flavour: str
+    backend_env_path: str | None
+    backend_env_owner: str
+    backend_env_group: str
+    backend_host: str
+    backend_db: int
+    verify_only: bool
+
+    @property
+    def backend_url(self) -> str:
+        """REDIS_URL as the backend reads it. The password stays out (it would override REDIS_PASSWORD)."""
+        host = self.backend_host
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        return f"redis://{host}:{self.port}/{self.backend_db}"
+
+
+class _Reader:
+    """Reads one host's data, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, host_name: str, data: dict[str, Any]):
+        self.host_name = host_name
+        self.data = data
+        self.problems: list[str] = []
+
+    def fail(self, setting: str, message: str) -> None:
+        self.problems.append(f"{self.host_name}: {setting}: {message}")
+
+    def raw(self, name: str) -> Any:
+        value = self.data.get(name)
+        return DEFAULTS[name] if value is None else value
+
+    def boolean(self, name: str) -> bool:
+        value = self.raw(name)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        self.fail(name, f"expected true or false, got {value!r}")
+        return bool(DEFAULTS[name])
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self.raw(name)
+        try:
+            number = int(value)
+            if isinstance(value, bool) or str(number) != str(value).strip():
+                raise ValueError
+        except (TypeError, ValueError):
+            self.fail(name, f"expected a whole number, got {value!r}")
+            return DEFAULTS[name]
+        if not low <= number <= high:
+            self.fail(name, f"{number} is out of range {low}..{high}")
+        return number
+
+    def choice(self, name: str, choices) -> str:
+        value = self.raw(name)
+        if value not in choices:
+            self.fail(name, f"{value!r} is not one of: {', '.join(choices)}")
+            return DEFAULTS[name]
+        return value
+
+    def text(self, name: str, pattern: re.Pattern, what: str) -> str:
+        value = self.raw(name)
+        if not isinstance(value, str) or not pattern.match(value):
+            self.fail(name, f"{value!r} is not {what}")
+            return str(DEFAULTS[name])
+        return value
+
+
+def _bind_addresses(reader: _Reader) -> tuple[str, ...]:
+    value = reader.raw("redis_bind")
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, (list, tuple)) or not value:
+        reader.fail("redis_bind", f"expected a list of addresses, got {value!r}")
+        return tuple(DEFAULTS["redis_bind"])
+    addresses = []
+    for item in value:
+        address = str(item)
+        plain = address[1:] if address.startswith("-") else address
+        if plain == "*":
+            addresses.append(address)
+            continue
+        try:
+            ipaddress.ip_address(plain)
+        except ValueError:
+            reader.fail("redis_bind", f"{address!r} is not an IP address (optionally prefixed with '-')")
+            continue
+        addresses.append(address)
+    return tuple(addresses)
+
+
+def _is_loopback(address: str) -> bool:
+    plain = address.lstrip("-")
+    return plain != "*" and ipaddress.ip_address(plain).is_loopback
+
+
+def _password(reader: _Reader, development: bool) -> tuple[Secret | None, str]:
+    env_value = os.environ.get("REDIS_PASSWORD")
+    if env_value:
+        value, source = env_value, "environment REDIS_PASSWORD"
+    elif reader.data.get("redis_password") not in (None, ""):
+        value, source = reader.data["redis_password"], "host data redis_password"
+        if isinstance(value, Secret):
+            value = value.reveal()
+    else:
+        return secrets.generated_password(reader.host_name), "generated (control machine store)"
+    if not isinstance(value, str):
+        reader.fail("redis_password", f"expected text ({source})")
+        return None, source
+    problem = secrets.password_problem(value)
+    if problem:
+        reader.fail("redis_password", f"{problem} ({source})")
+        return None, source
+    minimum = reader.integer("redis_password_min_length", 1, 1024)
+    if not development and len(value) < minimum:
+        reader.fail(
+            "redis_password",
+            f"shorter than {minimum} characters ({source}); use a longer one, "
+            "or mark the host redis_development=true",
+        )
+    return Secret(value), source
+
+
+def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, list[str]]:
+    """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
+    reader = _Reader(host_name, data)
+    development = reader.boolean("redis_development")
+    password, source = _password(reader, development)
+    size = reader.choice("redis_size", tuple(SIZES))
+    maxmemory = reader.raw("redis_maxmemory")
+    if maxmemory is None:
+        maxmemory = SIZES[size]
+    elif not _MEMORY_RE.match(str(maxmemory)):
+        reader.fail("redis_maxmemory", f"{maxmemory!r} is not a size such as 256mb or 1gb")
+    env_path = reader.raw("redis_backend_env_path") or None
+    if env_path is not None and (not isinstance(env_path, str) or not _PATH_RE.match(env_path)
+                                 or env_path.endswith("/")):
+        reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
+    owner = reader.text("redis_backend_env_owner", _USER_RE, "a valid user name")
+    group_value = reader.data.get("redis_backend_env_group") or owner
+    if not _USER_RE.match(str(group_value)):
+        reader.fail("redis_backend_env_group", f"{group_value!r} is not a valid group name")
+    backend_host = str(reader.raw("redis_backend_host"))
+    try:
+        ipaddress.ip_address(backend_host)
+    except ValueError:
+        if not _HOSTNAME_RE.match(backend_host):
+            reader.fail("redis_backend_host", f"{backend_host!r} is not a host name or IP address")
+
+    settings = RedisSettings(
+        host_name=host_name,
+        password=password or Secret(""),
+        password_source=source,
+        development=development,
+        bind=_bind_addresses(reader),
+        port=reader.integer("redis_port", 1, 65535),
+        size=size,
+        maxmemory=str(maxmemory).lower(),
+        maxmemory_policy=reader.choice("redis_maxmemory_policy", MAXMEMORY_POLICIES),
+        appendfsync=reader.choice("redis_appendfsync", ("always", "everysec", "no")),
+        flavour=reader.choice("redis_flavour", ("auto", "redis", "valkey")),
+        backend_env_path=env_path,
+        backend_env_owner=owner,
+        backend_env_group=str(group_value),
+        backend_host=backend_host,
+        backend_db=reader.integer("redis_backend_db", 0, 15),
+        verify_only=reader.boolean("redis_verify_only"),
+    )
+    unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
+    for key in unknown:
+        reader.fail(key, "unknown setting (a typo?); see the README's settings table")
+    return (None if reader.problems else settings), reader.problems
+
+
+def _host_data(host) -> dict[str, Any]:
+    """The host's merged data (CLI --data > host > group > all), our keys only."""
+    merged = host.data.dict()
+    return {k: v for k, v in merged.items() if isinstance(k, str) and k.startswith("redis_")}
+
+
+_cache: dict[int, dict[str, RedisSettings]] = {}
+
+
+def load_all(inventory) -> dict[str, RedisSettings]:
+    """Validate every host in the inventory; raise SettingsError listing all problems."""
+    key = id(inventory)
+    if key not in _cache:
+        parsed, problems = {}, []
+        for inv_host in inventory:
+            result, host_problems = parse(inv_host.name, _host_data(inv_host))
+            problems += host_problems
+            if result is not None:
+                parsed[inv_host.name] = result
+        if problems:
+            raise SettingsError(problems)
+        _cache[key] = parsed
+    return _cache[key]
+
+
+def load(host) -> RedisSettings:
+    """Settings of `host`, validating the whole inventory on first use."""
+    from pyinfra import state
+
+    return load_all(state.inventory)[host.name]
