@@ -84,13 +84,16 @@ def new_password() -> str:
     return base64.b64encode(_random.token_bytes(32)).decode()
 
 
+def secret_path(host_name: str, name: str = "redis_password") -> Path:
+    """Where the generated secret `name` of `host_name` is kept on the control machine."""
+    return store_dir() / _safe_name(host_name) / name
+
+
 def generated_password(host_name: str, name: str = "redis_password") -> Secret:
     """The stored generated secret `name` of `host_name`, created on first use."""
-    root = store_dir()
-    _ensure_private_dir(root)
-    host_dir = root / _safe_name(host_name)
-    _ensure_private_dir(host_dir)
-    path = host_dir / name
+    path = secret_path(host_name, name)
+    _ensure_private_dir(path.parent.parent)
+    _ensure_private_dir(path.parent)
     if not path.exists():
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
