@@ -1,0 +1,42 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Integration tests mostly wait on containers: three workers keep two cores busy.
+PYTEST_WORKERS ?= 3
+
+.PHONY: demo test unit engine images venv bench demo-clean clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+engine:
+	@scripts/docker-engine.sh start >/dev/null
+
+images: venv engine
+	$(PY) -m tests.hosts.build
+
+## Provision and verify two local Docker test hosts (Debian 12 and 13), print the summary.
+demo: images
+	$(PY) -m tests.hosts.demo
+
+## The whole suite: unit, command-level and integration tests on real Docker hosts.
+test: images
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
+
+unit: venv
+	$(PY) -m pytest tests/unit tests/commands
+
+bench: images
+	$(PY) bench/provision.py
+
+demo-clean:
+	$(PY) -m tests.hosts.demo --remove
+
+clean: demo-clean
+	$(PY) -m tests.hosts.fleet --remove-all
