@@ -7,16 +7,11 @@ Same checks and summary as the last step of deploy.py.
 
 from pyinfra import host, state
 
-from operations import platform, report, settings, shell, verify
+from operations import platform, report, settings, verify
 
-report.install(state)
 conf = settings.load(host)
-report.add_secret(conf.password.reveal())
-plat, identity, problem = platform.detect(host, conf.flavour)
+report.track(state, conf)
+plat, _identity = platform.for_host(host, conf.flavour)
 
-if problem:
-    report.record(host.name, status="failed", failed_step="platform", problem=problem)
-    shell.fail_host(name="Check the platform", message=problem)
-else:
-    report.record(host.name, platform=plat.name, flavour=plat.flavour)
+if plat:
     verify.verify_server(conf, plat)

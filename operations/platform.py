@@ -139,3 +139,16 @@ def detect(host, flavour: str) -> tuple[Platform | None, dict, str | None]:
     if identity.get("systemd") != "yes":
         return None, identity, "systemd is not running on this host (PID 1); the service cannot be managed"
     return row, identity, None
+
+
+def for_host(host, flavour: str) -> tuple[Platform | None, dict]:
+    """The host's row and identity. Unsupported: the host is marked failed (others go on), row None."""
+    from . import report, shell
+
+    row, identity, problem = detect(host, flavour)
+    if problem:
+        report.record(host.name, status="failed", failed_step="platform", problem=problem)
+        shell.fail_host(name="Check the platform", message=problem)
+        return None, identity
+    report.record(host.name, platform=row.name, flavour=row.flavour)
+    return row, identity

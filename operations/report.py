@@ -140,8 +140,10 @@ def _finish(state) -> None:
         print(f"    report not written ({path}): {exc}", file=out)
 
 
-def install(state) -> None:
-    """Hook the report into this run (once per run, however many hosts load deploy.py)."""
+def track(state, conf) -> None:
+    """Report on this run (hooked once, however many hosts load the entry file), and scrub
+    this host's secrets from anything the report prints or writes."""
+    add_secret(conf.password.reveal())
     if id(state) in _installed:
         return
     _installed.add(id(state))
