@@ -9,6 +9,7 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 from pyinfra import host, state
 
 from operations import backend_env, configure, install, platform, report, service, settings, shell, verify
+from operations import exporter, tls  # issue 3: TLS files, exporter env
 
 report.install(state)
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched
@@ -22,7 +23,9 @@ else:
     report.record(host.name, platform=plat.name, flavour=plat.flavour)
     if not conf.verify_only:
         dropin = install.install_server(conf, plat, identity)
+        tls_files = tls.install_tls(conf, plat)
         config = configure.configure_server(conf, plat)
-        service.run_service(plat, changed=[dropin, config])
+        service.run_service(plat, changed=[dropin, config, *tls_files])
         backend_env.write_backend_env(conf)
+        exporter.write_exporter_env(conf)
     verify.verify_server(conf, plat)
