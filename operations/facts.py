@@ -109,8 +109,9 @@ INFO_FIELDS = (
 
 
 def server_probe_script(cli: str, address: str, port: int, service: str, data_dir: str,
-                        tls_port: int = 0, tls_args: str = "", tls_cert_args: str = "") -> str:
-    """Shell that reports a server's state as key=value lines (over TLS when `tls_port` is set)."""
+                        tls_port: int = 0, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+                        config_path: str = "") -> str:
+    """Shell that reports a server's state as key=value lines (over TLS where it speaks TLS)."""
     fields = "|".join(INFO_FIELDS)
     return f"""
 cli={shlex.quote(cli)}; addr={shlex.quote(address)}; port={int(port)}; auth={CLI_AUTH_FILE}
@@ -122,7 +123,7 @@ echo "service_enabled=$(systemctl is-enabled {shlex.quote(service)} 2>/dev/null)
 if ! command -v "$cli" >/dev/null 2>&1; then echo cli=missing; exit 0; fi
 echo cli=present
 ask() {{ timeout 5 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
-{probe_block(tls_port, tls_args, tls_cert_args)}
+{probe_block(tls_port, tls_ca, tls_cert, tls_key, config_path)}
 echo "noauth_ping=$(ask ping | head -n 2 | tr '\\n' ' ')"
 if [ -s "$auth" ]; then
   echo auth_file=present
@@ -146,8 +147,10 @@ class ServerState(FactBase):
     """
 
     def command(self, cli: str, address: str, port: int, service: str, data_dir: str,
-                tls_port: int = 0, tls_args: str = "", tls_cert_args: str = "") -> str:
-        return server_probe_script(cli, address, port, service, data_dir, tls_port, tls_args, tls_cert_args)
+                tls_port: int = 0, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+                config_path: str = "") -> str:
+        return server_probe_script(cli, address, port, service, data_dir, tls_port, tls_ca, tls_cert, tls_key,
+                                   config_path)
 
     def process(self, output):
         values = _key_values(output)

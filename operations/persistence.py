@@ -119,5 +119,5 @@ def secure_data(conf: RedisSettings, plat: Platform):
             "(root, 0600) and run again."
         )
         return
-    port, tls_args = tls.cli_connection(conf, plat) if state.get("via") == "tls" else (conf.port, "")
+    port, tls_args = tls.cli_connection(state, plat) if state.get("via") == "tls" else (conf.port, "")
     yield StringCommand(enable_aof_script(plat.cli, address, port, use_auth, tls_args))

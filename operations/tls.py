@@ -26,7 +26,7 @@ from .facts import STATE_DIR
 from .managed_files import managed_file
 from .platform import Platform
 from .settings import RedisSettings
-from .tls_probe import answered, cli_args
+from .tls_probe import answered, client_args
 
 CLI_TLS_DIR = f"{STATE_DIR}/tls"
 # Protocols every supported client speaks; TLS 1.0/1.1 stay off.
@@ -69,18 +69,16 @@ def plain_port(conf: RedisSettings) -> int:
 
 # -- the deploy's own client (redis-cli on the host) ----------------------------------------------
 
-def cli_connection(conf: RedisSettings, plat: Platform) -> tuple[int, str]:
-    """(TLS port, redis-cli TLS arguments incl. the client certificate under mTLS)."""
-    args = probe_kwargs(conf, plat)
-    return args["tls_port"], f"{args['tls_args']} {args['tls_cert_args']}".strip()
+def cli_connection(seen: dict, plat: Platform) -> tuple[int, str]:
+    """(port, redis-cli TLS arguments) for the TLS port the probe found answering."""
+    return int(seen["tls_port"]), client_args(server_paths(plat)["ca"], *cli_paths().values())
 
 
 def probe_kwargs(conf: RedisSettings, plat: Platform) -> dict:
-    """Extra ServerState arguments: the probe then talks TLS (none when TLS is off)."""
-    if conf.tls is None:
-        return {}
-    ca, cert = cli_args(server_paths(plat)["ca"], *(cli_paths().values() if conf.tls.mtls else (None, None)))
-    return {"tls_port": conf.tls.port, "tls_args": ca, "tls_cert_args": cert}
+    """Extra ServerState arguments: the probe tries TLS first, on the configured port and on the
+    one the current config file names (also with TLS off: the server may still run on TLS)."""
+    return {"tls_port": conf.tls.port if conf.tls else 0, "tls_ca": server_paths(plat)["ca"],
+            "tls_cert": cli_paths()["cert"], "tls_key": cli_paths()["key"], "config_path": plat.config_path}
 
 
 def tls_problem(seen: dict, conf: RedisSettings, plat: Platform) -> tuple[str, str, str] | None:
@@ -88,8 +86,8 @@ def tls_problem(seen: dict, conf: RedisSettings, plat: Platform) -> tuple[str, s
     if conf.tls is None or seen.get("cli") != "present" or seen.get("service_active") != "active":
         return None
     service = plat.service
-    if seen.get("via") != "tls":
-        reply = (seen.get("tls_ping") or "no reply").strip()
+    if seen.get("via") != "tls" or seen.get("tls_port") != str(conf.tls.port):
+        reply = (seen.get(f"tls_ping_{conf.tls.port}") or "no reply").strip()
         return ("TLS", f"nothing answers TLS on port {conf.tls.port} ({reply!r})",
                 f"journalctl -u {service} -n 50 (certificate/key unreadable?); run deploy.py again")
     if conf.tls.only and answered(seen.get("plain_ping")):

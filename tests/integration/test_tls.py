@@ -174,3 +174,21 @@ def test_bad_key_is_refused_before_the_host_changes(tls_host, tls_runner, pki):
     assert "redis_tls_key" in result.output and "does not match the certificate" in result.output, result.output
     assert tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls/*").stdout == conf_before
     assert "PRIVATE KEY" not in result.output
+
+
+def test_tls_port_change_then_tls_off_keep_the_data(tls_host, tls_runner, pki):
+    """The deploy reaches a server still on its older TLS config (the probe reads its live
+    tls-port), so moving the port or turning TLS off again works and loses nothing."""
+    assert tls_cli(tls_host, "set", "hsi:tls:key", "kept") == "OK"
+    moved = run(tls_runner, tls_host, pki, redis_tls_port=6390)
+    assert moved.returncode == 0, moved.output
+    assert moved.host(tls_host)["tls"]["via"] == "tls"
+    assert tls_cli(tls_host, "get", "hsi:tls:key", port=6390) == "kept"
+    assert "Connection refused" in tls_cli(tls_host, "ping", port=6380)
+
+    off = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False)
+    assert off.returncode == 0, off.output
+    assert off.host(tls_host)["status"] == "ok"
+    assert tls_host.redis_cli("get", "hsi:tls:key", password=PASSWORD) == "kept"
+    values = dotenv_values(stream=io.StringIO(tls_host.sh(f"cat {ENV}").stdout))
+    assert values["REDIS_URL"] == "redis://127.0.0.1:6379/0"

@@ -124,20 +124,26 @@ def test_probe_talks_tls_with_the_client_certificate_under_mtls():
     conf = conf_for(redis_tls_only=True)
     kwargs = tls.probe_kwargs(conf, PLAT)
     script = server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis", **kwargs)
-    assert "-p 6380 --tls --cacert /etc/redis/tls/ca.crt" in script
-    assert "--cert /etc/hsi-redis/tls/client.crt --key /etc/hsi-redis/tls/client.key" in script
+    assert "for try in 6380 $live" in script
+    assert "tls_ca=/etc/redis/tls/ca.crt; tls_crt=/etc/hsi-redis/tls/client.crt; tls_key=/etc/hsi-redis/tls/client.key" in script
+    assert "/etc/redis/redis.conf" in script  # the live tls-port, for a server still on an older config
     assert "PRIVATE" not in script and conf.password.reveal() not in script
     assert "tls" not in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis")
+    off, _ = settings.parse(HOST, {"redis_password": "a-long-enough-password"})
+    assert "for try in 0 $live" in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server",
+                                                       "/var/lib/redis", **tls.probe_kwargs(off, PLAT))
 
 
-SEEN_OK = {"cli": "present", "service_active": "active", "via": "tls", "tls_ping": "NOAUTH Authentication required.",
+SEEN_OK = {"cli": "present", "service_active": "active", "via": "tls", "tls_port": "6380",
+           "tls_ping_6380": "NOAUTH Authentication required.",
            "plain_ping": "Could not connect to Redis at 127.0.0.1:6379: Connection refused",
            "nocert_ping": "Error: Connection reset by peer"}
 
 
 @pytest.mark.parametrize("change, kind", [
     ({}, None),
-    ({"via": "plain", "tls_ping": "Could not connect to Redis at 127.0.0.1:6380: Connection refused"}, "TLS"),
+    ({"via": "plain", "tls_ping_6380": "Could not connect to Redis at 127.0.0.1:6380: Connection refused"}, "TLS"),
+    ({"tls_port": "6390"}, "TLS"),  # only the port of an older config answers
     ({"plain_ping": "NOAUTH Authentication required."}, "plain port open"),
     ({"nocert_ping": "NOAUTH Authentication required."}, "mTLS not enforced"),
 ])
