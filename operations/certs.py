@@ -320,7 +320,8 @@ def _private_dir(path: Path) -> None:
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write atomically with the final mode from the start (a key is never readable by others)."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp.unlink(missing_ok=True)  # a leftover could carry a looser mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.chmod(tmp, mode)
