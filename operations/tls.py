@@ -34,7 +34,7 @@ TLS_PROTOCOLS = "TLSv1.2 TLSv1.3"
 
 
 def server_paths(plat: Platform) -> dict[str, str]:
-    base = f"{plat.config_dir}/tls"
+    base = plat.tls_path or f"{plat.config_dir}/tls"
     return {"dir": base, "ca": f"{base}/ca.crt", "cert": f"{base}/server.crt", "key": f"{base}/server.key"}
 
 

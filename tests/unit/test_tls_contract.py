@@ -151,3 +151,9 @@ def test_verifier_tls_verdicts(change, kind):
     conf = conf_for(redis_tls_only=True)
     problem = tls.tls_problem({**SEEN_OK, **change}, conf, PLAT)
     assert (problem[0] if problem else None) == kind
+
+
+def test_tls_directory_per_platform():
+    assert tls.server_paths(PLAT)["key"] == "/etc/redis/tls/server.key"
+    assert tls.server_paths(platform.TABLE[("debian", "13")]["valkey"])["dir"] == "/etc/valkey/tls"
+    assert tls.server_paths(platform.TABLE[("el", "8")]["redis"])["dir"] == "/etc/redis/tls"  # not /etc/tls
