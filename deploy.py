@@ -8,7 +8,7 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 
 from pyinfra import host, state
 
-from operations import backend_env, configure, install, platform, report, service, settings, verify
+from operations import backend_env, configure, exporter, install, platform, report, service, settings, tls, verify
 
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched
 report.track(state, conf)
@@ -16,8 +16,10 @@ plat, identity = platform.for_host(host, conf.flavour)  # unsupported: this host
 
 if plat and not conf.verify_only:
     dropin = install.install_server(conf, plat, identity)
+    tls_files = tls.install_tls(conf, plat)
     config = configure.configure_server(conf, plat)
-    service.run_service(plat, changed=[dropin, config])
+    service.run_service(plat, changed=[dropin, config, *tls_files])
     backend_env.write_backend_env(conf)
+    exporter.write_exporter_env(conf)
 if plat:
     verify.verify_server(conf, plat)

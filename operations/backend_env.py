@@ -19,6 +19,7 @@ from pyinfra.api import StringCommand, deploy, operation
 from .encoding import dotenv_line
 from .facts import EnvFileKeys
 from .settings import RedisSettings
+from .tls import backend_ssl_lines, backend_url
 
 # awk program: first file = wanted "KEY=..." lines, second = the current .env.
 MERGE_AWK = r"""
@@ -42,8 +43,9 @@ END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print want[order[i]] }
 def owned_lines(conf: RedisSettings) -> dict[str, str]:
     """The lines this deploy owns in the backend `.env`, keyed by variable name."""
     return {
-        "REDIS_URL": dotenv_line("REDIS_URL", conf.backend_url, quote=False),
+        "REDIS_URL": dotenv_line("REDIS_URL", backend_url(conf), quote=False),
         "REDIS_PASSWORD": dotenv_line("REDIS_PASSWORD", conf.password.reveal()),
+        **backend_ssl_lines(conf),  # TLS only
     }
 
 

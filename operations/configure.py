@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 from pyinfra.api import deploy
 
-from . import persistence
+from . import persistence, tls
 from .encoding import redis_conf_quote
 from .facts import CLI_AUTH_FILE, STATE_DIR
 from .managed_files import managed_file
@@ -46,7 +46,8 @@ def render_config(conf: RedisSettings, plat: Platform) -> str:
     return render(
         "redis.conf.j2",
         bind=bind_addresses(conf, plat),
-        port=conf.port,
+        port=tls.plain_port(conf),
+        tls=tls.template_context(conf, plat),
         pid_file=plat.pid_file,
         log_file=plat.log_file,
         data_dir=plat.data_dir,

@@ -10,6 +10,8 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from .tls_probe import probe_block
+
 # Root-only directory for the deploy's own state on the host (password for its checks).
 STATE_DIR = "/etc/hsi-redis"
 CLI_AUTH_FILE = f"{STATE_DIR}/cli.auth"
@@ -106,8 +108,10 @@ INFO_FIELDS = (
 )
 
 
-def server_probe_script(cli: str, address: str, port: int, service: str, data_dir: str) -> str:
-    """Shell that reports a server's state as key=value lines."""
+def server_probe_script(cli: str, address: str, port: int, service: str, data_dir: str,
+                        tls_port: int = 0, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+                        config_path: str = "") -> str:
+    """Shell that reports a server's state as key=value lines (over TLS where it speaks TLS)."""
     fields = "|".join(INFO_FIELDS)
     return f"""
 cli={shlex.quote(cli)}; addr={shlex.quote(address)}; port={int(port)}; auth={CLI_AUTH_FILE}
@@ -119,6 +123,7 @@ echo "service_enabled=$(systemctl is-enabled {shlex.quote(service)} 2>/dev/null)
 if ! command -v "$cli" >/dev/null 2>&1; then echo cli=missing; exit 0; fi
 echo cli=present
 ask() {{ timeout 5 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
+{probe_block(tls_port, tls_ca, tls_cert, tls_key, config_path)}
 echo "noauth_ping=$(ask ping | head -n 2 | tr '\\n' ' ')"
 if [ -s "$auth" ]; then
   echo auth_file=present
@@ -141,8 +146,11 @@ class ServerState(FactBase):
     ``auth_ping`` (first reply lines), the INFO fields above, and ``keys`` (total over dbs).
     """
 
-    def command(self, cli: str, address: str, port: int, service: str, data_dir: str) -> str:
-        return server_probe_script(cli, address, port, service, data_dir)
+    def command(self, cli: str, address: str, port: int, service: str, data_dir: str,
+                tls_port: int = 0, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+                config_path: str = "") -> str:
+        return server_probe_script(cli, address, port, service, data_dir, tls_port, tls_ca, tls_cert, tls_key,
+                                   config_path)
 
     def process(self, output):
         values = _key_values(output)

@@ -17,6 +17,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from . import tls
 from .facts import CLI_AUTH_FILE, ServerState
 from .platform import Platform
 from .settings import RedisSettings
@@ -35,23 +36,24 @@ def local_address(conf: RedisSettings) -> str:
 def server_state(conf: RedisSettings, plat: Platform) -> dict:
     return host.get_fact(
         ServerState, cli=plat.cli, address=local_address(conf), port=conf.port, service=plat.service,
-        data_dir=plat.data_dir,
+        data_dir=plat.data_dir, **tls.probe_kwargs(conf, plat),
     )
 
 
-def _ask_function(cli: str, address: str, port: int, use_auth: bool) -> str:
+def _ask_function(cli: str, address: str, port: int, use_auth: bool, tls_args: str = "") -> str:
     prefix = f'REDISCLI_AUTH="$(cat {CLI_AUTH_FILE})" ' if use_auth else ""
+    extra = f" {tls_args}" if tls_args else ""
     return (
         f"ask() {{ {prefix}timeout 10 {shlex.quote(cli)} --no-auth-warning "
-        f"-h {shlex.quote(address)} -p {int(port)} \"$@\" 2>&1 | tr -d '\\r'; }}"
+        f"-h {shlex.quote(address)} -p {int(port)}{extra} \"$@\" 2>&1 | tr -d '\\r'; }}"
     )
 
 
-def enable_aof_script(cli: str, address: str, port: int, use_auth: bool) -> str:
+def enable_aof_script(cli: str, address: str, port: int, use_auth: bool, tls_args: str = "") -> str:
     """Shell: turn AOF on in the running server and wait until the dataset is in it."""
     return "; ".join((
         "set -e",
-        _ask_function(cli, address, port, use_auth),
+        _ask_function(cli, address, port, use_auth, tls_args),
         'reply=$(ask config set appendonly yes)',
         '[ "$reply" = OK ] || { echo "CONFIG SET appendonly yes failed: $reply" >&2; exit 1; }',
         "i=0",
@@ -117,4 +119,5 @@ def secure_data(conf: RedisSettings, plat: Platform):
             "(root, 0600) and run again."
         )
         return
-    yield StringCommand(enable_aof_script(plat.cli, address, conf.port, use_auth))
+    port, tls_args = tls.cli_connection(state, plat) if state.get("via") == "tls" else (conf.port, "")
+    yield StringCommand(enable_aof_script(plat.cli, address, port, use_auth, tls_args))

@@ -35,6 +35,8 @@ class Platform:
     optional_bind: bool = True
     # dnf module stream to enable first (EL8/EL9), or "".
     module_stream: str = ""
+    # TLS files directory; "" = `<config dir>/tls` (EL8 keeps redis.conf directly in /etc).
+    tls_path: str = ""
 
     @property
     def config_dir(self) -> str:
@@ -87,7 +89,7 @@ TABLE: dict[tuple[str, str], dict[str, Platform]] = {
     ("fedora", "40"): {"redis": _row(_RPM_REDIS, "fedora-40", "7.2"), "valkey": _row(_RPM_VALKEY, "fedora-40", "7.2")},
     ("fedora", "41+"): {"valkey": _row(_RPM_VALKEY, "fedora-41+", "8.0")},
     ("el", "8"): {"redis": _row(_RPM_REDIS, "el-8", "6.2", config_path="/etc/redis.conf", optional_bind=False,
-                                module_stream="redis:6")},
+                                module_stream="redis:6", tls_path="/etc/redis/tls")},
     ("el", "9"): {"redis": _row(_RPM_REDIS, "el-9", "7.2", module_stream="redis:7")},
     ("el", "10"): {"valkey": _row(_RPM_VALKEY, "el-10", "8.0")},
 }

@@ -47,6 +47,13 @@ def record(host_name: str, **fields) -> None:
     RESULTS.setdefault(host_name, {}).update(fields)
 
 
+def warn(host_name: str, message: str) -> None:
+    """A warning for the host's summary line and report (kept once, in order)."""
+    warnings = RESULTS.setdefault(host_name, {}).setdefault("warnings", [])
+    if message not in warnings:
+        warnings.append(message)
+
+
 class _Callbacks(BaseStateCallback):
     @staticmethod
     def host_connect_error(state, host, error):

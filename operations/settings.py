@@ -17,11 +17,13 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from . import secrets
+from . import certs, secrets
+from .certs import TlsConfig
 from .secrets import Secret
 
 
@@ -59,6 +61,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
     Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
     Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
+    # TLS, mTLS and the monitoring exporter (issue 3); see operations/certs.py and operations/tls.py.
+    Setting("redis_tls", False, "Serve TLS on `redis_tls_port`; the backend's `REDIS_URL` becomes `rediss://`."),
+    Setting("redis_tls_port", 6380, "TLS port."),
+    Setting("redis_tls_only", False, "Close the plain port (`port 0`); needs `redis_tls`."),
+    Setting("redis_tls_ca_cert", None, "CA certificate (PEM file on the control machine); unset, the "
+            "helper's `.secrets/pki/ca.crt`."),
+    Setting("redis_tls_cert", None, "Server certificate (PEM, intermediates may follow); unset, "
+            "`.secrets/pki/hosts/<host>/server.crt`."),
+    Setting("redis_tls_key", None, "Server key (unencrypted PEM); unset, `.secrets/pki/hosts/<host>/server.key`."),
+    Setting("redis_tls_client_cert", None, "Backend client certificate (PEM) for mTLS; unset, none."),
+    Setting("redis_tls_client_key", None, "Key of `redis_tls_client_cert` (unencrypted PEM)."),
+    Setting("redis_tls_auth_clients", None, "`tls-auth-clients`: `yes`, `optional` or `no`; unset, `yes` "
+            "with a client certificate, else `no`."),
+    Setting("redis_tls_backend_dir", None, "Host directory for the backend's CA and client files; unset, "
+            "`redis-tls/` beside the backend `.env`."),
+    Setting("redis_exporter_env_path", None, "Write a redis_exporter environment file here (0600); unset, none."),
+    Setting("redis_exporter_owner", "root", "Owner of the exporter's environment file and TLS files."),
+    Setting("redis_exporter_listen", "127.0.0.1:9121", "`REDIS_EXPORTER_WEB_LISTEN_ADDRESS` (loopback by "
+            "default)."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
@@ -66,6 +87,7 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 _MEMORY_RE = re.compile(r"^[1-9][0-9]*(b|kb|mb|gb)?$", re.IGNORECASE)
 _PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+_LISTEN_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")
 
 
 class SettingsError(PyinfraError):
@@ -97,6 +119,11 @@ class RedisSettings:
     backend_host: str
     backend_db: int
     verify_only: bool
+    tls: TlsConfig | None = None
+    exporter_env_path: str | None = None
+    exporter_owner: str = "root"
+    exporter_listen: str = "127.0.0.1:9121"
+    warnings: tuple[str, ...] = ()
 
     @property
     def backend_url(self) -> str:
@@ -214,6 +241,61 @@ def _password(reader: _Reader, development: bool) -> tuple[Secret | None, str]:
     return Secret(value), source
 
 
+def _control_path(reader: _Reader, name: str, default: Path) -> Path:
+    value = reader.raw(name)
+    if value in (None, ""):
+        return default
+    return Path(str(value)).expanduser().resolve()
+
+
+def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
+         warnings: list[str]) -> TlsConfig | None:
+    """TLS settings; the files are checked here (pre-flight), so a bad one stops the run untouched."""
+    enabled = reader.boolean("redis_tls")
+    only = reader.boolean("redis_tls_only")
+    tls_port = reader.integer("redis_tls_port", 1, 65535)
+    client_set = reader.raw("redis_tls_client_cert") not in (None, "")
+    if client_set != (reader.raw("redis_tls_client_key") not in (None, "")):
+        reader.fail("redis_tls_client_cert", "set both redis_tls_client_cert and redis_tls_client_key, or neither")
+    auth = reader.raw("redis_tls_auth_clients")
+    auth = ("yes" if client_set else "no") if auth is None else str(auth).lower()
+    auth = {"true": "yes", "false": "no"}.get(auth, auth)
+    if auth not in ("yes", "optional", "no"):
+        reader.fail("redis_tls_auth_clients", f"{auth!r} is not one of: yes, optional, no")
+    backend_dir = reader.raw("redis_tls_backend_dir") or (
+        f"{env_path.rsplit('/', 1)[0] or ''}/redis-tls" if env_path else None)
+    if backend_dir is not None and (not isinstance(backend_dir, str) or not _PATH_RE.match(backend_dir)):
+        reader.fail("redis_tls_backend_dir", f"{backend_dir!r} is not an absolute directory path")
+    if not enabled:
+        if only:
+            reader.fail("redis_tls_only", "needs redis_tls=true (otherwise no port would be open)")
+        return None
+    if tls_port == port:
+        reader.fail("redis_tls_port", f"{tls_port} is also redis_port; pick another port")
+    if auth == "yes" and not client_set:
+        reader.fail("redis_tls_auth_clients", "yes requires a client certificate for the backend "
+                    "(redis_tls_client_cert / redis_tls_client_key), or use optional / no")
+    layout = certs.pki_layout(certs.pki_dir(), reader.host_name)
+    paths = certs.TlsPaths(
+        ca=_control_path(reader, "redis_tls_ca_cert", layout.ca),
+        cert=_control_path(reader, "redis_tls_cert", layout.cert),
+        key=_control_path(reader, "redis_tls_key", layout.key),
+        client_cert=_control_path(reader, "redis_tls_client_cert", layout.client_cert) if client_set else None,
+        client_key=_control_path(reader, "redis_tls_client_key", layout.client_key) if client_set else None,
+    )
+    contents, problems, notes = certs.check_tls_files(paths, backend_host)
+    for problem in problems:
+        reader.problems.append(f"{reader.host_name}: {problem}")
+    warnings.extend(notes)
+    if contents is None:
+        return None
+    return TlsConfig(
+        port=tls_port, only=only, auth_clients=auth, ca_pem=contents["ca"], cert_pem=contents["cert"],
+        key_pem=Secret(contents["key"]), client_cert_pem=contents.get("client_cert"),
+        client_key_pem=Secret(contents["client_key"]) if client_set else None, backend_dir=backend_dir,
+    )
+
+
 def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, list[str]]:
     """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
     reader = _Reader(host_name, data)
@@ -239,6 +321,16 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
     except ValueError:
         if not _HOSTNAME_RE.match(backend_host):
             reader.fail("redis_backend_host", f"{backend_host!r} is not a host name or IP address")
+    warnings: list[str] = []
+    port = reader.integer("redis_port", 1, 65535)
+    tls = _tls(reader, backend_host, env_path, port, warnings)
+    exporter_path = reader.raw("redis_exporter_env_path") or None
+    if exporter_path is not None and (not isinstance(exporter_path, str) or not _PATH_RE.match(exporter_path)
+                                      or exporter_path.endswith("/")):
+        reader.fail("redis_exporter_env_path", f"{exporter_path!r} is not an absolute file path")
+    exporter_listen = str(reader.raw("redis_exporter_listen"))
+    if not _LISTEN_RE.match(exporter_listen):
+        reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
 
     settings = RedisSettings(
         host_name=host_name,
@@ -246,7 +338,7 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         password_source=source,
         development=development,
         bind=_bind_addresses(reader),
-        port=reader.integer("redis_port", 1, 65535),
+        port=port,
         size=size,
         maxmemory=str(maxmemory).lower(),
         maxmemory_policy=reader.choice("redis_maxmemory_policy", MAXMEMORY_POLICIES),
@@ -258,6 +350,11 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         backend_host=backend_host,
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),
+        tls=tls,
+        exporter_env_path=exporter_path,
+        exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
+        exporter_listen=exporter_listen,
+        warnings=tuple(warnings),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:
@@ -294,4 +391,9 @@ def load(host) -> RedisSettings:
     """Settings of `host`, validating the whole inventory on first use."""
     from pyinfra import state
 
-    return load_all(state.inventory)[host.name]
+    from . import report
+
+    conf = load_all(state.inventory)[host.name]
+    for warning in conf.warnings:  # e.g. a certificate that expires soon: printed in the summary
+        report.warn(host.name, warning)
+    return conf

@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra import state as run_state
 from pyinfra.api import deploy, operation
 
-from . import report
+from . import report, tls
 from .backend_env import owned_lines
 from .facts import CLI_AUTH_FILE, EnvFileKeys
 from .persistence import server_state
@@ -97,7 +97,10 @@ def check_host(conf: RedisSettings, plat: Platform) -> tuple[str, str, str] | No
             "service": seen.get("service_active"),
         },
     }
-    problem = classify(seen, conf, plat) or _backend_env_problem(conf)
+    if conf.tls is not None:
+        found["tls"] = {"port": conf.tls.port, "via": seen.get("via"), "only": conf.tls.only,
+                        "auth_clients": conf.tls.auth_clients}
+    problem = tls.tls_problem(seen, conf, plat) or classify(seen, conf, plat) or _backend_env_problem(conf)
     if problem is None:
         report.record(host.name, status="ok", **found)
         return None
