@@ -21,7 +21,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from . import secrets
+from . import secrets, sources
 from .secrets import Secret
 
 
@@ -59,6 +59,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
     Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
     Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
+    # Issue 4: package source and version policy.
+    Setting("redis_source", "distro", "`distro` (the distro's packages), `upstream` (packages.redis.io), or "
+            "`auto` (the distro's unless it is below `redis_minimum_version`, then upstream)."),
+    Setting("redis_minimum_version", "", "Lowest acceptable server version, e.g. `7.4`; a host below it stops "
+            "before anything changes there. Empty: install anyway, with a warning below 7.4."),
+    Setting("redis_upstream_version", "7.4", "Upstream release series to pin (`7.4`, `8.0`, or an exact "
+            "`7.4.2`); only used with the upstream source."),
+    Setting("redis_upstream_key", "", "Path on the control machine to packages.redis.io's ASCII-armored "
+            "signing key (download https://packages.redis.io/gpg once); required for the upstream source."),
+    Setting("redis_upstream_key_fingerprint", "", "The key's fingerprint as you confirmed it (40 hex digits); "
+            "the deploy refuses a key file whose fingerprint differs."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
@@ -97,6 +108,11 @@ class RedisSettings:
     backend_host: str
     backend_db: int
     verify_only: bool
+    source: str = "distro"
+    minimum_version: str = ""
+    upstream_version: str = "7.4"
+    upstream_key: str = field(default="", repr=False)  # armored key text (public, but long)
+    upstream_key_fingerprint: str = ""
 
     @property
     def backend_url(self) -> str:
@@ -258,6 +274,7 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         backend_host=backend_host,
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),
+        **sources.parse_source_settings(reader),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:
