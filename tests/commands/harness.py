@@ -23,6 +23,7 @@ from unittest import mock
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
@@ -224,9 +225,31 @@ def run_deploy(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.
             for host in state.inventory.get_active_hosts():
                 with ctx_host.use(host):
                     runpy.run_path(str(ROOT / entry), run_name="__deploy__")
-        run_ops(state)
+        try:
+            run_ops(state)
+        except PyinfraError as exc:  # every host failed: the CLI reports this the same way
+            if "No hosts remaining" not in str(exc):
+                raise
     return Result(
         commands={n.removeprefix("@fake/"): cmds for n, cmds in recorded.items()},
         facts={n.removeprefix("@fake/"): asked for n, asked in answers.asked.items()},
         report={n.removeprefix("@fake/"): v for n, v in report.RESULTS.items()},
     )
+
+
+def make_signing_key(directory: Path) -> tuple[Path, str]:
+    """A throwaway OpenPGP key (stand-in for packages.redis.io's): (armored file, fingerprint by gpg)."""
+    import subprocess
+
+    home = directory / "gnupg"
+    home.mkdir(mode=0o700, exist_ok=True)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
+    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", "HSI test key <test@example.invalid>",
+                    "ed25519", "sign", "never"], check=True, capture_output=True)
+    armored = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
+    colons = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True,
+                            text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
+    path = directory / "redis-upstream.asc"
+    path.write_text(armored)
+    return path, fingerprint
