@@ -90,8 +90,10 @@ def rpm_spec(series: str) -> str:
 
 def install_command(plat: Platform, series: str, lock_timeout: int) -> StringCommand:
     if plat.package_manager == "apt":
+        # Keep our redis.conf when the package's conffile changes (dpkg would ask, with no one to answer).
         return StringCommand(
             "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
+            '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold"',
             f"-o DPkg::Lock::Timeout={int(lock_timeout)}",
             *(shlex.quote(p) for p in plat.packages),
         )

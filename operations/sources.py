@@ -102,6 +102,9 @@ def parse_source_settings(reader) -> dict:
         reader.fail("redis_upstream_version", f"{series!r} is not a release series such as 7.4, or a version "
                     "such as 7.4.2")
         series = "7.4"
+    elif versions.parse(series) < (7, 0, 0):
+        # The upstream rows assume a 7.0+ server (e.g. the optional "-::1" bind address).
+        reader.fail("redis_upstream_version", f"{series} is older than 7.0, which this deploy supports upstream")
     key_text, key_fpr = "", ""
     if source != "distro":
         if minimum and versions.parse(series) < versions.parse(minimum):
@@ -149,7 +152,7 @@ def expected_version(plat: Platform, state: dict, conf) -> tuple[str, str]:
     if state.get("installed"):
         return state["installed"], "installed"
     if state.get("candidate"):
-        return state["candidate"], "apt candidate"
+        return state["candidate"], f"{plat.package_manager} candidate"
     return plat.distro_version, f"what {plat.name} ships"
 
 
@@ -162,7 +165,7 @@ def _auto_needs_upstream(plat: Platform, state: dict, conf) -> bool:
 def choose(host, conf, plat: Platform) -> tuple[Platform, str | None, list[str], dict]:
     """Apply the source setting and the version policy: (row, problem, warnings, package state)."""
     state = host.get_fact(versions.PackageState, package_manager=plat.package_manager,
-                          package=plat.packages[0])
+                          package=plat.packages[0], query_dnf=not plat.module_stream)
     wants_upstream = conf.source == "upstream" or (
         conf.source == "auto" and _auto_needs_upstream(plat, state, conf))
     if wants_upstream:

@@ -90,12 +90,13 @@ class PackageState(FactBase):
     """What the package manager says about the server package, plus the SELinux mode. One trip.
 
     Returns ``{"installed": version or "", "candidate": version or "", "selinux": mode}``
-    where mode is ``Enforcing``, ``Permissive`` or ``Disabled``. The candidate is only asked
-    of apt (`apt-cache policy`, empty until the package lists have been fetched); dnf's
-    answer needs metadata downloads and depends on module streams not yet enabled.
+    where mode is ``Enforcing``, ``Permissive`` or ``Disabled``. The candidate comes from
+    `apt-cache policy` (empty until the package lists have been fetched) or `dnf repoquery`
+    (with `query_dnf`; not where a module stream is still to be enabled, which would change
+    the answer). An empty candidate means "unknown": the caller falls back to the table.
     """
 
-    def command(self, package_manager: str, package: str) -> str:
+    def command(self, package_manager: str, package: str, query_dnf: bool = False) -> str:
         quoted = shlex.quote(package)
         if package_manager == "apt":
             installed = (f"dpkg-query -W -f '${{Status}} ${{Version}}\\n' {quoted} 2>/dev/null "
@@ -104,7 +105,8 @@ class PackageState(FactBase):
                          "| awk '$1 == \"Candidate:\" && $2 != \"(none)\" {print $2}'")
         else:
             installed = f"rpm -q --qf '%{{VERSION}}\\n' {quoted} 2>/dev/null | grep -v 'not installed'"
-            candidate = "true"
+            candidate = (f"dnf -q repoquery --latest-limit 1 --qf '%{{version}}\\n' {quoted} 2>/dev/null "
+                         "| grep -m 1 -E '^[0-9]'" if query_dnf else "true")
         return (
             f'echo "installed=$({installed})"; echo "candidate=$({candidate})"; '
             'echo "selinux=$(getenforce 2>/dev/null || echo Disabled)"'

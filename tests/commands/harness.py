@@ -148,7 +148,9 @@ class _Answers:
             "HostIdentity": lambda: fixture.identity(),
             "PackageState": lambda: {
                 "installed": fixture.installed.get(kwargs["package"], ""),
-                "candidate": fixture.candidate, "selinux": fixture.selinux},
+                # as the real fact: dnf is only asked with query_dnf
+                "candidate": fixture.candidate if kwargs["package_manager"] == "apt" or kwargs.get("query_dnf")
+                else "", "selinux": fixture.selinux},
             "ManagedFile": lambda: _file_fact(self.files.get(host.name, {}), kwargs["path"]),
             "EnvFileKeys": lambda: self._env_keys(host, kwargs),
             "ServerState": lambda: dict(fixture.server),

@@ -20,6 +20,7 @@ RPM_KEY = "/etc/pki/rpm-gpg/RPM-GPG-KEY-redis-upstream"
 RPM_REPO = "/etc/yum.repos.d/hsi-redis-upstream.repo"
 HEADER = "# Managed by hsi-redis (redis_source=upstream): changes made here are replaced on the next run.\n"
 APT_UPSTREAM_INSTALL = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+                        '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" '
                         "-o DPkg::Lock::Timeout=300 redis-server redis-tools")
 
 
@@ -91,7 +92,8 @@ def test_apt_replaces_the_distro_package_once(key):
     assert APT_UPSTREAM_INSTALL not in texts
     assert not any(p in t for t in texts for p in (APT_KEY, APT_SOURCES, APT_PIN))
     assert "apt-get update" in texts  # only the hourly refresh, since nothing changed
-    assert done.fact_kwargs("deb12", "PackageState")[0] == {"package_manager": "apt", "package": "redis-server"}
+    assert done.fact_kwargs("deb12", "PackageState")[0] == {"package_manager": "apt", "package": "redis-server",
+                                                               "query_dnf": True}
 
 
 @pytest.mark.parametrize("release, directory", [("rocky-9", "rockylinux9"), ("rocky-8", "rockylinux8")])
@@ -157,6 +159,19 @@ def test_minimum_version_stops_only_that_host_before_any_change():
     assert result.report["valkey"].get("warnings") is None
 
 
+def test_dnf_candidate_is_asked_only_without_a_module_stream():
+    result = run_deploy({
+        "f40": (HostFixture("fedora-40", candidate="7.2.7"), {"redis_minimum_version": "7.4"}),
+        "el9": (HostFixture("rocky-9", candidate="6.2.19"), {}),
+    })
+    assert result.fact_kwargs("f40", "PackageState")[0] == {"package_manager": "dnf", "package": "redis",
+                                                            "query_dnf": True}
+    assert "redis 7.2.7 (dnf candidate) is below redis_minimum_version 7.4" in result.texts("f40")[0]
+    assert result.fact_kwargs("el9", "PackageState")[0]["query_dnf"] is False
+    # redis:7 is enabled first, so the table's 7.2 counts, not the default stream's 6.2
+    assert any(w.startswith("redis 7.2 (what el-9 ships)") for w in result.report["el9"]["warnings"])
+
+
 def test_installed_version_decides_over_the_candidate():
     result = run_deploy({"deb12": (HostFixture("debian-12", installed={"redis-server": "6:7.4.1-1rl1~bookworm1"},
                                                candidate="5:7.0.15-1~deb12u3"), {"redis_minimum_version": "7.4"})})
@@ -169,6 +184,7 @@ def test_installed_version_decides_over_the_candidate():
       "redis_upstream_key_fingerprint": "A" * 40}, "redis_upstream_key: /nonexistent/key.asc:"),
     ({"redis_source": "upstream", "redis_upstream_version": "7"}, "redis_upstream_version: '7' is not"),
     ({"redis_minimum_version": "seven"}, "redis_minimum_version: 'seven' is not a version"),
+    ({"redis_source": "upstream", "redis_upstream_version": "6.2"}, "redis_upstream_version: 6.2 is older than 7.0"),
     ({"redis_source": "sometimes"}, "redis_source: 'sometimes' is not one of"),
 ])
 def test_bad_source_settings_stop_the_run_before_any_host(data, problem):
