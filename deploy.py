@@ -8,8 +8,8 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 
 from pyinfra import host, state
 
-from operations import (backend_env, configure, install, platform, report, service, settings, shell, sources,
-                        verify)
+from operations import backend_env, configure, install, platform, report, service, settings, shell, verify
+from operations import sources
 
 report.install(state)
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched

@@ -127,20 +127,36 @@ def upstream_repository(conf, plat: Platform, apt_cache_seconds: int):
     key = conf.upstream_key
     if plat.package_manager == "apt":
         written = [
-            managed_file(name=f"Write {APT_KEY_PATH} (packages.redis.io key {conf.upstream_key_fingerprint})",
-                         path=APT_KEY_PATH, content=key, mode=0o644),
-            managed_file(name=f"Write {APT_SOURCES_PATH}", path=APT_SOURCES_PATH, content=apt_sources(plat),
-                         mode=0o644),
-            managed_file(name=f"Write {APT_PIN_PATH} (Redis {conf.upstream_version} from upstream only)",
-                         path=APT_PIN_PATH, content=apt_pin(plat, conf.upstream_version), mode=0o644),
+            managed_file(
+                name=f"Write {APT_KEY_PATH} (packages.redis.io key {conf.upstream_key_fingerprint})",
+                path=APT_KEY_PATH,
+                content=key,
+                mode=0o644,
+            ),
+            managed_file(
+                name=f"Write {APT_SOURCES_PATH}", path=APT_SOURCES_PATH, content=apt_sources(plat), mode=0o644
+            ),
+            managed_file(
+                name=f"Write {APT_PIN_PATH} (Redis {conf.upstream_version} from upstream only)",
+                path=APT_PIN_PATH,
+                content=apt_pin(plat, conf.upstream_version),
+                mode=0o644,
+            ),
         ]
         changed = any_changed(*written)
         apt.update(name="Fetch package lists (the upstream repository changed)", _if=changed)
-        apt.update(name="Fetch package lists (if older than an hour)", cache_time=apt_cache_seconds,
-                   _if=lambda: not changed())
+        apt.update(
+            name="Fetch package lists (if older than an hour)",
+            cache_time=apt_cache_seconds,
+            _if=lambda: not changed(),
+        )
         return
-    managed_file(name=f"Write {RPM_KEY_PATH} (packages.redis.io key {conf.upstream_key_fingerprint})",
-                 path=RPM_KEY_PATH, content=key, mode=0o644)
+    managed_file(
+        name=f"Write {RPM_KEY_PATH} (packages.redis.io key {conf.upstream_key_fingerprint})",
+        path=RPM_KEY_PATH,
+        content=key,
+        mode=0o644,
+    )
     managed_file(name=f"Write {RPM_REPO_PATH}", path=RPM_REPO_PATH, content=rpm_repo(plat), mode=0o644)
 
 
@@ -149,8 +165,10 @@ class EnabledModuleStream(FactBase):
 
     def command(self, module: str) -> str:
         quoted = shlex.quote(module)
-        return (f"dnf -q module list --enabled {quoted} 2>/dev/null "
-                f"| awk -v m={quoted} '$1 == m {{print $2; exit}}'; true")
+        return (
+            f"dnf -q module list --enabled {quoted} 2>/dev/null "
+            f"| awk -v m={quoted} '$1 == m {{print $2; exit}}'; true"
+        )
 
     def process(self, output):
         return output[0].strip() if output else ""

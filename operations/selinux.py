@@ -43,7 +43,7 @@ class TcpPortTypes(FactBase):
             "semanage port -l -n 2>/dev/null | awk -v want=" + shlex.quote(wanted) + " '"
             'BEGIN { n = split(want, w, " ") } $2 == "tcp" { '
             'line = $0; sub(/^[^ ]+ +tcp +/, "", line); gsub(/ /, "", line); m = split(line, p, ","); '
-            "for (i = 1; i <= m; i++) for (j = 1; j <= n; j++) if (p[i] == w[j]) print w[j] \"=\" $1 }'; true"
+            'for (i = 1; i <= m; i++) for (j = 1; j <= n; j++) if (p[i] == w[j]) print w[j] "=" $1 }\'; true'
         )
 
     def process(self, output):
@@ -85,5 +85,8 @@ def label_server_ports(conf, plat: Platform, selinux_mode: str) -> None:
     ports = server_ports(conf)
     installer = apt.packages if plat.package_manager == "apt" else dnf.packages
     installer(name=f"Install {', '.join(plat.selinux_tools)} (semanage)", packages=list(plat.selinux_tools))
-    port_labels(name=f"Label TCP port(s) {', '.join(map(str, ports))} {plat.selinux_port_type} (SELinux)",
-                ports=ports, se_type=plat.selinux_port_type)
+    port_labels(
+        name=f"Label TCP port(s) {', '.join(map(str, ports))} {plat.selinux_port_type} (SELinux)",
+        ports=ports,
+        se_type=plat.selinux_port_type,
+    )

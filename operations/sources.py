@@ -41,9 +41,9 @@ def _dearmor(text: str) -> bytes:
         end = next(i for i, line in enumerate(lines) if line.strip() == ARMOR_END)
     except StopIteration:
         raise KeyProblem("not an ASCII-armored OpenPGP public key block") from None
-    body = [line.strip() for line in lines[start + 1:end]]
+    body = [line.strip() for line in lines[start + 1 : end]]
     if "" in body:  # armor headers end at the first blank line
-        body = body[body.index("") + 1:]
+        body = body[body.index("") + 1 :]
     body = [line for line in body if line and not line.startswith("=")]  # "=XXXX" is the CRC
     try:
         return base64.b64decode("".join(body), validate=True)
@@ -71,8 +71,8 @@ def _first_packet(data: bytes) -> tuple[int, bytes]:
         size = {0: 1, 1: 2, 2: 4}.get(kind)
         if size is None:
             raise KeyProblem("indeterminate-length packets are not a public key")
-        length, pos = int.from_bytes(data[1:1 + size], "big"), 1 + size
-    return tag, data[pos:pos + length]
+        length, pos = int.from_bytes(data[1 : 1 + size], "big"), 1 + size
+    return tag, data[pos : pos + length]
 
 
 def fingerprint(armored: str) -> str:
@@ -93,37 +93,54 @@ def normalise_fingerprint(value: str) -> str:
 def parse_source_settings(reader) -> dict:
     """Read and check the source and version settings (a `settings._Reader`)."""
     source = reader.choice("redis_source", ("distro", "upstream", "auto"))
+    for name in ("redis_minimum_version", "redis_upstream_version"):
+        if isinstance(reader.raw(name), float):  # 7.10 would read as 7.1
+            reader.fail(name, f'write the version as text, e.g. "{reader.raw(name)}" in quotes')
     minimum = str(reader.raw("redis_minimum_version") or "")
     if minimum and not versions.SETTING_RE.match(minimum):
         reader.fail("redis_minimum_version", f"{minimum!r} is not a version such as 7.4 or 7.4.2")
         minimum = ""
     series = str(reader.raw("redis_upstream_version") or "")
     if not versions.SETTING_RE.match(series) or series.count(".") < 1:
-        reader.fail("redis_upstream_version", f"{series!r} is not a release series such as 7.4, or a version "
-                    "such as 7.4.2")
+        reader.fail(
+            "redis_upstream_version",
+            f"{series!r} is not a release series such as 7.4, or a version such as 7.4.2",
+        )
         series = "7.4"
     elif versions.parse(series) < (7, 0, 0):
         # The upstream rows assume a 7.0+ server (e.g. the optional "-::1" bind address).
-        reader.fail("redis_upstream_version", f"{series} is older than 7.0, which this deploy supports upstream")
+        reader.fail(
+            "redis_upstream_version", f"{series} is older than 7.0, which this deploy supports upstream"
+        )
     key_text, key_fpr = "", ""
     if source != "distro":
         if minimum and versions.parse(series) < versions.parse(minimum):
             reader.fail("redis_upstream_version", f"{series} is below redis_minimum_version {minimum}")
         key_text, key_fpr = _key(reader)
-    return {"source": source, "minimum_version": minimum, "upstream_version": series,
-            "upstream_key": key_text, "upstream_key_fingerprint": key_fpr}
+    return {
+        "source": source,
+        "minimum_version": minimum,
+        "upstream_version": series,
+        "upstream_key": key_text,
+        "upstream_key_fingerprint": key_fpr,
+    }
 
 
 def _key(reader) -> tuple[str, str]:
     path = str(reader.raw("redis_upstream_key") or "")
     wanted = normalise_fingerprint(reader.raw("redis_upstream_key_fingerprint") or "")
     if not path:
-        reader.fail("redis_upstream_key", "required with redis_source upstream/auto: download "
-                    "https://packages.redis.io/gpg and name the file here")
+        reader.fail(
+            "redis_upstream_key",
+            "required with redis_source upstream/auto: download "
+            "https://packages.redis.io/gpg and name the file here",
+        )
         return "", ""
     if not _FINGERPRINT_RE.match(wanted):
-        reader.fail("redis_upstream_key_fingerprint", "required with redis_source upstream/auto: the key's "
-                    "40-digit fingerprint as you confirmed it")
+        reader.fail(
+            "redis_upstream_key_fingerprint",
+            "required with redis_source upstream/auto: the key's 40-digit fingerprint as you confirmed it",
+        )
         return "", ""
     try:
         text = Path(path).expanduser().read_text()
@@ -140,7 +157,7 @@ def _key(reader) -> tuple[str, str]:
 def matches_series(installed: str, series: str) -> bool:
     """Whether an installed version belongs to the pinned series ("7.4" or exactly "7.4.2")."""
     have, parts = versions.parse(installed), [int(p) for p in series.split(".")]
-    return have is not None and list(have[:len(parts)]) == parts
+    return have is not None and list(have[: len(parts)]) == parts
 
 
 def expected_version(plat: Platform, state: dict, conf) -> tuple[str, str]:
@@ -158,21 +175,34 @@ def expected_version(plat: Platform, state: dict, conf) -> tuple[str, str]:
 
 def _auto_needs_upstream(plat: Platform, state: dict, conf) -> bool:
     version = versions.parse(expected_version(plat, state, conf)[0])
-    return bool(conf.minimum_version) and (version is None or versions.below_minimum(
-        plat.flavour, version, conf.minimum_version))
+    return bool(conf.minimum_version) and (
+        version is None or versions.below_minimum(plat.flavour, version, conf.minimum_version)
+    )
 
 
 def choose(host, conf, plat: Platform) -> tuple[Platform, str | None, list[str], dict]:
     """Apply the source setting and the version policy: (row, problem, warnings, package state)."""
-    state = host.get_fact(versions.PackageState, package_manager=plat.package_manager,
-                          package=plat.packages[0], query_dnf=not plat.module_stream)
+    state = host.get_fact(
+        versions.PackageState,
+        package_manager=plat.package_manager,
+        package=plat.packages[0],
+        query_dnf=not plat.module_stream,
+    )
     wants_upstream = conf.source == "upstream" or (
-        conf.source == "auto" and _auto_needs_upstream(plat, state, conf))
+        conf.source == "auto" and _auto_needs_upstream(plat, state, conf)
+    )
     if wants_upstream:
         row = platform.upstream(plat)
         if row is None:
-            return plat, (f"packages.redis.io has no {plat.flavour} packages for {plat.name} "
-                          f"(redis_source={conf.source}); nothing was changed on this host"), [], state
+            return (
+                plat,
+                (
+                    f"packages.redis.io has no {plat.flavour} packages for {plat.name} "
+                    f"(redis_source={conf.source}); nothing was changed on this host"
+                ),
+                [],
+                state,
+            )
         plat = row  # same package name as the distro's: the state read above still applies
     version, origin = expected_version(plat, state, conf)
     problem, warnings = versions.policy(plat.flavour, version, conf.minimum_version, origin)

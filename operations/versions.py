@@ -71,18 +71,26 @@ def policy(flavour: str, version_text: str, minimum: str, origin: str) -> tuple[
     version = parse(version_text)
     if version is None:
         if minimum:
-            return (f"cannot tell which {flavour} version would be installed ({origin}: "
-                    f"{version_text or 'unknown'!r}), so redis_minimum_version {minimum} cannot be "
-                    "checked; nothing was changed on this host", [])
+            return (
+                f"cannot tell which {flavour} version would be installed ({origin}: "
+                f"{version_text or 'unknown'!r}), so redis_minimum_version {minimum} cannot be "
+                "checked; nothing was changed on this host",
+                [],
+            )
         return None, [f"{flavour} version unknown before install ({origin})"]
     if minimum and below_minimum(flavour, version, minimum):
-        return (f"{flavour} {version_text} ({origin}) is below redis_minimum_version {minimum}; "
-                "nothing was changed on this host. Use redis_source=upstream (or auto), another "
-                "flavour, or a newer distro release", [])
+        return (
+            f"{flavour} {version_text} ({origin}) is below redis_minimum_version {minimum}; "
+            "nothing was changed on this host. Use redis_source=upstream (or auto), another "
+            "flavour, or a newer distro release",
+            [],
+        )
     if below_recommended(flavour, version):
         wanted = text(RECOMMENDED[flavour])
-        return None, [f"{flavour} {version_text} ({origin}) is below {wanted}, which HSI requires; "
-                      "set redis_minimum_version to refuse it, or redis_source=upstream"]
+        return None, [
+            f"{flavour} {version_text} ({origin}) is below {wanted}, which HSI requires; "
+            "set redis_minimum_version to refuse it, or redis_source=upstream"
+        ]
     return None, []
 
 
@@ -99,14 +107,22 @@ class PackageState(FactBase):
     def command(self, package_manager: str, package: str, query_dnf: bool = False) -> str:
         quoted = shlex.quote(package)
         if package_manager == "apt":
-            installed = (f"dpkg-query -W -f '${{Status}} ${{Version}}\\n' {quoted} 2>/dev/null "
-                         "| awk '$3 == \"installed\" {print $4}'")
-            candidate = (f"apt-cache policy {quoted} 2>/dev/null "
-                         "| awk '$1 == \"Candidate:\" && $2 != \"(none)\" {print $2}'")
+            installed = (
+                f"dpkg-query -W -f '${{Status}} ${{Version}}\\n' {quoted} 2>/dev/null "
+                "| awk '$3 == \"installed\" {print $4}'"
+            )
+            candidate = (
+                f"apt-cache policy {quoted} 2>/dev/null "
+                '| awk \'$1 == "Candidate:" && $2 != "(none)" {print $2}\''
+            )
         else:
             installed = f"rpm -q --qf '%{{VERSION}}\\n' {quoted} 2>/dev/null | grep -v 'not installed'"
-            candidate = (f"dnf -q repoquery --latest-limit 1 --qf '%{{version}}\\n' {quoted} 2>/dev/null "
-                         "| grep -m 1 -E '^[0-9]'" if query_dnf else "true")
+            candidate = (
+                f"dnf -q repoquery --latest-limit 1 --qf '%{{version}}\\n' {quoted} 2>/dev/null "
+                "| grep -m 1 -E '^[0-9]'"
+                if query_dnf
+                else "true"
+            )
         return (
             f'echo "installed=$({installed})"; echo "candidate=$({candidate})"; '
             'echo "selinux=$(getenforce 2>/dev/null || echo Disabled)"'

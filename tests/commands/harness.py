@@ -49,9 +49,16 @@ OS_RELEASES = {
 }
 
 HEALTHY_SERVER = {
-    "cli": "present", "service_active": "active", "service_enabled": "enabled",
-    "noauth_ping": "NOAUTH Authentication required.", "auth_file": "present", "auth_ping": "PONG",
-    "aof_enabled": "1", "loading": "0", "uptime_in_seconds": "5", "keys": "0",
+    "cli": "present",
+    "service_active": "active",
+    "service_enabled": "enabled",
+    "noauth_ping": "NOAUTH Authentication required.",
+    "auth_file": "present",
+    "auth_ping": "PONG",
+    "aof_enabled": "1",
+    "loading": "0",
+    "uptime_in_seconds": "5",
+    "keys": "0",
 }
 
 
@@ -71,8 +78,13 @@ class HostFixture:
 
     def identity(self) -> dict:
         os_id, version_id, id_like = OS_RELEASES[self.release]
-        return {"os_id": os_id, "version_id": version_id, "id_like": id_like,
-                "container": self.container, "systemd": "yes"}
+        return {
+            "os_id": os_id,
+            "version_id": version_id,
+            "id_like": id_like,
+            "container": self.container,
+            "systemd": "yes",
+        }
 
 
 @dataclass
@@ -84,8 +96,8 @@ class Command:
 
 @dataclass
 class Result:
-    commands: dict[str, list[Command]]          # host name -> commands in order
-    facts: dict[str, list[tuple[str, dict]]]    # host name -> facts asked (class name, kwargs)
+    commands: dict[str, list[Command]]  # host name -> commands in order
+    facts: dict[str, list[tuple[str, dict]]]  # host name -> facts asked (class name, kwargs)
     report: dict[str, dict]
 
     def texts(self, host: str) -> list[str]:
@@ -105,8 +117,11 @@ class Result:
     def uploaded(self, host: str, path: str) -> str:
         """Content written to `path` by a managed file."""
         for command in self.commands[host]:
-            if command.stdin is not None and f"mktemp '{path}.hsi-" in command.text or (
-                    command.stdin is not None and f"mktemp {path}.hsi-" in command.text):
+            if (
+                command.stdin is not None
+                and f"mktemp '{path}.hsi-" in command.text
+                or (command.stdin is not None and f"mktemp {path}.hsi-" in command.text)
+            ):
                 return command.stdin
         raise AssertionError(f"nothing was written to {path}: {self.operations(host)}")
 
@@ -127,8 +142,12 @@ def _decode_stdin(stdin) -> str | None:
 def _file_fact(content_by_path: dict[str, str], path: str):
     if path not in content_by_path:
         return None
-    return {"sha256": hashlib.sha256(content_by_path[path].encode()).hexdigest(), "mode": 0o644,
-            "user": "root", "group": "root"}
+    return {
+        "sha256": hashlib.sha256(content_by_path[path].encode()).hexdigest(),
+        "mode": 0o644,
+        "user": "root",
+        "group": "root",
+    }
 
 
 class _Answers:
@@ -149,8 +168,11 @@ class _Answers:
             "PackageState": lambda: {
                 "installed": fixture.installed.get(kwargs["package"], ""),
                 # as the real fact: dnf is only asked with query_dnf
-                "candidate": fixture.candidate if kwargs["package_manager"] == "apt" or kwargs.get("query_dnf")
-                else "", "selinux": fixture.selinux},
+                "candidate": fixture.candidate
+                if kwargs["package_manager"] == "apt" or kwargs.get("query_dnf")
+                else "",
+                "selinux": fixture.selinux,
+            },
             "ManagedFile": lambda: _file_fact(self.files.get(host.name, {}), kwargs["path"]),
             "EnvFileKeys": lambda: self._env_keys(host, kwargs),
             "ServerState": lambda: dict(fixture.server),
@@ -171,8 +193,12 @@ class _Answers:
         """A backend .env that already holds exactly what the deploy wants (so verify passes)."""
         conf = settings.load_all(host.state.inventory)[host.name]
         lines = backend_env.owned_lines(conf)
-        return {"mode": 0o600, "user": "root", "group": "root",
-                "keys": {k: [hashlib.sha256(lines[k].encode()).hexdigest()] for k in kwargs["keys"]}}
+        return {
+            "mode": 0o600,
+            "user": "root",
+            "group": "root",
+            "keys": {k: [hashlib.sha256(lines[k].encode()).hexdigest()] for k in kwargs["keys"]},
+        }
 
 
 class _Recorder(BaseStateCallback):
@@ -185,8 +211,12 @@ class _Recorder(BaseStateCallback):
         _Recorder.current[host.name] = ", ".join(sorted(state.get_op_meta(op_hash).names))
 
 
-def run_deploy(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py",
-               files: dict[str, dict[str, str]] | None = None, fail_on: tuple[str, ...] = ("hsi-redis: ",)) -> Result:
+def run_deploy(
+    hosts: dict[str, tuple[HostFixture, dict]],
+    entry: str = "deploy.py",
+    files: dict[str, dict[str, str]] | None = None,
+    fail_on: tuple[str, ...] = ("hsi-redis: ",),
+) -> Result:
     """Run `entry` on fake hosts: {name: (fixture, host data)}. Returns what each host was sent.
 
     Commands containing a `fail_on` text fail on the simulated host (as `fail_host` does on a
@@ -197,8 +227,12 @@ def run_deploy(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.
     names = list(hosts)
     host_data = {}
     for name, (_, data) in hosts.items():
-        merged = {"fake_delay": 0, "fake_delay_jitter": 0, "redis_password": PASSWORD,
-                  "fake_responses": {text: {"success": False, "stderr": "simulated failure"} for text in fail_on}}
+        merged = {
+            "fake_delay": 0,
+            "fake_delay_jitter": 0,
+            "redis_password": PASSWORD,
+            "fake_responses": {text: {"success": False, "stderr": "simulated failure"} for text in fail_on},
+        }
         merged.update(data)
         host_data[f"@fake/{name}"] = merged
     inventory = Inventory(([(f"@fake/{n}", host_data[f"@fake/{n}"]) for n in names], {}))
@@ -215,11 +249,14 @@ def run_deploy(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.
         if stdin is None and not isinstance(command, str):
             stdin = command.connector_arguments.get("_stdin")
         recorded[self.host.name].append(
-            Command(_Recorder.current.get(self.host.name, ""), text, _decode_stdin(stdin)))
+            Command(_Recorder.current.get(self.host.name, ""), text, _decode_stdin(stdin))
+        )
         return original_run(self, command, print_output=print_output, print_input=print_input, **arguments)
 
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **k: answers(self, cls, *a, **k)))
+        stack.enter_context(
+            mock.patch.object(Host, "get_fact", lambda self, cls, *a, **k: answers(self, cls, *a, **k))
+        )
         stack.enter_context(mock.patch.object(FakeConnector, "run_shell_command", run_shell_command))
         stack.enter_context(mock.patch.object(report, "install", lambda state: None))
         connect_all(state)
@@ -246,11 +283,24 @@ def make_signing_key(directory: Path) -> tuple[Path, str]:
     home = directory / "gnupg"
     home.mkdir(mode=0o700, exist_ok=True)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
-    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", "HSI test key <test@example.invalid>",
-                    "ed25519", "sign", "never"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *gpg,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "HSI test key <test@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        check=True,
+        capture_output=True,
+    )
     armored = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
-    colons = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True,
-                            text=True).stdout
+    colons = subprocess.run(
+        [*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True
+    ).stdout
     fingerprint = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
     path = directory / "redis-upstream.asc"
     path.write_text(armored)

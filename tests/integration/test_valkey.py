@@ -21,7 +21,8 @@ STRICT = {"redis_minimum_version": "7.4"}
 # What a host looks like where the deploy has changed nothing (package, files, service).
 UNTOUCHED_PROBE = (
     "dpkg-query -W -f '${Status}\\n' redis-server 2>/dev/null | grep -c 'ok installed' || true; "
-    "ls -d /etc/redis /etc/hsi-redis /opt/hsi /etc/systemd/system/redis-server.service.d 2>/dev/null | wc -l; "
+    "ls -d /etc/redis /etc/hsi-redis /opt/hsi /etc/systemd/system/redis-server.service.d 2>/dev/null "
+    "| wc -l; "
     "ls -l --time-style=+%s /var/lib/apt/lists 2>/dev/null | md5sum"
 )
 
@@ -43,8 +44,9 @@ def runner(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(policy_hosts, runner):
     before = policy_hosts["strict"].sh(UNTOUCHED_PROBE).stdout
-    result = runner({policy_hosts["valkey"]: VALKEY, policy_hosts["strict"]: STRICT,
-                     policy_hosts["default"]: {}})
+    result = runner(
+        {policy_hosts["valkey"]: VALKEY, policy_hosts["strict"]: STRICT, policy_hosts["default"]: {}}
+    )
     return result, before
 
 
