@@ -1,9 +1,12 @@
-"""Valkey on a real Debian 13 host, and the version policy on Debian 12 hosts, in one run.
+"""Valkey on a real Debian 13 host, the version policy and the upstream pin on Debian 12 hosts.
 
-Hosts (one pyinfra run provisions all three in parallel):
+Hosts (one pyinfra run provisions all four in parallel):
 - trixie with `redis_flavour: valkey`: the spine's acceptance 1-3 hold for Valkey;
 - bookworm (redis-server 7.0.15) with `redis_minimum_version: 7.4`: stops before any change;
-- bookworm with the default policy: deploys, and the summary warns that 7.0.15 is below 7.4.
+- bookworm with the default policy: deploys, and the summary warns that 7.0.15 is below 7.4;
+- bookworm with `redis_source: upstream`: packages.redis.io is unreachable here, so the host
+  must fail at the install, and the pin must keep Debian's own redis-server from sneaking in
+  (this checks on a real apt that the key, the deb822 sources file and the pin are accepted).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import time
 
 import pytest
 from dotenv import dotenv_values
+
+from tests.commands.harness import make_signing_key
 
 from .conftest import generated_password, make_runner
 
@@ -33,6 +38,7 @@ def policy_hosts(host_factory):
         "valkey": host_factory("valkey-trixie", "trixie"),
         "strict": host_factory("policy-strict", "bookworm"),
         "default": host_factory("policy-default", "bookworm"),
+        "upstream": host_factory("upstream-pin", "bookworm"),
     }
 
 
@@ -42,10 +48,25 @@ def runner(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_run(policy_hosts, runner):
+def upstream_settings(tmp_path_factory):
+    path, fingerprint = make_signing_key(tmp_path_factory.mktemp("key"))
+    return {
+        "redis_source": "upstream",
+        "redis_upstream_key": str(path),
+        "redis_upstream_key_fingerprint": fingerprint,
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(policy_hosts, runner, upstream_settings):
     before = policy_hosts["strict"].sh(UNTOUCHED_PROBE).stdout
     result = runner(
-        {policy_hosts["valkey"]: VALKEY, policy_hosts["strict"]: STRICT, policy_hosts["default"]: {}}
+        {
+            policy_hosts["valkey"]: VALKEY,
+            policy_hosts["strict"]: STRICT,
+            policy_hosts["default"]: {},
+            policy_hosts["upstream"]: upstream_settings,
+        }
     )
     return result, before
 
@@ -115,3 +136,21 @@ def test_second_run_changes_nothing(policy_hosts, runner, first_run):
         after = host.redis_cli("info", "server", password=password, cli=clis[host])
         run_id = [line for line in before[host].splitlines() if line.startswith("run_id:")]
         assert run_id and run_id[0] in after.splitlines(), "the server was restarted"
+
+
+def test_upstream_pin_keeps_the_distro_package_out(policy_hosts, first_run):
+    result, _ = first_run
+    host = policy_hosts["upstream"]
+    entry = result.host(host)
+    assert entry["status"] == "failed", entry
+    assert "packages.redis.io" in entry["failed_step"], entry
+    assert host.stat("/etc/apt/keyrings/redis-archive-keyring.asc") == "644 root root"
+    assert "Signed-By: /etc/apt/keyrings/redis-archive-keyring.asc" in host.sh(
+        "cat /etc/apt/sources.list.d/hsi-redis-upstream.sources"
+    ).stdout
+    policy = host.sh("apt-cache policy redis-server").stdout
+    assert "Candidate: (none)" in policy, policy
+    assert " -1\n" in policy and "7.0.15" in policy, "Debian's package is pinned to -1"
+    installed = "dpkg-query -W -f '${Status}' redis-server 2>/dev/null || true"
+    assert "ok installed" not in host.sh(installed).stdout
+    assert host.sh("test -e /etc/redis/redis.conf && echo yes || echo no").stdout.strip() == "no"
