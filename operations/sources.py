@@ -191,18 +191,14 @@ def choose(host, conf, plat: Platform) -> tuple[Platform, str | None, list[str],
     wants_upstream = conf.source == "upstream" or (
         conf.source == "auto" and _auto_needs_upstream(plat, state, conf)
     )
-    if wants_upstream:
-        row = platform.upstream(plat)
-        if row is None:
-            return (
-                plat,
-                (
-                    f"packages.redis.io has no {plat.flavour} packages for {plat.name} "
-                    f"(redis_source={conf.source}); nothing was changed on this host"
-                ),
-                [],
-                state,
-            )
+    row = platform.upstream(plat) if wants_upstream else None
+    if wants_upstream and row is None and conf.source == "upstream":
+        problem = (
+            f"packages.redis.io has no {plat.flavour} packages for {plat.name} "
+            f"(redis_source=upstream); nothing was changed on this host"
+        )
+        return plat, problem, [], state
+    if row is not None:  # (auto without an upstream for this row: the distro's version decides below)
         plat = row  # same package name as the distro's: the state read above still applies
     version, origin = expected_version(plat, state, conf)
     problem, warnings = versions.policy(plat.flavour, version, conf.minimum_version, origin)

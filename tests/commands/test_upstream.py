@@ -187,6 +187,13 @@ def test_auto_source_takes_upstream_only_to_meet_the_minimum(key):
     assert any("7.0.15" in w for w in result.report["lenient"]["warnings"])
 
 
+def test_auto_source_without_an_upstream_reports_the_distro_version(key):
+    data = upstream_data(key, redis_source="auto", redis_minimum_version="7.4")
+    result = run_deploy({"f40": (HostFixture("fedora-40", candidate="7.2.7"), data)})
+    (only,) = result.texts("f40")
+    assert "redis 7.2.7 (dnf candidate) is below redis_minimum_version 7.4" in only
+
+
 def test_minimum_version_stops_only_that_host_before_any_change():
     result = run_deploy(
         {
