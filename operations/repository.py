@@ -177,7 +177,10 @@ class EnabledModuleStream(FactBase):
 @operation()
 def module_stream(stream: str):
     """
-    Enable a dnf module stream (EL8/EL9), once.
+    Enable a dnf module stream (EL8/EL9), once; another enabled stream of the module is reset.
+
+    Packages already installed from the other stream stay as they are (the version policy
+    sees their version); dnf would not upgrade them across streams on its own.
 
     + stream: ``module:stream``, e.g. ``"redis:7"``
 
@@ -188,7 +191,10 @@ def module_stream(stream: str):
         module_stream(name="Enable redis:7", stream="redis:7")
     """
     module, _, wanted = stream.partition(":")
-    if host.get_fact(EnabledModuleStream, module=module) == wanted:
+    enabled = host.get_fact(EnabledModuleStream, module=module)
+    if enabled == wanted:
         host.noop(f"dnf module stream {stream} is already enabled")
         return
+    if enabled:  # dnf refuses to enable a second stream of a module: reset the other one first
+        yield StringCommand("dnf module reset -y -q", shlex.quote(module))
     yield StringCommand("dnf module enable -y -q", shlex.quote(stream))

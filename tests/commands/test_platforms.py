@@ -270,6 +270,16 @@ def test_module_stream_already_enabled_is_left_alone():
     assert result.fact_kwargs("rocky-9", "EnabledModuleStream")[0] == {"module": "redis"}
 
 
+def test_another_enabled_stream_is_reset_first():
+    _, result = _deploy("rocky-8", module_stream="5")
+    texts = result.texts("rocky-8")
+    assert texts[:3] == [
+        "dnf module reset -y -q redis",
+        "dnf module enable -y -q redis:6",
+        "dnf install -y -q redis",
+    ]
+
+
 def test_selinux_labels_a_non_default_port_once():
     data = {"redis_port": 6390}
     enforcing = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing"), data)})
