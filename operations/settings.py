@@ -108,11 +108,11 @@ class RedisSettings:
     backend_host: str
     backend_db: int
     verify_only: bool
-    source: str = "distro"
-    minimum_version: str = ""
-    upstream_version: str = "7.4"
-    upstream_key: str = field(default="", repr=False)  # armored key text (public, but long)
-    upstream_key_fingerprint: str = ""
+    source: str
+    minimum_version: str
+    upstream_version: str
+    upstream_key: str = field(repr=False)  # armored key text (public, but long)
+    upstream_key_fingerprint: str
 
     @property
     def backend_url(self) -> str:
