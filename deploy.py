@@ -8,14 +8,17 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 
 from pyinfra import host, state
 
-from operations import backend_env, configure, exporter, install, platform, report, service, settings, tls, verify
+from operations import backend_env, configure, exporter, install, platform, report, service, settings, sources
+from operations import tls, verify
 
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched
 report.track(state, conf)
 plat, identity = platform.for_host(host, conf.flavour)  # unsupported: this host fails, others go on
+if plat:  # package source and version policy: one fact, decided before anything changes here
+    plat, packages = sources.for_host(host, conf, plat)
 
 if plat and not conf.verify_only:
-    dropin = install.install_server(conf, plat, identity)
+    dropin = install.install_server(conf, plat, identity, packages)
     tls_files = tls.install_tls(conf, plat)
     config = configure.configure_server(conf, plat)
     service.run_service(plat, changed=[dropin, config, *tls_files])

@@ -1,11 +1,13 @@
-"""Install the server package from the distro (apt or dnf), quietly and idempotently."""
+"""Install the server package, quietly and idempotently: from the distro (apt or dnf, with a
+dnf module stream where the row names one) or from packages.redis.io (see `repository`),
+then label its ports on SELinux hosts."""
 
 from __future__ import annotations
 
 from pyinfra.api import deploy
 from pyinfra.operations import apt, dnf
 
-from . import service
+from . import repository, selinux, service
 from .platform import Platform
 from .settings import RedisSettings
 
@@ -15,12 +17,24 @@ APT_CACHE_SECONDS = 3600
 
 
 @deploy("Install the server")
-def install_server(conf: RedisSettings, plat: Platform, identity: dict):
-    """Install the package; returns the unit drop-in operation (None where none is needed)."""
+def install_server(conf: RedisSettings, plat: Platform, identity: dict, packages: dict | None = None):
+    """Install the package; returns the unit drop-in operation (None where none is needed).
+
+    `packages` is the `versions.PackageState` read before any change (SELinux mode).
+    """
     # The package starts its service as soon as it is installed; in a container that start
     # fails unless the unit's sandbox is adjusted first, so the drop-in comes before the package.
     dropin = service.container_dropin(plat, identity)
-    if plat.package_manager == "apt":
+    if plat.module_stream:
+        repository.module_stream(name=f"Enable the dnf module stream {plat.module_stream}",
+                                 stream=plat.module_stream)
+    if plat.source == "upstream":
+        repository.upstream_repository(conf, plat, APT_CACHE_SECONDS)
+        repository.pinned_packages(
+            name=f"Install {', '.join(plat.packages)} {conf.upstream_version} from packages.redis.io",
+            plat=plat, series=conf.upstream_version, lock_timeout=PACKAGE_LOCK_TIMEOUT,
+        )
+    elif plat.package_manager == "apt":
         apt.packages(
             name=f"Install {', '.join(plat.packages)}",
             packages=list(plat.packages),
@@ -35,4 +49,5 @@ def install_server(conf: RedisSettings, plat: Platform, identity: dict):
             packages=list(plat.packages),
             extra_install_args="-q",
         )
+    selinux.label_server_ports(conf, plat, (packages or {}).get("selinux", "Disabled"))
     return dropin

@@ -37,6 +37,16 @@ class Platform:
     module_stream: str = ""
     # TLS files directory; "" = `<config dir>/tls` (EL8 keeps redis.conf directly in /etc).
     tls_path: str = ""
+    # Where the packages come from: "distro" or "upstream" (packages.redis.io, see `upstream()`).
+    source: str = "distro"
+    # apt: the release codename (upstream suite) and the archive's Origin (pinned down for upstream).
+    codename: str = ""
+    apt_origin: str = ""
+    # dnf: packages.redis.io's directory for this release ("" = upstream has none).
+    upstream_rpm_dir: str = ""
+    # SELinux: the type a port must carry for the server to bind it, and what provides semanage.
+    selinux_port_type: str = "redis_port_t"
+    selinux_tools: tuple[str, ...] = ("policycoreutils-python-utils",)
 
     @property
     def config_dir(self) -> str:
@@ -52,8 +62,9 @@ _DEBIAN_REDIS = Platform(
     packages=("redis-server", "redis-tools"), service="redis-server",
     config_path="/etc/redis/redis.conf", user="redis", group="redis",
     data_dir="/var/lib/redis", log_file="/var/log/redis/redis-server.log",
-    pid_file="/run/redis/redis-server.pid", cli="redis-cli", distro_version="",
+    pid_file="/run/redis/redis-server.pid", cli="redis-cli", distro_version="", apt_origin="Debian",
 )
+_UBUNTU_REDIS = replace(_DEBIAN_REDIS, apt_origin="Ubuntu")
 _DEBIAN_VALKEY = replace(
     _DEBIAN_REDIS, flavour="valkey", packages=("valkey-server", "valkey-tools"),
     service="valkey-server", config_path="/etc/valkey/valkey.conf", user="valkey", group="valkey",
@@ -79,20 +90,47 @@ def _row(base: Platform, name: str, version: str, **changes) -> Platform:
 
 # (os family, major version) -> {flavour: row}. "debian"/"ubuntu"/"fedora"/"el" families.
 TABLE: dict[tuple[str, str], dict[str, Platform]] = {
-    ("debian", "12"): {"redis": _row(_DEBIAN_REDIS, "debian-12", "7.0.15")},
+    ("debian", "12"): {"redis": _row(_DEBIAN_REDIS, "debian-12", "7.0.15", codename="bookworm")},
     ("debian", "13"): {
-        "redis": _row(_DEBIAN_REDIS, "debian-13", "8.0.2"),
-        "valkey": _row(_DEBIAN_VALKEY, "debian-13", "8.1.1"),
+        "redis": _row(_DEBIAN_REDIS, "debian-13", "8.0.2", codename="trixie"),
+        "valkey": _row(_DEBIAN_VALKEY, "debian-13", "8.1.1", codename="trixie"),
     },
-    ("ubuntu", "22.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-22.04", "6.0.16", optional_bind=False)},
-    ("ubuntu", "24.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-24.04", "7.0.15")},
+    ("ubuntu", "22.04"): {"redis": _row(_UBUNTU_REDIS, "ubuntu-22.04", "6.0.16", optional_bind=False,
+                                        codename="jammy")},
+    ("ubuntu", "24.04"): {"redis": _row(_UBUNTU_REDIS, "ubuntu-24.04", "7.0.15", codename="noble")},
     ("fedora", "40"): {"redis": _row(_RPM_REDIS, "fedora-40", "7.2"), "valkey": _row(_RPM_VALKEY, "fedora-40", "7.2")},
     ("fedora", "41+"): {"valkey": _row(_RPM_VALKEY, "fedora-41+", "8.0")},
     ("el", "8"): {"redis": _row(_RPM_REDIS, "el-8", "6.2", config_path="/etc/redis.conf", optional_bind=False,
-                                module_stream="redis:6", tls_path="/etc/redis/tls")},
-    ("el", "9"): {"redis": _row(_RPM_REDIS, "el-9", "7.2", module_stream="redis:7")},
+                                module_stream="redis:6", upstream_rpm_dir="rockylinux8", tls_path="/etc/redis/tls")},
+    ("el", "9"): {"redis": _row(_RPM_REDIS, "el-9", "7.2", module_stream="redis:7",
+                                upstream_rpm_dir="rockylinux9")},
     ("el", "10"): {"valkey": _row(_RPM_VALKEY, "el-10", "8.0")},
 }
+
+# packages.redis.io: one signing key for apt and rpm; its packages carry epoch 6.
+UPSTREAM_APT_URL = "https://packages.redis.io/deb"
+UPSTREAM_RPM_URL = "https://packages.redis.io/rpm"
+
+
+def upstream(row: Platform) -> Platform | None:
+    """The row for installing Redis from packages.redis.io on `row`'s release, or None.
+
+    Upstream ships Redis only (no Valkey), apt packages for the Debian/Ubuntu releases it
+    builds for, and rpms for EL8/EL9 (Rocky/Alma builds). Its units have no PrivateUsers,
+    and no module stream is enabled (its repository is exempt from modular filtering).
+    The rpm layout is assumed to match the EL9 package (/etc/redis/redis.conf, service
+    `redis`): checked at command level only, no rpm host is reachable here.
+    """
+    if row.flavour != "redis":
+        return None
+    if row.package_manager == "apt" and row.codename:
+        return replace(row, source="upstream", packages=("redis-server", "redis-tools"), private_users=False,
+                       optional_bind=True)
+    if row.package_manager == "dnf" and row.upstream_rpm_dir:
+        return replace(row, source="upstream", packages=("redis",), module_stream="",
+                       config_path="/etc/redis/redis.conf", optional_bind=True)
+    return None
+
 
 _EL_IDS = ("rhel", "rocky", "almalinux", "centos", "ol")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from . import certs, secrets
+from . import certs, secrets, sources
 from .certs import TlsConfig
 from .secrets import Secret
 
@@ -80,6 +80,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_exporter_owner", "root", "Owner of the exporter's environment file and TLS files."),
     Setting("redis_exporter_listen", "127.0.0.1:9121", "`REDIS_EXPORTER_WEB_LISTEN_ADDRESS` (loopback by "
             "default)."),
+    # Issue 4: package source and version policy.
+    Setting("redis_source", "distro", "`distro` (the distro's packages), `upstream` (packages.redis.io), or "
+            "`auto` (the distro's unless it is below `redis_minimum_version`, then upstream)."),
+    Setting("redis_minimum_version", "", "Lowest acceptable server version, e.g. `7.4`; a host below it stops "
+            "before anything changes there. Empty: install anyway, with a warning below 7.4."),
+    Setting("redis_upstream_version", "7.4", "Upstream release series to pin (`7.4`, `8.0`, or an exact "
+            "`7.4.2`); only used with the upstream source."),
+    Setting("redis_upstream_key", "", "Path on the control machine to packages.redis.io's ASCII-armored "
+            "signing key (download https://packages.redis.io/gpg once); required for the upstream source."),
+    Setting("redis_upstream_key_fingerprint", "", "The key's fingerprint as you confirmed it (40 hex digits); "
+            "the deploy refuses a key file whose fingerprint differs."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
@@ -119,6 +130,11 @@ class RedisSettings:
     backend_host: str
     backend_db: int
     verify_only: bool
+    source: str
+    minimum_version: str
+    upstream_version: str
+    upstream_key: str = field(repr=False)  # armored key text (public, but long)
+    upstream_key_fingerprint: str
     tls: TlsConfig | None = None
     exporter_env_path: str | None = None
     exporter_owner: str = "root"
@@ -355,6 +371,7 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
         exporter_listen=exporter_listen,
         warnings=tuple(warnings),
+        **sources.parse_source_settings(reader),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:

@@ -1,0 +1,180 @@
+"""Version parsing and policy, OpenPGP fingerprints, platform rows and their upstream variants."""
+
+from __future__ import annotations
+
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from operations import platform, sources, versions
+from operations.sources import KeyProblem, fingerprint, matches_series
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("5:7.0.15-1~deb12u3", (7, 0, 15)),
+        ("6:7.4.2-1rl1~bookworm1", (7, 4, 2)),
+        ("8.1.1+dfsg1-2", (8, 1, 1)),
+        ("7.2.4-1.fc40", (7, 2, 4)),
+        ("6.0.16-1ubuntu1", (6, 0, 16)),
+        ("7.4", (7, 4, 0)),
+        ("8", (8, 0, 0)),
+        ("", None),
+        ("(none)", None),
+    ],
+)
+def test_parse(text, parsed):
+    assert versions.parse(text) == parsed
+
+
+@given(
+    st.tuples(*[st.integers(0, 300)] * 3),
+    st.tuples(*[st.integers(0, 300)] * 3),
+    st.integers(0, 9),
+    st.sampled_from(["", "-1", "-1~deb12u3", "+dfsg1-2", "-1rl1~jammy1"]),
+)
+def test_order_follows_the_release_numbers(a, b, epoch, suffix):
+    def package(v):
+        return f"{epoch}:{'.'.join(map(str, v))}{suffix}"
+
+    assert (versions.parse(package(a)) < versions.parse(package(b))) == (a < b)
+
+
+@pytest.mark.parametrize(
+    "flavour, version, minimum, error, warned",
+    [
+        ("redis", "7.0.15", "", False, True),
+        ("redis", "7.0.15", "7.4", True, False),
+        ("redis", "7.4.0", "7.4", False, False),
+        ("redis", "7.4.2", "7.4.3", True, False),
+        ("redis", "8.0.2", "7.4", False, False),
+        ("valkey", "7.2.5", "7.4", False, False),  # Valkey 7.2 counts as 7.4
+        ("valkey", "7.2.5", "", False, False),
+        ("valkey", "7.0.0", "", False, True),
+        ("valkey", "7.2.5", "8.0", True, False),
+        ("valkey", "8.1.1", "8.0", False, False),
+    ],
+)
+def test_policy(flavour, version, minimum, error, warned):
+    problem, warnings = versions.policy(flavour, version, minimum, "test")
+    assert (problem is not None) == error
+    assert bool(warnings) == warned
+    if error:
+        assert f"below redis_minimum_version {minimum}" in problem and "nothing was changed" in problem
+
+
+def test_unknown_version_with_a_minimum_is_an_error():
+    problem, _ = versions.policy("redis", "", "7.4", "apt candidate")
+    assert "cannot tell" in problem
+
+
+@pytest.mark.parametrize(
+    "installed, series, result",
+    [
+        ("6:7.4.2-1rl1~bookworm1", "7.4", True),
+        ("6:7.4.2-1rl1~bookworm1", "7.4.2", True),
+        ("6:7.4.2-1rl1~bookworm1", "7.4.3", False),
+        ("5:7.0.15-1~deb12u3", "7.4", False),
+        ("6:7.40.1-1", "7.4", False),
+    ],
+)
+def test_matches_series(installed, series, result):
+    assert matches_series(installed, series) == result
+
+
+@pytest.mark.parametrize("algorithm", ["ed25519", "rsa2048"])
+def test_fingerprint_matches_gpg(tmp_path, algorithm):
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
+    subprocess.run(
+        [*gpg, "--passphrase", "", "--quick-gen-key", "T <t@example.invalid>", algorithm, "sign", "never"],
+        check=True,
+        capture_output=True,
+    )
+    armored = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
+    colons = subprocess.run(
+        [*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True
+    ).stdout
+    expected = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
+    assert fingerprint(armored) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not a key",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!!\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n",
+    ],
+)
+def test_fingerprint_rejects_what_is_not_a_public_key(text):
+    with pytest.raises(KeyProblem):
+        fingerprint(text)
+
+
+@pytest.mark.parametrize(
+    "os_id, version_id, id_like, flavour, row",
+    [
+        ("debian", "12", "", "auto", "debian-12"),
+        ("ubuntu", "24.04", "debian", "auto", "ubuntu-24.04"),
+        ("rocky", "8.10", "rhel centos fedora", "auto", "el-8"),
+        ("almalinux", "9.5", "rhel centos fedora", "auto", "el-9"),
+        ("centos", "9", "rhel fedora", "auto", "el-9"),
+        ("rhel", "10.0", "fedora", "auto", "el-10"),
+        ("fedora", "40", "", "auto", "fedora-40"),
+        ("fedora", "42", "", "auto", "fedora-41+"),
+    ],
+)
+def test_select(os_id, version_id, id_like, flavour, row):
+    assert platform.select(os_id, version_id, id_like, flavour).name == row
+
+
+def test_auto_flavour_prefers_redis_and_falls_back_to_valkey():
+    assert platform.select("debian", "13", "", "auto").flavour == "redis"
+    assert platform.select("fedora", "42", "", "auto").flavour == "valkey"
+    assert platform.select("rhel", "10.0", "fedora", "auto").flavour == "valkey"
+    with pytest.raises(platform.UnsupportedPlatform, match="does not package redis"):
+        platform.select("rhel", "10.0", "fedora", "redis")
+
+
+def test_rows_keep_each_family_and_flavour_in_its_own_paths():
+    for rows in platform.TABLE.values():
+        for flavour, row in rows.items():
+            assert row.flavour == flavour
+            named = (row.config_path, row.data_dir, row.log_file, row.pid_file, row.cli, row.user, row.group)
+            assert all(flavour in value for value in named), row
+            if row.package_manager == "apt":
+                assert row.codename and row.apt_origin in ("Debian", "Ubuntu") and row.private_users
+            else:
+                assert not row.codename and row.service == flavour and not row.private_users
+
+
+def test_upstream_rows():
+    el8 = platform.upstream(platform.TABLE[("el", "8")]["redis"])
+    assert el8.source == "upstream" and el8.module_stream == "" and el8.config_path == "/etc/redis/redis.conf"
+    deb = platform.upstream(platform.TABLE[("debian", "12")]["redis"])
+    assert deb.packages == ("redis-server", "redis-tools") and not deb.private_users
+    assert platform.upstream(platform.TABLE[("debian", "13")]["valkey"]) is None
+    assert platform.upstream(platform.TABLE[("fedora", "40")]["redis"]) is None
+
+
+def test_expected_version_sources():
+    conf = SimpleNamespace(upstream_version="7.4")
+    deb12 = platform.TABLE[("debian", "12")]["redis"]
+    assert sources.expected_version(deb12, {"installed": "", "candidate": ""}, conf) == (
+        "7.0.15",
+        "what debian-12 ships",
+    )
+    assert (
+        sources.expected_version(deb12, {"installed": "", "candidate": "5:7.0.16-1"}, conf)[1]
+        == "apt candidate"
+    )
+    assert sources.expected_version(
+        platform.upstream(deb12), {"installed": "5:7.0.15-1", "candidate": ""}, conf
+    ) == ("7.4", "upstream pin")
