@@ -276,7 +276,7 @@ def run_deploy(
     )
 
 
-def make_signing_key(directory: Path) -> tuple[Path, str]:
+def make_signing_key(directory: Path, algorithm: str = "ed25519") -> tuple[Path, str]:
     """A throwaway OpenPGP key (stand-in for packages.redis.io's): (armored file, fingerprint by gpg)."""
     import subprocess
 
@@ -284,16 +284,8 @@ def make_signing_key(directory: Path) -> tuple[Path, str]:
     home.mkdir(mode=0o700, exist_ok=True)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
     subprocess.run(
-        [
-            *gpg,
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "HSI test key <test@example.invalid>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
+        [*gpg, "--passphrase", "", "--quick-gen-key", "HSI test key <test@example.invalid>", algorithm,
+         "sign", "never"],
         check=True,
         capture_output=True,
     )

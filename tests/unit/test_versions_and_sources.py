@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 
 from operations import platform, sources, versions
 from operations.sources import KeyProblem, fingerprint, matches_series
+from tests.commands.harness import make_signing_key
 
 
 @pytest.mark.parametrize(
@@ -88,20 +88,8 @@ def test_matches_series(installed, series, result):
 
 @pytest.mark.parametrize("algorithm", ["ed25519", "rsa2048"])
 def test_fingerprint_matches_gpg(tmp_path, algorithm):
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
-    subprocess.run(
-        [*gpg, "--passphrase", "", "--quick-gen-key", "T <t@example.invalid>", algorithm, "sign", "never"],
-        check=True,
-        capture_output=True,
-    )
-    armored = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
-    colons = subprocess.run(
-        [*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True
-    ).stdout
-    expected = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
-    assert fingerprint(armored) == expected
+    key_file, expected = make_signing_key(tmp_path, algorithm)
+    assert fingerprint(key_file.read_text()) == expected
 
 
 @pytest.mark.parametrize(
