@@ -2,17 +2,22 @@
 
     pyinfra -y inventories/docker.py deploy.py        (see the README for the settings)
 
-The flow, one module per concern: settings -> install -> tls -> configure -> service ->
+The flow, one module per concern: settings -> install -> harden -> tls -> configure -> service ->
 backend env -> verify. A summary per host ends the run (and reports/last-run.json).
 """
 
 from pyinfra import host, state
 
-from operations import backend_env, configure, install, platform, report, service, settings, shell, verify
+from operations import (
+    acl, backend_env, configure, hardening, install, platform, report, service, settings, shell, verify,
+)
 
 report.install(state)
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched
 report.add_secret(conf.password.reveal())
+report.add_secret(acl.admin_password(host.name).reveal())
+for warning in conf.warnings:
+    report.warn(host.name, warning)
 plat, identity, problem = platform.detect(host, conf.flavour)
 
 if problem:
@@ -22,6 +27,7 @@ else:
     report.record(host.name, platform=plat.name, flavour=plat.flavour)
     if not conf.verify_only:
         dropin = install.install_server(conf, plat, identity)
+        hardening.harden_host(conf, plat, identity)
         config = configure.configure_server(conf, plat)
         service.run_service(plat, changed=[dropin, config])
         backend_env.write_backend_env(conf)

@@ -7,11 +7,14 @@ Same checks and summary as the last step of deploy.py.
 
 from pyinfra import host, state
 
-from operations import platform, report, settings, shell, verify
+from operations import acl, platform, report, settings, shell, verify
 
 report.install(state)
 conf = settings.load(host)
 report.add_secret(conf.password.reveal())
+report.add_secret(acl.admin_password(host.name).reveal())
+for warning in conf.warnings:
+    report.warn(host.name, warning)
 plat, identity, problem = platform.detect(host, conf.flavour)
 
 if problem:

@@ -35,6 +35,8 @@ class Platform:
     optional_bind: bool = True
     # dnf module stream to enable first (EL8/EL9), or "".
     module_stream: str = ""
+    # The server turns THP off for itself (`disable-thp`, Redis 6.2+ / Valkey); else a unit does.
+    disable_thp: bool = True
 
     @property
     def config_dir(self) -> str:
@@ -82,7 +84,8 @@ TABLE: dict[tuple[str, str], dict[str, Platform]] = {
         "redis": _row(_DEBIAN_REDIS, "debian-13", "8.0.2"),
         "valkey": _row(_DEBIAN_VALKEY, "debian-13", "8.1.1"),
     },
-    ("ubuntu", "22.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-22.04", "6.0.16", optional_bind=False)},
+    ("ubuntu", "22.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-22.04", "6.0.16", optional_bind=False,
+                                         disable_thp=False)},
     ("ubuntu", "24.04"): {"redis": _row(_DEBIAN_REDIS, "ubuntu-24.04", "7.0.15")},
     ("fedora", "40"): {"redis": _row(_RPM_REDIS, "fedora-40", "7.2"), "valkey": _row(_RPM_VALKEY, "fedora-40", "7.2")},
     ("fedora", "41+"): {"valkey": _row(_RPM_VALKEY, "fedora-41+", "8.0")},

@@ -47,6 +47,20 @@ def record(host_name: str, **fields) -> None:
     RESULTS.setdefault(host_name, {}).update(fields)
 
 
+def warn(host_name: str, text: str) -> None:
+    """Something the operator must act on; printed under the host's summary line."""
+    warnings = RESULTS.setdefault(host_name, {}).setdefault("warnings", [])
+    if text not in warnings:
+        warnings.append(text)
+
+
+def note(host_name: str, text: str) -> None:
+    """Something the operator should know (e.g. a step skipped on purpose)."""
+    notes = RESULTS.setdefault(host_name, {}).setdefault("notes", [])
+    if text not in notes:
+        notes.append(text)
+
+
 class _Callbacks(BaseStateCallback):
     @staticmethod
     def host_connect_error(state, host, error):
@@ -118,11 +132,15 @@ def _finish(state) -> None:
         if entry["status"] == "ok":
             detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, "
                       f"AOF on, auth ok, {entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
+            if "auth_failures_since_last_run" in entry:
+                detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
         else:
             detail = entry.get("problem", "")
         print(f"    {name:<{width}}  {status:<6} {detail}", file=out)
         for warning in entry.get("warnings", []):
             print(f"    {'':<{width}}  {'':<6} warning: {warning}", file=out)
+        for text in entry.get("notes", []):
+            print(f"    {'':<{width}}  {'':<6} note: {text}", file=out)
         if entry["status"] != "ok" and entry.get("fix"):
             print(f"    {'':<{width}}  {'':<6} fix: {entry['fix']}", file=out)
 

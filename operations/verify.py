@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra import state as run_state
 from pyinfra.api import deploy, operation
 
-from . import report
+from . import report, security
 from .backend_env import owned_lines
 from .facts import CLI_AUTH_FILE, EnvFileKeys
 from .persistence import server_state
@@ -98,6 +98,10 @@ def check_host(conf: RedisSettings, plat: Platform) -> tuple[str, str, str] | No
         },
     }
     problem = classify(seen, conf, plat) or _backend_env_problem(conf)
+    if problem is None:  # backend identity, least privilege, auth failures (operations/security.py)
+        extra, problem = security.check(conf, plat)
+        found["checks"].update(extra.pop("checks"))
+        found.update(extra)
     if problem is None:
         report.record(host.name, status="ok", **found)
         return None
