@@ -87,6 +87,9 @@ def check(conf: RedisSettings, plat: Platform) -> tuple[dict, tuple[str, str, st
     """(facts for the report, the first problem or None). Adds a warning on an auth-failure jump."""
     seen = host.get_fact(SecurityState, cli=plat.cli, address=local_address(conf), port=conf.port)
     found: dict = {"checks": {"backend_ping": seen.get("backend_ping", "")}}
+    if "backend_ping" not in seen:
+        return found, ("setup incomplete", f"{BACKEND_AUTH_FILE} is missing (deployed by an older version?)",
+                       "run deploy.py (not verify-only) to write it")
     if seen.get("backend_ping", "").strip() != "PONG":
         return found, ("WRONGPASS (backend identity)",
                        f"the server refuses the backend's password ({seen.get('backend_ping', 'not checked')!r})",

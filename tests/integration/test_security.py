@@ -5,6 +5,7 @@ privilege for the backend, auth-failure monitoring, kernel tuning skipped in con
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import time
 
@@ -119,6 +120,9 @@ def test_first_run_at_vvv_leaks_nothing(first_run, hosts, runner):
     for name, listing in listings.items():
         assert listing.count("\n") > 100, f"{name}: the process watcher did not run"
         assert_no_secret(listing, values, f"{name}'s process listing")
+    assert any("/etc/hsi-redis/auth-failures" in listing for listing in listings.values()), \
+        "no listing caught the verification step"
+    assert_no_secret(json.dumps(result.report, ensure_ascii=False), values, "the JSON report")
     for name, host in hosts.items():
         logs = host.sh("cat /var/log/redis/*.log; journalctl -u redis-server -o cat --no-pager").stdout
         assert_no_secret(logs, values, f"{name}'s server logs")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 
 from dotenv import dotenv_values
+from redis.connection import parse_url
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from operations.encoding import dotenv_line, redis_conf_quote
+from operations.encoding import dotenv_line, redis_conf_quote, url_password_quote
 from operations.secrets import password_problem
 
 from .redis_args import split_args
@@ -74,3 +75,11 @@ def test_printable_passwords_are_accepted(password):
 def test_control_characters_are_refused(password, bad, data):
     at = data.draw(st.integers(0, len(password)))
     assert password_problem(password[:at] + bad + password[at:]) is not None
+
+
+@settings(max_examples=300)
+@given(passwords)
+def test_url_password_round_trip_through_redis_py(password):
+    parsed = parse_url(f"redis://:{url_password_quote(password)}@nvr-1.example.net:6379/0")
+    assert parsed["password"] == password
+    assert parsed["host"] == "nvr-1.example.net" and parsed["port"] == 6379
