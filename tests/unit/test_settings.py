@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from operations import settings
@@ -153,3 +157,20 @@ def test_all_hosts_are_checked_before_anything_runs():
     assert any(p.startswith("bad-2: redis_bind: ") for p in found)
     assert not any(p.startswith("good:") for p in found)
     assert "x\ny" not in str(caught.value)
+
+
+def test_debug_inventory_shows_a_secret_as_asterisks(tmp_path):
+    """`pyinfra INVENTORY debug-inventory` dumps host data: a Secret there prints as asterisks."""
+    from operations.secrets import PROJECT_ROOT
+
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "from operations.secrets import Secret\n"
+        f"hosts = [('@fake/nvr-1', {{'redis_password': Secret({GOOD_PASSWORD!r})}})]\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "pyinfra", str(inventory), "debug-inventory"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"redis_password": "********"' in proc.stdout + proc.stderr
+    assert GOOD_PASSWORD not in proc.stdout + proc.stderr
