@@ -20,6 +20,7 @@ import hashlib
 
 from . import secrets
 from .facts import ADMIN_USER
+from .platform import Platform
 from .secrets import Secret
 from .settings import RedisSettings
 
@@ -37,16 +38,41 @@ def password_hash(password: Secret) -> str:
     return "#" + hashlib.sha256(password.reveal().encode("utf-8")).hexdigest()
 
 
-def default_user_rule(conf: RedisSettings) -> str:
+# Servers before 7.0 cannot deny one subcommand: the command is denied whole and these,
+# the ones the backend uses, are allowed back. Other `cmd|sub` entries deny all of `cmd`.
+SUBCOMMANDS_KEPT = {"config": ("get", "set", "resetstat", "help"), "script": ("load", "exists", "help")}
+
+
+def _denials(denied: tuple[str, ...], plat: Platform) -> list[str]:
+    if plat.acl_deny_subcommands:
+        return [f"-{command}" for command in denied]
+    rules: list[str] = []
+    whole = {command for command in denied if "|" not in command}
+    for command in denied:
+        parent = command.split("|")[0]
+        if f"-{parent}" in rules:
+            continue
+        rules.append(f"-{parent}")
+        if parent not in whole:
+            gone = {c.split("|")[1] for c in denied if c.startswith(parent + "|")}
+            rules += [f"+{parent}|{sub}" for sub in SUBCOMMANDS_KEPT.get(parent, ()) if sub not in gone]
+    return rules
+
+
+def _keys_and_channels(plat: Platform) -> str:
+    return "~* &*" if plat.acl_channels else "~*"  # before 6.2 every channel is allowed anyway
+
+
+def default_user_rule(conf: RedisSettings, plat: Platform) -> str:
     """The backend identity: everything except the denied commands."""
-    denied = " ".join(f"-{command}" for command in conf.acl_denied)
-    return f"user default on {password_hash(conf.password)} ~* &* +@all {denied}".rstrip()
+    rules = " ".join([_keys_and_channels(plat), "+@all", *_denials(conf.acl_denied, plat)])
+    return f"user default on {password_hash(conf.password)} {rules}"
 
 
-def admin_user_rule(password: Secret) -> str:
-    return f"user {ADMIN_USER} on {password_hash(password)} ~* &* +@all"
+def admin_user_rule(password: Secret, plat: Platform) -> str:
+    return f"user {ADMIN_USER} on {password_hash(password)} {_keys_and_channels(plat)} +@all"
 
 
-def user_rules(conf: RedisSettings, admin: Secret) -> list[str]:
+def user_rules(conf: RedisSettings, plat: Platform, admin: Secret) -> list[str]:
     """The `user` lines of redis.conf, default first."""
-    return [default_user_rule(conf), admin_user_rule(admin)]
+    return [default_user_rule(conf, plat), admin_user_rule(admin, plat)]

@@ -56,7 +56,7 @@ def render_config(conf: RedisSettings, plat: Platform) -> str:
         maxmemory=conf.maxmemory,
         maxmemory_policy=conf.maxmemory_policy,
         requirepass=redis_conf_quote(conf.password.reveal()),
-        acl_users=acl.user_rules(conf, acl.admin_password(conf.host_name)),
+        acl_users=acl.user_rules(conf, plat, acl.admin_password(conf.host_name)),
         disable_thp=plat.disable_thp,
     )
 
