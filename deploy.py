@@ -8,9 +8,8 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 
 from pyinfra import host, state
 
-from operations import (
-    acl, backend_env, configure, hardening, install, platform, report, service, settings, shell, verify,
-)
+from operations import acl, backend_env, configure, hardening, install, platform, report, service
+from operations import settings, shell, verify
 
 report.install(state)
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched

@@ -77,9 +77,9 @@ def failures_since_last_run(seen: dict) -> int:
     """New auth failures since the previous run (all of them after a restart or a log reset)."""
     total = int(seen.get("auth_failures") or 0)
     previous = (seen.get("previous") or "").split()
-    if len(previous) >= 2 and previous[0] == seen.get("run_id") and previous[1].isdigit():
-        if total >= int(previous[1]):
-            return total - int(previous[1])
+    same_server = len(previous) >= 2 and previous[0] == seen.get("run_id") and previous[1].isdigit()
+    if same_server and total >= int(previous[1]):
+        return total - int(previous[1])
     return total
 
 

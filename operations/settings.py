@@ -243,8 +243,9 @@ def _network_warnings(reader: _Reader, bind: tuple[str, ...]) -> tuple[str, ...]
     # redis_tls comes from the TLS work; read it loosely so this module does not depend on it.
     if not exposed or reader.data.get("redis_tls") not in (None, False, "", "false", "no", "0"):
         return ()
-    return (f"listens on {', '.join(exposed)} without TLS: the password and data cross the network in "
-            "clear text (set redis_tls, or bind to loopback only)",)
+    warning = (f"listens on {', '.join(exposed)} without TLS: the password and data cross the network "
+               "in clear text (set redis_tls, or bind to loopback only)")
+    return (warning,)
 
 
 def _password(reader: _Reader, development: bool, exposed: bool = False) -> tuple[Secret | None, str]:

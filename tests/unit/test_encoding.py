@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from dotenv import dotenv_values
-from redis.connection import parse_url
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from redis.connection import parse_url
 
 from operations.encoding import dotenv_line, redis_conf_quote, url_password_quote
 from operations.secrets import password_problem
