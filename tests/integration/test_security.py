@@ -26,14 +26,18 @@ NASTY = {
     "exposed-12": "p w'\"#$x\\%@é${HOME}€ end ",
     "exposed-13": "\\x41\\\"'${REDIS_PASSWORD}$$ `id` ;|& 日本語 🙂 #",
     "local-12": " #lead % %40 \\n \\\\ ''\"\" ${:-$} ~!@ ",
+    "valkey-13": "$(touch /tmp/pwned) ${PATH} \\\\ '\" # valkey ✓ ",
 }
-SUITE = {"exposed-12": "bookworm", "exposed-13": "trixie", "local-12": "bookworm"}
+SUITE = {"exposed-12": "bookworm", "exposed-13": "trixie", "local-12": "bookworm", "valkey-13": "trixie"}
+EXPOSED = ("exposed-12", "exposed-13", "valkey-13")
+SERVER = {name: "valkey" if name.startswith("valkey") else "redis" for name in NASTY}
 # The exposed hosts listen on all addresses so the test reaches them through a port
 # published on 127.0.0.1 (and so they get the no-TLS warning).
 DATA = {
     "exposed-12": {"redis_bind": ["*"]},
     "exposed-13": {"redis_bind": ["*"]},
     "local-12": {},
+    "valkey-13": {"redis_bind": ["*"], "redis_flavour": "valkey"},
 }
 WATCH = (
     "i=0; while [ ! -e /root/ps.stop ] && [ $i -lt 3000 ]; do ps -eo args >> /root/ps.log; "
@@ -43,7 +47,7 @@ WATCH = (
 
 @pytest.fixture(scope="module")
 def hosts(host_factory):
-    return {name: host_factory(f"sec-{name}", SUITE[name], publish=(6379,) if name.startswith("exposed") else ())
+    return {name: host_factory(f"sec-{name}", SUITE[name], publish=(6379,) if name in EXPOSED else ())
             for name in NASTY}
 
 
@@ -78,18 +82,21 @@ def test_bad_settings_stop_the_run_and_touch_no_host(hosts, runner):
         "exposed-12": {"redis_password": "two\nlines and long enough"},
         "exposed-13": {"redis_maxmemory": "lots"},
         "local-12": {"redis_bind": ["127.0.0.1", "999.1.1.1"], "redis_password": "short"},
+        "valkey-13": {"redis_acl_denied_commands": ["flushall", "AUTH"]},
     })
     result = runner(bad)
     assert result.returncode != 0
     for name, setting, problem in (("exposed-12", "redis_password", "contains a newline"),
                                    ("exposed-13", "redis_maxmemory", "is not a size"),
                                    ("local-12", "redis_bind", "is not an IP address"),
-                                   ("local-12", "redis_password", "shorter than 16")):
+                                   ("local-12", "redis_password", "shorter than 16"),
+                                   ("valkey-13", "redis_acl_denied_commands", "cannot be denied")):
         assert f"{hosts[name].inventory_name}: {setting}: " in result.output, result.output
         assert problem in result.output
     assert "two\nlines" not in result.output
     for host in hosts.values():
-        assert host.sh("command -v redis-server", check=False).returncode != 0, "redis-server got installed"
+        for server in ("redis-server", "valkey-server"):
+            assert host.sh(f"command -v {server}", check=False).returncode != 0, f"{server} got installed"
         assert host.sh("test -e /etc/hsi-redis", check=False).returncode != 0
 
 
@@ -124,24 +131,27 @@ def test_first_run_at_vvv_leaks_nothing(first_run, hosts, runner):
         "no listing caught the verification step"
     assert_no_secret(json.dumps(result.report, ensure_ascii=False), values, "the JSON report")
     for name, host in hosts.items():
-        logs = host.sh("cat /var/log/redis/*.log; journalctl -u redis-server -o cat --no-pager").stdout
+        server = SERVER[name]
+        logs = host.sh(f"cat /var/log/{server}/*.log; journalctl -u {server}-server -o cat --no-pager").stdout
         assert_no_secret(logs, values, f"{name}'s server logs")
 
 
 def test_nasty_passwords_authenticate_and_read_back_exactly(first_run, hosts):
     for name, host in hosts.items():
-        password = NASTY[name]
-        assert host.redis_cli("ping", password=password) == "PONG", name
-        assert "NOAUTH" in host.redis_cli("ping")
+        password, cli = NASTY[name], f"{SERVER[name]}-cli"
+        assert host.redis_cli("ping", password=password, cli=cli) == "PONG", name
+        assert "NOAUTH" in host.redis_cli("ping", cli=cli)
         env = host.sh("cat /opt/hsi/backend/.env").stdout
         assert dotenv_values(stream=io.StringIO(env))["REDIS_PASSWORD"] == password, name
-        config = host.sh("cat /etc/redis/redis.conf").stdout
-        assert password not in config, "clear text in redis.conf"
+        config = host.sh(f"cat /etc/{SERVER[name]}/{SERVER[name]}.conf").stdout
+        assert password not in config, "clear text in the server's config"
+        assert host.sh("test -e /tmp/pwned", check=False).returncode != 0, "a password ran as shell code"
 
 
 def test_file_modes_and_owners(first_run, hosts):
-    for host in hosts.values():
-        assert host.stat("/etc/redis/redis.conf") == "640 root redis"
+    for name, host in hosts.items():
+        server = SERVER[name]
+        assert host.stat(f"/etc/{server}/{server}.conf") == f"640 root {server}"
         assert host.stat("/etc/hsi-redis") == "700 root root"
         for name in ("cli.auth", "backend.auth", "auth-failures"):
             assert host.stat(f"/etc/hsi-redis/{name}") == "600 root root", name
@@ -156,7 +166,7 @@ def test_report_flags_no_tls_and_skips_kernel_tuning_in_containers(first_run, ho
         assert entry["checks"]["backend_ping"] == "PONG" and entry["checks"]["flushall_denied"] is True
         assert any("kernel tuning skipped" in note and "docker container" in note for note in entry["notes"])
         warned = any("without TLS" in warning for warning in entry.get("warnings", []))
-        assert warned == name.startswith("exposed"), entry
+        assert warned == (name in EXPOSED), entry
     assert "kernel tuning skipped" in result.output and "without TLS" in result.output
 
 
@@ -166,7 +176,7 @@ def _client(host, **auth) -> redis.Redis:
                        decode_responses=True, **auth)
 
 
-@pytest.mark.parametrize("name", ["exposed-12", "exposed-13"])
+@pytest.mark.parametrize("name", EXPOSED)
 def test_backend_identity_keeps_what_it_needs_and_nothing_more(first_run, hosts, name):
     backend = _client(hosts[name], password=NASTY[name])
     for command in (("FLUSHALL",), ("FLUSHDB",), ("DEBUG", "SLEEP", "0"), ("SHUTDOWN", "NOSAVE"),
@@ -209,7 +219,7 @@ def test_backend_identity_keeps_what_it_needs_and_nothing_more(first_run, hosts,
     backend.close()
 
 
-@pytest.mark.parametrize("name", ["exposed-12", "exposed-13"])
+@pytest.mark.parametrize("name", EXPOSED)
 def test_admin_identity_can_do_everything(first_run, hosts, runner, name):
     admin = _client(hosts[name], username=acl.ADMIN_USER, password=admin_password(runner, hosts[name]))
     assert admin.execute_command("ACL", "WHOAMI") == acl.ADMIN_USER
