@@ -262,3 +262,63 @@ def test_auth_failures_since_the_last_run_are_reported(first_run, hosts, runner)
     calm = runner({host: data[host]}, entry="verify.py")
     assert calm.host(host)["auth_failures_since_last_run"] == 0
     assert not any("failed authentication" in w for w in calm.host(host).get("warnings", []))
+
+
+def _generated_passwords(count: int, seed: int) -> list[str]:
+    """Printable passwords drawn from the nasty characters and random printable code points."""
+    import random
+    import unicodedata
+
+    rng = random.Random(seed)
+    nasty = " \"'#$\\%@`!;&|<>(){}[]*?~=,:/^${"
+    out = []
+    while len(out) < count:
+        chars = []
+        for _ in range(rng.randint(1, 40)):
+            if rng.random() < 0.5:
+                chars.append(rng.choice(nasty))
+            else:
+                char = chr(rng.choice((rng.randint(0x20, 0x7e), rng.randint(0xa0, 0x2fff),
+                                       rng.randint(0x1f300, 0x1f64f))))
+                if unicodedata.category(char)[0] in "LMNPS" or char == " ":
+                    chars.append(char)
+        if chars:
+            out.append("".join(chars))
+    return out
+
+
+# For each password: a throwaway server on a unix socket, configured by a file holding
+# `requirepass <our encoding>`, must answer PONG to exactly that password.
+REAL_SERVER_CHECK = r"""
+cd /root; i=0
+while read -r quoted raw; do
+  i=$((i+1))
+  printf 'port 0\nunixsocket /root/pt.sock\nsave ""\nappendonly no\ndaemonize yes\npidfile /root/pt.pid\n' > pt.conf
+  printf 'requirepass %s\n' "$(printf %s "$quoted" | base64 -d)" >> pt.conf
+  rm -f pt.sock pt.pid; @SERVER@ pt.conf >/dev/null 2>&1 || { echo "$i start-failed"; continue; }
+  n=0; while [ ! -S pt.sock ] && [ $n -lt 50 ]; do sleep 0.05; n=$((n+1)); done
+  reply=$(printf %s "$raw" | base64 -d > pt.pw; REDISCLI_AUTH="$(cat pt.pw)" @CLI@ --no-auth-warning -s pt.sock ping 2>&1)
+  wrong=$(REDISCLI_AUTH="x$(cat pt.pw)" @CLI@ --no-auth-warning -s pt.sock ping 2>&1)
+  echo "$i $reply $(echo "$wrong" | grep -c NOAUTH)"
+  kill "$(cat pt.pid)"; n=0; while [ -e pt.pid ] && [ $n -lt 50 ]; do sleep 0.05; n=$((n+1)); done
+done
+rm -f pt.conf pt.pw
+"""
+
+
+@pytest.mark.parametrize("name", ["local-12", "exposed-13", "valkey-13"])
+def test_generated_passwords_round_trip_through_a_real_server(first_run, hosts, name):
+    import base64
+
+    passwords = _generated_passwords(40, seed=len(name))
+    lines = "".join(
+        f"{base64.b64encode(redis_conf_quote(p).encode()).decode()} {base64.b64encode(p.encode()).decode()}\n"
+        for p in passwords
+    )
+    server = SERVER[name]
+    script = REAL_SERVER_CHECK.replace("@SERVER@", f"{server}-server").replace("@CLI@", f"{server}-cli")
+    result = hosts[name].sh(script, stdin=lines)
+    replies = result.stdout.splitlines()
+    assert len(replies) == len(passwords), result.stdout + result.stderr
+    for line, password in zip(replies, passwords):
+        assert line.split(" ", 1)[1] == "PONG 1", (password, line)
