@@ -317,7 +317,7 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         bind=bind,
         port=reader.integer("redis_port", 1, 65535),
         size=size,
-        maxmemory=str(maxmemory).lower(),
+        maxmemory=str(maxmemory).strip().lower(),
         maxmemory_policy=reader.choice("redis_maxmemory_policy", MAXMEMORY_POLICIES),
         appendfsync=reader.choice("redis_appendfsync", ("always", "everysec", "no")),
         flavour=reader.choice("redis_flavour", ("auto", "redis", "valkey")),
