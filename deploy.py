@@ -8,8 +8,8 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 
 from pyinfra import host, state
 
-from operations import backend_env, configure, exporter, install, platform, report, service, settings, sources
-from operations import tls, verify
+from operations import backend_env, configure, exporter, hardening, install, platform, report, service
+from operations import settings, sources, tls, verify
 
 conf = settings.load(host)  # validates every host first: a bad value stops the run untouched
 report.track(state, conf)
@@ -19,6 +19,7 @@ if plat:  # package source and version policy: one fact, decided before anything
 
 if plat and not conf.verify_only:
     dropin = install.install_server(conf, plat, identity, packages)
+    hardening.harden_host(conf, plat, identity)  # kernel settings; skipped (with a note) in containers
     tls_files = tls.install_tls(conf, plat)
     config = configure.configure_server(conf, plat)
     service.run_service(plat, changed=[dropin, config, *tls_files])

@@ -11,9 +11,9 @@ from pathlib import Path
 import jinja2
 from pyinfra.api import deploy
 
-from . import persistence, tls
+from . import acl, persistence, tls
 from .encoding import redis_conf_quote
-from .facts import CLI_AUTH_FILE, STATE_DIR
+from .facts import BACKEND_AUTH_FILE, CLI_AUTH_FILE, STATE_DIR
 from .managed_files import managed_file
 from .platform import Platform
 from .settings import RedisSettings
@@ -57,6 +57,8 @@ def render_config(conf: RedisSettings, plat: Platform) -> str:
         maxmemory=conf.maxmemory,
         maxmemory_policy=conf.maxmemory_policy,
         requirepass=redis_conf_quote(conf.password.reveal()),
+        acl_users=acl.user_rules(conf, plat, acl.admin_password(conf.host_name)),
+        disable_thp=plat.disable_thp,
     )
 
 
@@ -79,10 +81,19 @@ def configure_server(conf: RedisSettings, plat: Platform):
         group=plat.group,
         mode=0o640,
     )
-    # The password the deploy's own checks use, read on the host so it is never in a command.
+    # The passwords the deploy's own checks use (admin; backend identity), read on the host so
+    # they are never in a command.
     managed_file(
         name=f"Write {CLI_AUTH_FILE} (root only)",
         path=CLI_AUTH_FILE,
+        content=acl.admin_password(conf.host_name).reveal(),
+        user="root",
+        group="root",
+        mode=0o600,
+    )
+    managed_file(
+        name=f"Write {BACKEND_AUTH_FILE} (root only)",
+        path=BACKEND_AUTH_FILE,
         content=conf.password.reveal(),
         user="root",
         group="root",

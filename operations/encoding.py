@@ -8,11 +8,15 @@ dotenv (python-dotenv, which the HSI backend reads): single quotes, with ``\\`` 
 backslash-escaped. python-dotenv 1.x expands ``${NAME}`` even inside single quotes, so a
 value containing ``${`` is written double-quoted instead, each such ``$`` as ``${:-$}``
 (an empty name is never set, so it always takes its default, a literal ``$``).
+
+URLs (an exporter's or a client's `redis://:PASSWORD@host`): the password percent-encoded,
+every reserved character included; redis-py and Go's net/url decode it back.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 _REDIS_SAFE = re.compile(rb"[A-Za-z0-9._~-]")
 
@@ -32,6 +36,11 @@ def dotenv_quote(value: str) -> str:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + escaped.replace("${", "${:-$}{") + '"'
+
+
+def url_password_quote(value: str) -> str:
+    """Percent-encode a password for the userinfo part of a redis:// URL (every reserved byte)."""
+    return quote(value, safe="")
 
 
 def dotenv_line(key: str, value: str, quote: bool = True) -> str:

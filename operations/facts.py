@@ -14,7 +14,9 @@ from .tls_probe import probe_block
 
 # Root-only directory for the deploy's own state on the host (password for its checks).
 STATE_DIR = "/etc/hsi-redis"
-CLI_AUTH_FILE = f"{STATE_DIR}/cli.auth"
+CLI_AUTH_FILE = f"{STATE_DIR}/cli.auth"      # the admin identity's password (see operations/acl.py)
+BACKEND_AUTH_FILE = f"{STATE_DIR}/backend.auth"  # the backend identity's, to check it logs in
+ADMIN_USER = "hsi-admin"
 
 
 def _key_values(output: list[str]) -> dict[str, str]:
@@ -127,8 +129,14 @@ ask() {{ timeout 5 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr
 echo "noauth_ping=$(ask ping | head -n 2 | tr '\\n' ' ')"
 if [ -s "$auth" ]; then
   echo auth_file=present
-  echo "auth_ping=$(REDISCLI_AUTH="$(cat "$auth")" ask ping | head -n 2 | tr '\\n' ' ')"
-  info=$(REDISCLI_AUTH="$(cat "$auth")" ask info)
+  # The admin identity; a server still on a config from before it existed knows only `default`.
+  as=--user; who={ADMIN_USER}
+  pong=$(REDISCLI_AUTH="$(cat "$auth")" ask $as $who ping | head -n 2 | tr '\\n' ' ')
+  case "$pong" in PONG*) ;; *) as=; who=
+    legacy=$(REDISCLI_AUTH="$(cat "$auth")" ask ping | head -n 2 | tr '\\n' ' ')
+    case "$legacy" in PONG*) pong=$legacy ;; *) as=--user; who={ADMIN_USER} ;; esac ;; esac
+  echo "auth_ping=$pong"; echo "auth_user=${{who:-default}}"
+  info=$(REDISCLI_AUTH="$(cat "$auth")" ask $as $who info)
 else
   echo auth_file=missing
   info=$(ask info)

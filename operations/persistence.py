@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from . import tls
-from .facts import CLI_AUTH_FILE, ServerState
+from .facts import ADMIN_USER, CLI_AUTH_FILE, ServerState
 from .platform import Platform
 from .settings import RedisSettings
 from .shell import fail_command
@@ -40,20 +40,23 @@ def server_state(conf: RedisSettings, plat: Platform) -> dict:
     )
 
 
-def _ask_function(cli: str, address: str, port: int, use_auth: bool, tls_args: str = "") -> str:
+def _ask_function(cli: str, address: str, port: int, use_auth: bool, auth_user: str = ADMIN_USER,
+                  tls_args: str = "") -> str:
     prefix = f'REDISCLI_AUTH="$(cat {CLI_AUTH_FILE})" ' if use_auth else ""
+    user = f"--user {shlex.quote(auth_user)} " if use_auth and auth_user != "default" else ""
     extra = f" {tls_args}" if tls_args else ""
     return (
-        f"ask() {{ {prefix}timeout 10 {shlex.quote(cli)} --no-auth-warning "
+        f"ask() {{ {prefix}timeout 10 {shlex.quote(cli)} --no-auth-warning {user}"
         f"-h {shlex.quote(address)} -p {int(port)}{extra} \"$@\" 2>&1 | tr -d '\\r'; }}"
     )
 
 
-def enable_aof_script(cli: str, address: str, port: int, use_auth: bool, tls_args: str = "") -> str:
+def enable_aof_script(cli: str, address: str, port: int, use_auth: bool, auth_user: str = ADMIN_USER,
+                      tls_args: str = "") -> str:
     """Shell: turn AOF on in the running server and wait until the dataset is in it."""
     return "; ".join((
         "set -e",
-        _ask_function(cli, address, port, use_auth, tls_args),
+        _ask_function(cli, address, port, use_auth, auth_user, tls_args),
         'reply=$(ask config set appendonly yes)',
         '[ "$reply" = OK ] || { echo "CONFIG SET appendonly yes failed: $reply" >&2; exit 1; }',
         "i=0",
@@ -120,4 +123,5 @@ def secure_data(conf: RedisSettings, plat: Platform):
         )
         return
     port, tls_args = tls.cli_connection(state, plat) if state.get("via") == "tls" else (conf.port, "")
-    yield StringCommand(enable_aof_script(plat.cli, address, port, use_auth, tls_args))
+    yield StringCommand(enable_aof_script(plat.cli, address, port, use_auth,
+                                          state.get("auth_user") or ADMIN_USER, tls_args))

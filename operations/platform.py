@@ -47,6 +47,13 @@ class Platform:
     # SELinux: the type a port must carry for the server to bind it, and what provides semanage.
     selinux_port_type: str = "redis_port_t"
     selinux_tools: tuple[str, ...] = ("policycoreutils-python-utils",)
+    # The server turns THP off for itself (`disable-thp`, Redis 6.2+ / Valkey); else a unit does.
+    disable_thp: bool = True
+    # ACL syntax: pub/sub channel rules (`&*`, Redis 6.2+) and denying one subcommand
+    # (`-config|rewrite`, Redis 7.0+; older servers need the whole command denied and
+    # the allowed subcommands added back).
+    acl_channels: bool = True
+    acl_deny_subcommands: bool = True
 
     @property
     def config_dir(self) -> str:
@@ -96,12 +103,14 @@ TABLE: dict[tuple[str, str], dict[str, Platform]] = {
         "valkey": _row(_DEBIAN_VALKEY, "debian-13", "8.1.1", codename="trixie"),
     },
     ("ubuntu", "22.04"): {"redis": _row(_UBUNTU_REDIS, "ubuntu-22.04", "6.0.16", optional_bind=False,
-                                        codename="jammy")},
+                                        codename="jammy", disable_thp=False, acl_channels=False,
+                                        acl_deny_subcommands=False)},
     ("ubuntu", "24.04"): {"redis": _row(_UBUNTU_REDIS, "ubuntu-24.04", "7.0.15", codename="noble")},
     ("fedora", "40"): {"redis": _row(_RPM_REDIS, "fedora-40", "7.2"), "valkey": _row(_RPM_VALKEY, "fedora-40", "7.2")},
     ("fedora", "41+"): {"valkey": _row(_RPM_VALKEY, "fedora-41+", "8.0")},
     ("el", "8"): {"redis": _row(_RPM_REDIS, "el-8", "6.2", config_path="/etc/redis.conf", optional_bind=False,
-                                module_stream="redis:6", upstream_rpm_dir="rockylinux8", tls_path="/etc/redis/tls")},
+                                module_stream="redis:6", upstream_rpm_dir="rockylinux8", tls_path="/etc/redis/tls",
+                                acl_deny_subcommands=False)},
     ("el", "9"): {"redis": _row(_RPM_REDIS, "el-9", "7.2", module_stream="redis:7",
                                 upstream_rpm_dir="rockylinux9")},
     ("el", "10"): {"valkey": _row(_RPM_VALKEY, "el-10", "8.0")},

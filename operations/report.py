@@ -47,11 +47,18 @@ def record(host_name: str, **fields) -> None:
     RESULTS.setdefault(host_name, {}).update(fields)
 
 
-def warn(host_name: str, message: str) -> None:
-    """A warning for the host's summary line and report (kept once, in order)."""
+def warn(host_name: str, text: str) -> None:
+    """Something the operator must act on; printed under the host's summary line."""
     warnings = RESULTS.setdefault(host_name, {}).setdefault("warnings", [])
-    if message not in warnings:
-        warnings.append(message)
+    if text not in warnings:
+        warnings.append(text)
+
+
+def note(host_name: str, text: str) -> None:
+    """Something the operator should know (e.g. a step skipped on purpose)."""
+    notes = RESULTS.setdefault(host_name, {}).setdefault("notes", [])
+    if text not in notes:
+        notes.append(text)
 
 
 class _Callbacks(BaseStateCallback):
@@ -125,11 +132,15 @@ def _finish(state) -> None:
         if entry["status"] == "ok":
             detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, "
                       f"AOF on, auth ok, {entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
+            if "auth_failures_since_last_run" in entry:
+                detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
         else:
             detail = entry.get("problem", "")
         print(f"    {name:<{width}}  {status:<6} {detail}", file=out)
         for warning in entry.get("warnings", []):
             print(f"    {'':<{width}}  {'':<6} warning: {warning}", file=out)
+        for text in entry.get("notes", []):
+            print(f"    {'':<{width}}  {'':<6} note: {text}", file=out)
         if entry["status"] != "ok" and entry.get("fix"):
             print(f"    {'':<{width}}  {'':<6} fix: {entry['fix']}", file=out)
 
@@ -150,7 +161,10 @@ def _finish(state) -> None:
 def track(state, conf) -> None:
     """Report on this run (hooked once, however many hosts load the entry file), and scrub
     this host's secrets from anything the report prints or writes."""
+    from . import acl
+
     add_secret(conf.password.reveal())
+    add_secret(acl.admin_password(conf.host_name).reveal())
     if id(state) in _installed:
         return
     _installed.add(id(state))

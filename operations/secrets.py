@@ -38,6 +38,10 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return "********"
 
+    def to_json(self) -> str:
+        """What `pyinfra INVENTORY debug-inventory` (and any JSON dump of host data) shows."""
+        return "********"
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Secret) and _random.compare_digest(
             self._value.encode(), other._value.encode()

@@ -41,6 +41,14 @@ MAXMEMORY_POLICIES = (
     "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
 )
 
+# What the backend's connection must not run: wiping the data, taking the server over, changing users.
+DENIED_COMMANDS = (
+    "flushall", "flushdb", "debug", "shutdown", "module", "replicaof", "slaveof", "migrate", "acl",
+    "config|rewrite",
+)
+# Never deniable: the backend could no longer log in or talk to the server at all.
+ESSENTIAL_COMMANDS = ("auth", "hello", "ping", "quit", "reset", "select", "client", "info")
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_password", None, "Password clients must present. `REDIS_PASSWORD` in the operator's "
             "environment wins; unset, one is generated per host and kept in `.secrets/`."),
@@ -91,12 +99,23 @@ SETTINGS: tuple[Setting, ...] = (
             "signing key (download https://packages.redis.io/gpg once); required for the upstream source."),
     Setting("redis_upstream_key_fingerprint", "", "The key's fingerprint as you confirmed it (40 hex digits); "
             "the deploy refuses a key file whose fingerprint differs."),
+    # Security (issue 5): least privilege, auth-failure monitoring, host hardening.
+    Setting("redis_acl_denied_commands", list(DENIED_COMMANDS), "Commands the backend's identity (the "
+            "`default` user) may not run; `NAME` or `NAME|SUBCOMMAND`. The admin user keeps them all."),
+    Setting("redis_auth_failure_warn", 10, "Failed authentications since the last run (ACL LOG) at or above "
+            "which the summary warns."),
+    Setting("redis_kernel_tuning", True, "Set vm.overcommit_memory=1, net.core.somaxconn and THP off "
+            "(persistent); always skipped inside containers."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
-_MEMORY_RE = re.compile(r"^[1-9][0-9]*(b|kb|mb|gb)?$", re.IGNORECASE)
+_MEMORY_RE = re.compile(r"^([1-9][0-9]{0,14})(b|k|kb|m|mb|g|gb)?$", re.IGNORECASE)
+# Redis' own units: k/m/g are powers of 1000, kb/mb/gb powers of 1024.
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+_MEMORY_MIN = 1024**2  # below 1mb the server cannot even hold its own bookkeeping
+_COMMAND_RE = re.compile(r"^[a-z][a-z0-9_.-]*(\|[a-z][a-z0-9_.-]*)?$")
 _PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
 _LISTEN_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")
 
@@ -139,6 +158,10 @@ class RedisSettings:
     exporter_env_path: str | None = None
     exporter_owner: str = "root"
     exporter_listen: str = "127.0.0.1:9121"
+    acl_denied: tuple[str, ...] = ()
+    auth_failure_warn: int = 10
+    kernel_tuning: bool = True
+    # Not fatal, but the operator must hear about them (printed in the summary).
     warnings: tuple[str, ...] = ()
 
     @property
@@ -230,7 +253,43 @@ def _is_loopback(address: str) -> bool:
     return plain != "*" and ipaddress.ip_address(plain).is_loopback
 
 
-def _password(reader: _Reader, development: bool) -> tuple[Secret | None, str]:
+def memory_bytes(value: str) -> int | None:
+    """Bytes in a Redis size such as ``256mb`` or ``1g``; None when it is not one."""
+    match = _MEMORY_RE.match(str(value).strip())
+    if not match:
+        return None
+    return int(match.group(1)) * _MEMORY_UNITS[(match.group(2) or "").lower()]
+
+
+def _denied_commands(reader: _Reader) -> tuple[str, ...]:
+    value = reader.raw("redis_acl_denied_commands")
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, (list, tuple)):
+        reader.fail("redis_acl_denied_commands", f"expected a list of command names, got {value!r}")
+        return DENIED_COMMANDS
+    commands = []
+    for item in value:
+        name = str(item).strip().lower()
+        if not _COMMAND_RE.match(name):
+            reader.fail("redis_acl_denied_commands", f"{item!r} is not a command name (NAME or NAME|SUBCOMMAND)")
+        elif name.split("|")[0] in ESSENTIAL_COMMANDS:
+            reader.fail("redis_acl_denied_commands", f"{name!r} cannot be denied: the backend needs it to connect")
+        elif name not in commands:
+            commands.append(name)
+    return tuple(commands)
+
+
+def _network_warnings(bind: tuple[str, ...], tls_enabled: bool) -> tuple[str, ...]:
+    exposed = [a.lstrip("-") for a in bind if not _is_loopback(a)]
+    if not exposed or tls_enabled:
+        return ()
+    warning = (f"listens on {', '.join(exposed)} without TLS: the password and data cross the network "
+               "in clear text (set redis_tls, or bind to loopback only)")
+    return (warning,)
+
+
+def _password(reader: _Reader, development: bool, exposed: bool = False) -> tuple[Secret | None, str]:
     env_value = os.environ.get("REDIS_PASSWORD")
     if env_value:
         value, source = env_value, "environment REDIS_PASSWORD"
@@ -247,8 +306,12 @@ def _password(reader: _Reader, development: bool) -> tuple[Secret | None, str]:
     if problem:
         reader.fail("redis_password", f"{problem} ({source})")
         return None, source
-    minimum = reader.integer("redis_password_min_length", 1, 1024)
-    if not development and len(value) < minimum:
+    minimum = reader.integer("redis_password_min_length", 8, 1024)
+    if exposed and len(value) < minimum:
+        # A development host may keep a short password only while nothing outside can reach it.
+        reader.fail("redis_password", f"shorter than {minimum} characters ({source}) on a server that "
+                    "listens beyond loopback (redis_bind); no exception for development hosts there")
+    elif not development and len(value) < minimum:
         reader.fail(
             "redis_password",
             f"shorter than {minimum} characters ({source}); use a longer one, "
@@ -316,16 +379,20 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
     """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
     reader = _Reader(host_name, data)
     development = reader.boolean("redis_development")
-    password, source = _password(reader, development)
+    bind = _bind_addresses(reader)
+    password, source = _password(reader, development, exposed=not all(map(_is_loopback, bind)))
     size = reader.choice("redis_size", tuple(SIZES))
     maxmemory = reader.raw("redis_maxmemory")
     if maxmemory is None:
         maxmemory = SIZES[size]
-    elif not _MEMORY_RE.match(str(maxmemory)):
+    elif memory_bytes(maxmemory) is None:
         reader.fail("redis_maxmemory", f"{maxmemory!r} is not a size such as 256mb or 1gb")
+    elif memory_bytes(maxmemory) < _MEMORY_MIN:
+        reader.fail("redis_maxmemory", f"{maxmemory!r} is below 1mb")
     env_path = reader.raw("redis_backend_env_path") or None
     if env_path is not None and (not isinstance(env_path, str) or not _PATH_RE.match(env_path)
-                                 or env_path.endswith("/")):
+                                 or env_path.endswith("/") or "/../" in env_path + "/"
+                                 or "/./" in env_path + "/"):
         reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
     owner = reader.text("redis_backend_env_owner", _USER_RE, "a valid user name")
     group_value = reader.data.get("redis_backend_env_group") or owner
@@ -353,10 +420,10 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         password=password or Secret(""),
         password_source=source,
         development=development,
-        bind=_bind_addresses(reader),
+        bind=bind,
         port=port,
         size=size,
-        maxmemory=str(maxmemory).lower(),
+        maxmemory=str(maxmemory).strip().lower(),
         maxmemory_policy=reader.choice("redis_maxmemory_policy", MAXMEMORY_POLICIES),
         appendfsync=reader.choice("redis_appendfsync", ("always", "everysec", "no")),
         flavour=reader.choice("redis_flavour", ("auto", "redis", "valkey")),
@@ -370,8 +437,11 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         exporter_env_path=exporter_path,
         exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
         exporter_listen=exporter_listen,
-        warnings=tuple(warnings),
         **sources.parse_source_settings(reader),
+        acl_denied=_denied_commands(reader),
+        auth_failure_warn=reader.integer("redis_auth_failure_warn", 1, 1_000_000),
+        kernel_tuning=reader.boolean("redis_kernel_tuning"),
+        warnings=tuple(warnings) + _network_warnings(bind, tls is not None),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:

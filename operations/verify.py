@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra import state as run_state
 from pyinfra.api import deploy, operation
 
-from . import report, tls
+from . import report, security, tls
 from .backend_env import owned_lines
 from .facts import CLI_AUTH_FILE, EnvFileKeys
 from .persistence import server_state
@@ -101,6 +101,10 @@ def check_host(conf: RedisSettings, plat: Platform) -> tuple[str, str, str] | No
         found["tls"] = {"port": conf.tls.port, "via": seen.get("via"), "only": conf.tls.only,
                         "auth_clients": conf.tls.auth_clients}
     problem = tls.tls_problem(seen, conf, plat) or classify(seen, conf, plat) or _backend_env_problem(conf)
+    if problem is None:  # backend identity, least privilege, auth failures (operations/security.py)
+        extra, problem = security.check(conf, plat, seen)
+        found["checks"].update(extra.pop("checks"))
+        found.update(extra)
     if problem is None:
         report.record(host.name, status="ok", **found)
         return None

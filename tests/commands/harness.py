@@ -184,6 +184,12 @@ class _Answers:
             "TcpPortTypes": lambda: {p: t for p, t in fixture.port_types.items() if p in kwargs["ports"]},
             "SystemdStatus": lambda: {s: fixture.services.get(s, False) for s in kwargs["services"]},
             "SystemdEnabled": lambda: {s: fixture.services.get(s, False) for s in kwargs["services"]},
+            # A stock kernel (hardening has work to do) and a healthy server's security probe.
+            "KernelState": lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"},
+            "SecurityState": lambda: {
+                "backend_ping": "PONG", "admin": "ok", "run_id": "0" * 40, "auth_failures": "0",
+                "flushall_dryrun": "User default has no permissions to run the 'flushall' command",
+            },
         }
         if name not in answers:
             raise AssertionError(f"the command harness has no fixture for fact {name} {kwargs}")

@@ -210,10 +210,23 @@ def test_install_config_service_and_verify_commands(name):
     expect, result = _deploy(name)
     texts = result.texts(name)
     config_write = next(t for t in texts if f'mv -f "$tmp" {expect.config};' in t)
+    # A real (non-container) host gets kernel tuning right after the install (operations/hardening.py);
+    # a server without `disable-thp` (Redis < 6.2) gets the THP unit too.
+    sysctl_write = next(t for t in texts if 'mv -f "$tmp" /etc/sysctl.d/60-hsi-redis.conf;' in t)
+    hardening = [sysctl_write, "sysctl -q -p /etc/sysctl.d/60-hsi-redis.conf"]
+    if any("hsi-redis-thp-off.service" in t for t in texts):
+        hardening += [
+            next(t for t in texts if 'mv -f "$tmp" /etc/systemd/system/hsi-redis-thp-off.service;' in t),
+            "systemctl daemon-reload",
+            "systemctl start hsi-redis-thp-off.service",
+            "systemctl enable hsi-redis-thp-off.service",
+        ]
     assert texts == [
         *expect.install,
+        *hardening,
         config_write,
         next(t for t in texts if "/etc/hsi-redis/cli.auth;" in t),
+        next(t for t in texts if "/etc/hsi-redis/backend.auth;" in t),
         f"systemctl start {expect.service}.service",  # the restart op starts the stopped service
         f"systemctl start {expect.service}.service",
         f"systemctl enable {expect.service}.service",

@@ -16,11 +16,12 @@ def test_verify_classifies_failures_and_deploy_heals(host_factory, run_pyinfra):
     ok = run_pyinfra(data, entry="verify.py")
     assert ok.returncode == 0 and ok.host(host)["status"] == "ok", ok.output
 
-    # The server runs with another password than the one deployed.
+    # The server's backend identity now wants another password than the one deployed (the
+    # deploy's own checks log in as the admin identity, so this is named precisely).
     host.redis_cli("config", "set", "requirepass", "someone-else-changed-it", password="verify-test-password-0123")
     wrong = run_pyinfra(data, entry="verify.py")
-    assert wrong.returncode != 0 and wrong.host(host)["kind"] == "WRONGPASS"
-    assert "verify failed: WRONGPASS" in wrong.output and "Fix:" in wrong.output
+    assert wrong.returncode != 0 and wrong.host(host)["kind"] == "WRONGPASS (backend identity)"
+    assert "verify failed: WRONGPASS (backend identity)" in wrong.output and "Fix:" in wrong.output
 
     host.sh("systemctl stop redis-server")
     stopped = run_pyinfra(data, entry="verify.py")
