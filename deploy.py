@@ -23,6 +23,6 @@ else:
     if not conf.verify_only:
         dropin = install.install_server(conf, plat, identity)
         config = configure.configure_server(conf, plat)
-        service.run_service(plat, changed=[dropin, config])
+        service.run_service(plat, changed=[dropin, config], conf=conf)
         backend_env.write_backend_env(conf)
     verify.verify_server(conf, plat)

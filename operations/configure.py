@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 from pyinfra.api import deploy
 
-from . import persistence
+from . import persistence, rollback
 from .encoding import redis_conf_quote
 from .facts import CLI_AUTH_FILE, STATE_DIR
 from .managed_files import managed_file
@@ -56,6 +56,7 @@ def render_config(conf: RedisSettings, plat: Platform) -> str:
         maxmemory=conf.maxmemory,
         maxmemory_policy=conf.maxmemory_policy,
         requirepass=redis_conf_quote(conf.password.reveal()),
+        extra_config=conf.extra_config,
     )
 
 
@@ -70,10 +71,17 @@ def configure_server(conf: RedisSettings, plat: Platform):
         conf=conf,
         plat=plat,
     )
+    rendered = render_config(conf, plat)
+    rollback.keep_last_good(
+        name=f"Keep the running {plat.config_path} as the last good config",
+        conf=conf,
+        plat=plat,
+        content=rendered,
+    )
     config = managed_file(
         name=f"Write {plat.config_path}",
         path=plat.config_path,
-        content=render_config(conf, plat),
+        content=rendered,
         user="root",
         group=plat.group,
         mode=0o640,

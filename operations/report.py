@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +27,11 @@ from .secrets import PROJECT_ROOT
 RESULTS: dict[str, dict] = {}
 _SECRETS: set[str] = set()
 _installed: set[int] = set()
+# Error messages pyinfra logged before deploy.py was loaded (connection failures).
+_EARLY_ERRORS: list[str] = []
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Operations report why they failed on a stderr line starting with this (see shell.fail_command).
+_REASON_PREFIX = "hsi-redis: "
 
 
 def report_path() -> Path:
@@ -47,6 +54,37 @@ def record(host_name: str, **fields) -> None:
     RESULTS.setdefault(host_name, {}).update(fields)
 
 
+class _ErrorLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _EARLY_ERRORS.append(_ANSI.sub("", record.getMessage()))
+        except Exception:  # a log handler must never break the run
+            pass
+
+
+def capture_connect_errors() -> None:
+    """Keep pyinfra's error log lines, so hosts that fail to connect get their reason.
+
+    Connections happen before deploy.py loads (and `state.init` drops callbacks added
+    earlier), so `config.py`, which pyinfra loads first, calls this.
+    """
+    logger = logging.getLogger("pyinfra")
+    if not any(isinstance(h, _ErrorLog) for h in logger.handlers):
+        handler = _ErrorLog(level=logging.ERROR)
+        logger.addHandler(handler)
+
+
+def _connect_reason(host_name: str) -> str:
+    marker = f"[{host_name}]"
+    for message in _EARLY_ERRORS:
+        if marker in message:
+            lines = [line.strip() for line in message.split(marker, 1)[1].splitlines() if line.strip()]
+            # the command that failed, then the lines that say why (e.g. docker's error)
+            why = [line for line in lines[1:] if "rror" in line or "denied" in line or "refused" in line]
+            return redact(" | ".join(lines[:1] + why[:2])[:400] or "connection failed")
+    return "could not connect"
+
+
 class _Callbacks(BaseStateCallback):
     @staticmethod
     def host_connect_error(state, host, error):
@@ -55,20 +93,34 @@ class _Callbacks(BaseStateCallback):
 
     @staticmethod
     def operation_host_start(state, host, op_hash):
-        RESULTS.setdefault(host.name, {}).setdefault("started", time.monotonic())
+        entry = RESULTS.setdefault(host.name, {})
+        now = time.monotonic()
+        entry.setdefault("started", now)
+        entry.setdefault("_op_started", {})[op_hash] = now
 
     @staticmethod
     def operation_host_success(state, host, op_hash, retry_count=0):
+        _op_timing(state, host, op_hash)
         record(host.name, finished=time.monotonic())
 
     @staticmethod
     def operation_host_error(state, host, op_hash, retry_count=0, max_retries=0):
+        _op_timing(state, host, op_hash)
         entry = RESULTS.setdefault(host.name, {})
         entry["finished"] = time.monotonic()
         if entry.get("status") == "failed":
             return  # the step that failed already said why (verification, safety checks)
         name = ", ".join(sorted(state.get_op_meta(op_hash).names))
         entry.update(status="failed", failed_step=name, problem=f"operation failed: {name}")
+
+
+def _op_timing(state, host, op_hash) -> None:
+    """Seconds each operation took on the host (the report's `timings`)."""
+    entry = RESULTS.setdefault(host.name, {})
+    started = entry.get("_op_started", {}).pop(op_hash, None)
+    if started is not None:
+        name = ", ".join(sorted(state.get_op_meta(op_hash).names))
+        entry.setdefault("timings", {})[name] = round(time.monotonic() - started, 2)
 
 
 def _op_summary(state, host) -> tuple[int, list[str], list[str]]:
@@ -90,24 +142,40 @@ def _op_summary(state, host) -> tuple[int, list[str], list[str]]:
 
 
 def _finish(state) -> None:
-    hosts = list(state.inventory)
+    inventory = getattr(state, "inventory", None)
+    if inventory is None:
+        return  # the run stopped before it had an inventory
+    hosts = list(inventory)
     rows = []
     for host in hosts:
         entry = RESULTS.setdefault(host.name, {})
         changed, names, failure = _op_summary(state, host)
         entry["changes"] = changed
         entry["changed_operations"] = names
+        if host.name not in {h.name for h in state.activated_hosts}:
+            entry.update(status="failed", failed_step="connect", problem=f"could not connect: "
+                         f"{_connect_reason(host.name)}")
+            entry.setdefault("fix", "check that the host is up and reachable (ssh, or the container "
+                                    "is running)")
         if host in state.failed_hosts or entry.get("status") == "failed":
             entry["status"] = "failed"
             entry.setdefault("problem", "failed before verification")
             if failure:
                 entry.setdefault("output", failure)
+                reasons = [line[len(_REASON_PREFIX):] for line in failure if line.startswith(_REASON_PREFIX)]
+                if reasons and entry["problem"].startswith("operation failed"):
+                    entry["problem"] = f"{entry['problem']}: {reasons[-1]}"
+            entry["failures"] = [{"step": entry.get("failed_step", "unknown"), "problem": entry["problem"],
+                                  "output": entry.get("output", [])}]
         else:
             entry.setdefault("status", "unverified")
         if "started" in entry and "finished" in entry:
             entry["seconds"] = round(entry["finished"] - entry["started"], 2)
+        entry.setdefault("failures", [])
+        entry.setdefault("timings", {})
         entry.pop("started", None)
         entry.pop("finished", None)
+        entry.pop("_op_started", None)
         rows.append((host.name, entry))
 
     width = max([len(name) for name, _ in rows] + [4])
@@ -141,9 +209,15 @@ def _finish(state) -> None:
 
 
 def install(state) -> None:
-    """Hook the report into this run (once per run, however many hosts load deploy.py)."""
-    if id(state) in _installed:
-        return
-    _installed.add(id(state))
-    state.add_callback_handler(_Callbacks())
-    atexit.register(_finish, state)
+    """Hook the report into this run (once per run, however many hosts load deploy.py).
+
+    Safe to call before the hosts connect (config.py does): the summary is then written
+    even when no host connects; the callbacks are (re)added once the state is initialised.
+    """
+    capture_connect_errors()
+    if id(state) not in _installed:
+        _installed.add(id(state))
+        atexit.register(_finish, state)
+    handlers = getattr(state, "callback_handlers", None)
+    if handlers is not None and not any(isinstance(h, _Callbacks) for h in handlers):
+        state.add_callback_handler(_Callbacks())

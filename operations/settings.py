@@ -59,6 +59,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
     Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
     Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
+    # Safety (issue 6): restarts that roll back, rotation, fleet faults.
+    Setting("redis_extra_config", [], "Extra redis.conf directive lines appended as given (no newlines); "
+            "a line the server rejects is rolled back to the last good config."),
+    Setting("redis_restart_wait", 60, "Seconds to wait for the server to answer PING after a restart "
+            "before restoring the last good config."),
+    Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
+            "writing the new password into its `.env` (unset: not restarted)."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
@@ -97,6 +104,9 @@ class RedisSettings:
     backend_host: str
     backend_db: int
     verify_only: bool
+    extra_config: tuple[str, ...] = ()
+    restart_wait: int = 60
+    backend_unit: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -214,6 +224,38 @@ def _password(reader: _Reader, development: bool) -> tuple[Secret | None, str]:
     return Secret(value), source
 
 
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@-]{1,250}$")
+
+
+def _extra_config(reader: _Reader) -> tuple[str, ...]:
+    """Extra directive lines: one directive per item, no line breaks, no NUL."""
+    value = reader.raw("redis_extra_config")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        reader.fail("redis_extra_config", f"expected a list of directive lines, got {type(value).__name__}")
+        return ()
+    lines = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            reader.fail("redis_extra_config", f"{item!r} is not a directive line")
+        elif any(char in item for char in "\n\r\x00"):
+            reader.fail("redis_extra_config", "a line contains a newline or NUL (one directive per item)")
+        else:
+            lines.append(item.strip())
+    return tuple(lines)
+
+
+def _unit_name(reader: _Reader, name: str) -> str | None:
+    value = reader.raw(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _UNIT_RE.match(value):
+        reader.fail(name, f"{value!r} is not a systemd unit name")
+        return None
+    return value if "." in value else f"{value}.service"
+
+
 def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, list[str]]:
     """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
     reader = _Reader(host_name, data)
@@ -258,6 +300,9 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         backend_host=backend_host,
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),
+        extra_config=_extra_config(reader),
+        restart_wait=reader.integer("redis_restart_wait", 5, 3600),
+        backend_unit=_unit_name(reader, "redis_backend_unit"),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:
