@@ -6,6 +6,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import apt, dnf
 
 from . import service
+from .packages import apt_update
 from .platform import Platform
 from .settings import RedisSettings
 
@@ -21,11 +22,12 @@ def install_server(conf: RedisSettings, plat: Platform, identity: dict):
     # fails unless the unit's sandbox is adjusted first, so the drop-in comes before the package.
     dropin = service.container_dropin(plat, identity)
     if plat.package_manager == "apt":
+        # Our own update: `apt-get update` does not wait for a held lock by itself.
+        apt_update(name="Update apt lists (waits for a held apt lock)", cache_time=APT_CACHE_SECONDS,
+                   lock_timeout=PACKAGE_LOCK_TIMEOUT)
         apt.packages(
             name=f"Install {', '.join(plat.packages)}",
             packages=list(plat.packages),
-            update=True,
-            cache_time=APT_CACHE_SECONDS,
             no_recommends=True,
             extra_install_args=f"-q -o DPkg::Lock::Timeout={PACKAGE_LOCK_TIMEOUT}",
         )
@@ -33,6 +35,7 @@ def install_server(conf: RedisSettings, plat: Platform, identity: dict):
         dnf.packages(
             name=f"Install {', '.join(plat.packages)}",
             packages=list(plat.packages),
+            # dnf waits for its lock by itself (it prints "Waiting for process ... to finish").
             extra_install_args="-q",
         )
     return dropin

@@ -61,7 +61,7 @@ ask() {{ p=$1; shift
 pick() {{ p=$1; shift; for pwf in "$@" ""; do [ -z "$pwf" ] || [ -s "$pwf" ] || continue
   [ "$(ask "$p" ping)" = PONG ] && return 0; done; pwf=""; return 1; }}
 # persistent keys (without a TTL) and all keys, over every database
-count() {{ ask "$1" info keyspace | awk -F'[:=,]' '/^db[0-9]+:/ {{ k += $3; e += $5 }} END {{ print k - e, k }}'; }}
+count() {{ ask "$1" info keyspace | awk -F'[:=,]' '/^db[0-9]+:/ {{ k += $3; e += $5 }} END {{ print k - e, k + 0 }}'; }}
 save_last_good() {{ install -d -m 0700 {shlex.quote(STATE_DIR)} "$lg"; umask 077
   cp "$cfg" "$lgcfg.tmp" && chmod 600 "$lgcfg.tmp" && mv -f "$lgcfg.tmp" "$lgcfg"
   if [ -s "$auth" ]; then cp "$auth" "$lg/cli.auth.tmp" && chmod 600 "$lg/cli.auth.tmp" && mv -f "$lg/cli.auth.tmp" "$lg/cli.auth"
@@ -104,6 +104,7 @@ while [ "$i" -lt $((wait_s * 2)) ]; do
   if systemctl is-active --quiet "$svc"; then
     pwf=""; [ -s "$auth" ] && pwf=$auth
     r=$(ask "$port" ping); [ "$r" = PONG ] && {{ up=yes; break; }}
+  elif systemctl is-failed --quiet "$svc"; then break  # gave up (start limit): no point waiting
   fi; i=$((i+1)); sleep 0.5; done
 if [ "$up" = yes ]; then
   set -- $(count "$port"); after=$1; after_all=$2
