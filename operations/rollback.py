@@ -183,3 +183,22 @@ def safe_restart(conf: RedisSettings, plat: Platform):
         safe_restart(name="Restart redis-server", conf=conf, plat=plat, _if=config.did_change)
     """
     yield StringCommand(safe_restart_script(conf, plat))
+
+
+@operation()
+def record_last_good(conf: RedisSettings, plat: Platform):
+    """
+    Copy the config and credential in place now to last-good/ (the running server matches them).
+
+    + conf: the host's settings
+    + plat: the host's platform row
+
+    Used by rotate.py, which changes both without a restart.
+
+    **Example:**
+
+    .. code:: python
+
+        record_last_good(name="Record the last good config", conf=conf, plat=plat)
+    """
+    yield StringCommand(keep_last_good_script(conf, plat))

@@ -1,0 +1,28 @@
+"""Rotate the Redis password without downtime on every host of an inventory.
+
+    pyinfra -y inventories/production.py rotate.py                  # generated: a new one per host
+    REDIS_PASSWORD=NEW pyinfra -y inventories/production.py rotate.py   # or the one you give
+
+The new password is added beside the old one, the files (cli.auth, redis.conf, the backend
+.env) are rewritten, the backend unit restarted if `redis_backend_unit` is set, then the old
+password is dropped; no restart of Redis. Safe to run again after an interruption.
+"""
+
+from pyinfra import host, state
+
+from operations import platform, report, rotation, settings, shell, verify
+
+report.install(state)
+conf = settings.load(host)
+report.add_secret(conf.password.reveal())
+plat, identity, problem = platform.detect(host, conf.flavour)
+
+if problem:
+    report.record(host.name, status="failed", failed_step="platform", problem=problem)
+    shell.fail_host(name="Check the platform", message=problem)
+else:
+    report.record(host.name, platform=plat.name, flavour=plat.flavour)
+    new = rotation.target_settings(conf, host.name)
+    report.add_secret(new.password.reveal())
+    rotation.rotate_password(conf, plat, host.name)
+    verify.verify_server(new, plat)
