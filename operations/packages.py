@@ -8,7 +8,7 @@ update here therefore retries, bounded, and says who holds the lock while it wai
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
@@ -58,7 +58,7 @@ def apt_update(cache_time: int = 3600, lock_timeout: int = 300):
     stamp = host.get_fact(File, path=APT_UPDATE_STAMP)
     if stamp and stamp.get("mtime"):
         # as pyinfra's apt.update: compare in the host's clock, both read as UTC
-        now = datetime.fromtimestamp(host.get_fact(Date).timestamp(), timezone.utc).replace(tzinfo=None)
+        now = datetime.fromtimestamp(host.get_fact(Date).timestamp(), UTC).replace(tzinfo=None)
         if stamp["mtime"] > now - timedelta(seconds=cache_time):
             host.noop("apt lists are fresh")
             return

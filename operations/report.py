@@ -58,8 +58,8 @@ class _ErrorLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             _EARLY_ERRORS.append(_ANSI.sub("", record.getMessage()))
-        except Exception:  # a log handler must never break the run
-            pass
+        except Exception:  # noqa: BLE001 - a log handler must never break the run
+            self.handleError(record)
 
 
 def capture_connect_errors() -> None:
@@ -164,7 +164,7 @@ def _finish(state) -> None:
                 entry.setdefault("output", failure)
                 reasons = [line[len(_REASON_PREFIX):] for line in failure if line.startswith(_REASON_PREFIX)]
                 if reasons and entry["problem"].startswith("operation failed"):
-                    entry["problem"] = f"{entry['problem']}: {reasons[-1]}"
+                    entry["problem"] = reasons[-1]  # the operation's own words; failed_step names it
             entry["failures"] = [{"step": entry.get("failed_step", "unknown"), "problem": entry["problem"],
                                   "output": entry.get("output", [])}]
         else:

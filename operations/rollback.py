@@ -38,8 +38,12 @@ SNAPSHOT_WAIT_STEPS = 1200
 # (">>> 'directive args'") and of any password-bearing directive anywhere.
 REDACT_SED = (
     r"s/^(>>> '[^ ']*).*/\1 <arguments hidden>'/; "
-    r"s/((requirepass|masterauth|masteruser|user|tls-key-file-pass|tls-client-key-file-pass)[[:space:]]+).*/\1<hidden>/I"
+    r"s/((requirepass|masterauth|masteruser|tls-key-file-pass|tls-client-key-file-pass)[[:space:]]+).*/\1<hidden>/I; "
+    r"s/(user[[:space:]]+[^[:space:]]+)[[:space:]].*[>#<].*/\1 <hidden>/I"
 )
+
+# systemd's own lines around restarts that say nothing about why the server failed
+JOURNAL_NOISE = r"Scheduled restart job|Deactivated successfully|^Stopped |^Starting |^Started |Start request repeated|Failed with result|^Failed to start "
 
 
 def last_good_path(plat: Platform) -> str:
@@ -117,10 +121,11 @@ if [ "$up" = yes ]; then
   exit 0
 fi
 # The new config does not serve: show why (redacted), restore the last good config, restart.
-{{ echo "--- journal of $svc since the restart (config arguments hidden) ---"
-  journalctl -u "$svc" --since "$since" -o cat --no-pager 2>/dev/null | grep -v '^$' | tail -n 12
-  [ -f "$log" ] && {{ echo "--- last lines of $log ---"; tail -n 4 "$log"; }}
-}} | sed -E {shlex.quote(REDACT_SED)} >&2
+# Server lines only (systemd's retry chatter dropped, repeats once): they fit the report.
+[ -f "$log" ] && tail -n 2 "$log" | sed -E {shlex.quote(REDACT_SED)} | sed 's/^/log: /' >&2
+journalctl -u "$svc" --since "$since" -o cat --no-pager 2>/dev/null | grep -v '^$' \\
+  | grep -v -E {shlex.quote(JOURNAL_NOISE)} | awk '!seen[$0]++' | tail -n 6 \\
+  | sed -E {shlex.quote(REDACT_SED)} | sed 's/^/journal: /' >&2
 if [ ! -s "$lgcfg" ]; then
   say "$svc does not answer PING after the restart with the new config, and there is no last good config to restore"
   exit 1

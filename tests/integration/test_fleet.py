@@ -9,7 +9,7 @@ import time
 
 from tests.hosts import fleet
 
-from .conftest import Host, generated_password
+from .conftest import generated_password
 
 LOCK_SECONDS = 10
 # Hold apt's real (fcntl) locks, as a running apt/unattended-upgrades would; `flock` would not

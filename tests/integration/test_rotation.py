@@ -57,7 +57,7 @@ class Load(threading.Thread):
                 assert fresh.ping() is True
                 fresh.set(f"hsi:load:fresh:{self.rounds}", "x")
                 fresh.close()
-            except Exception as exc:  # every error counts
+            except Exception as exc:  # noqa: BLE001 - every error counts
                 self.errors.append(f"round {self.rounds}: {exc!r}")
             self.rounds += 1
 
@@ -114,7 +114,7 @@ def test_rotation_under_load_sees_no_error(served):
 
 def test_interrupted_rotation_resumes(served):
     """Interrupted after the new password was added and cli.auth written: a re-run finishes."""
-    host, runner, port = served
+    host, runner, _port = served
     old = generated_password(runner, host)
     store = Path(runner.secrets_dir) / secrets.secret_path(host.inventory_name).relative_to(secrets.store_dir())
     pending = store.with_name(store.name + secrets.PENDING_SUFFIX)
