@@ -38,12 +38,16 @@ SNAPSHOT_WAIT_STEPS = 1200
 # (">>> 'directive args'") and of any password-bearing directive anywhere.
 REDACT_SED = (
     r"s/^(>>> '[^ ']*).*/\1 <arguments hidden>'/; "
-    r"s/((requirepass|masterauth|masteruser|tls-key-file-pass|tls-client-key-file-pass)[[:space:]]+).*/\1<hidden>/I; "
+    r"s/((requirepass|masterauth|masteruser|tls-key-file-pass|tls-client-key-file-pass)"
+    r"[[:space:]]+).*/\1<hidden>/I; "
     r"s/(user[[:space:]]+[^[:space:]]+)[[:space:]].*[>#<].*/\1 <hidden>/I"
 )
 
 # systemd's own lines around restarts that say nothing about why the server failed
-JOURNAL_NOISE = r"Scheduled restart job|Deactivated successfully|^Stopped |^Starting |^Started |Start request repeated|Failed with result|^Failed to start "
+JOURNAL_NOISE = (
+    r"Scheduled restart job|Deactivated successfully|^Stopped |^Starting |^Started |"
+    r"Start request repeated|Failed with result|^Failed to start "
+)
 
 
 def last_good_path(plat: Platform) -> str:
