@@ -91,17 +91,38 @@ def safe_restart_script(conf: RedisSettings, plat: Platform) -> str:
     """Shell: snapshot, restart, check; roll back to the last good config when the server does not answer."""
     return _common(conf, plat) + f"""
 say() {{ echo "hsi-redis: $*" >&2; }}
+# Put the last good config and credential back on disk (the next run then sees the change again).
+restore_files() {{ [ -s "$lgcfg" ] || return 0; umask 077
+  cp "$lgcfg" "$cfg.hsi-rollback" && chown "root:$grp" "$cfg.hsi-rollback" && chmod 640 "$cfg.hsi-rollback" \\
+    && mv -f "$cfg.hsi-rollback" "$cfg"
+  if [ -s "$lg/cli.auth" ]; then cp "$lg/cli.auth" "$auth.tmp" && chmod 600 "$auth.tmp" && mv -f "$auth.tmp" "$auth"
+  else rm -f "$auth"; fi; }}
 old_port=$(awk '$1 == "port" {{ p = $2 }} END {{ print p }}' "$lgcfg" 2>/dev/null); [ -n "$old_port" ] || old_port=$port
-before=""
+before=""; old_dir=""
 if pick "$old_port" "$auth" "$lg/cli.auth"; then
   set -- $(count "$old_port"); before=$1; before_all=$2
+  old_dir=$(ask "$old_port" config get dir | sed -n 2p)
   # Memory to disk before the restart: a fresh RDB snapshot (SCHEDULE waits for an AOF rewrite).
   t0=$(ask "$old_port" lastsave); ask "$old_port" bgsave schedule >/dev/null; i=0
   while [ "$(ask "$old_port" lastsave)" = "$t0" ]; do i=$((i+1))
-    [ "$i" -lt {SNAPSHOT_WAIT_STEPS} ] || {{ say "the snapshot before the restart did not finish; not restarting"; exit 1; }}
+    [ "$i" -lt {SNAPSHOT_WAIT_STEPS} ] || {{ restore_files; say "the snapshot before the restart did not finish; not restarted, config left as it was"; exit 1; }}
     sleep 0.5; done
   case "$(ask "$old_port" info persistence)" in *rdb_last_bgsave_status:ok*) ;;
-    *) say "the snapshot before the restart failed (disk full?); not restarting"; exit 1;; esac
+    *) restore_files; say "the snapshot before the restart failed (disk full?); not restarted, config left as it was"; exit 1;; esac
+fi
+# A new data directory: the data follows the server (stopped first, so the files are final;
+# whatever the new directory held is kept aside, never overwritten).
+new_dir=$(awk '$1 == "dir" {{ d = $2 }} END {{ print d }}' "$cfg" | tr -d '"')
+case "$new_dir" in /*) ;; *) new_dir="";; esac
+if [ -n "$old_dir" ] && [ -n "$new_dir" ] && [ "$old_dir" != "$new_dir" ]; then
+  systemctl stop "$svc"
+  install -d -o {shlex.quote(plat.user)} -g "$grp" -m 0750 "$new_dir"
+  stamp=$(date +%Y%m%d%H%M%S)
+  for f in dump.rdb appendonlydir appendonly.aof; do
+    [ -e "$new_dir/$f" ] && mv "$new_dir/$f" "$new_dir/$f.hsi-before-$stamp"
+    [ -e "$old_dir/$f" ] && cp -a "$old_dir/$f" "$new_dir/$f"
+  done
+  echo "copied the data from $old_dir to $new_dir"
 fi
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl reset-failed "$svc" 2>/dev/null
@@ -134,11 +155,7 @@ if [ ! -s "$lgcfg" ]; then
   say "$svc does not answer PING after the restart with the new config, and there is no last good config to restore"
   exit 1
 fi
-umask 077
-cp "$lgcfg" "$cfg.hsi-rollback" && chown "root:$grp" "$cfg.hsi-rollback" && chmod 640 "$cfg.hsi-rollback" \\
-  && mv -f "$cfg.hsi-rollback" "$cfg"
-if [ -s "$lg/cli.auth" ]; then cp "$lg/cli.auth" "$auth.tmp" && chmod 600 "$auth.tmp" && mv -f "$auth.tmp" "$auth"
-else rm -f "$auth"; fi
+restore_files
 systemctl reset-failed "$svc" 2>/dev/null
 timeout "$wait_s" systemctl restart "$svc" 2>/dev/null
 i=0; while [ "$i" -lt $((wait_s * 2)) ]; do pick "$old_port" "$auth" && break; i=$((i+1)); sleep 0.5; done

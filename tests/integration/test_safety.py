@@ -1,5 +1,6 @@
-"""Never lose data: persistence transitions keep every key; a config the server rejects is
-rolled back and the host keeps serving its keys, while the other host of the run converges."""
+"""Never lose data: persistence transitions (AOF on, a new data directory) keep every key; a
+config the server rejects is rolled back and the host keeps serving its keys, while the other
+host of the run converges."""
 
 from __future__ import annotations
 
@@ -74,3 +75,20 @@ def test_bad_config_rolls_back_and_keeps_serving(loaded_pair, runner):
     assert aof.redis_cli("dbsize", password=generated_password(runner, aof)) == str(KEYS)
     # summary names the failed host
     assert "FAILED" in result.output and rdb.inventory_name in result.output
+
+
+def test_data_dir_change_takes_the_data_along(loaded_pair, runner):
+    _, aof = loaded_pair
+    password = generated_password(runner, aof)
+    aof.redis_cli("set", "hsi:written:before-move", "1", password=password)
+    moved = {"redis_size": "medium", "redis_extra_config": ["dir /var/lib/redis/moved"]}
+    result = runner({aof: moved})
+    assert result.returncode == 0, result.output
+    assert aof.redis_cli("config", "get", "dir", password=password).split()[-1] == "/var/lib/redis/moved"
+    assert aof.redis_cli("dbsize", password=password) == str(KEYS + 1)
+    # and back: the files left in the old directory are set aside, not loaded
+    aof.redis_cli("set", "hsi:written:after-move", "1", password=password)
+    back = runner({aof: {"redis_size": "medium"}})
+    assert back.returncode == 0, back.output
+    assert aof.redis_cli("dbsize", password=password) == str(KEYS + 2)
+    assert aof.sh("ls /var/lib/redis | grep -c hsi-before-").stdout.strip() != "0"
