@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pyinfra.api.state import BaseStateCallback
+from pyinfra.api.state import BaseStateCallback, StateStage
 
 from .secrets import PROJECT_ROOT
 
@@ -82,7 +82,7 @@ def _connect_reason(host_name: str) -> str:
             # the command that failed, then the lines that say why (e.g. docker's error)
             why = [line for line in lines[1:] if "rror" in line or "denied" in line or "refused" in line]
             return redact(" | ".join(lines[:1] + why[:2])[:400] or "connection failed")
-    return "could not connect"
+    return "no reason given (see the output above)"
 
 
 class _Callbacks(BaseStateCallback):
@@ -143,8 +143,8 @@ def _op_summary(state, host) -> tuple[int, list[str], list[str]]:
 
 def _finish(state) -> None:
     inventory = getattr(state, "inventory", None)
-    if inventory is None:
-        return  # the run stopped before it had an inventory
+    if inventory is None or getattr(state, "current_stage", StateStage.Setup) < StateStage.Connect:
+        return  # the run never tried to reach a host (debug-inventory, --help, a settings error...)
     hosts = list(inventory)
     rows = []
     for host in hosts:
