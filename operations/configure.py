@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 from pyinfra.api import deploy
 
-from . import acl, persistence, tls
+from . import acl, persistence, rollback, tls
 from .encoding import redis_conf_quote
 from .facts import BACKEND_AUTH_FILE, CLI_AUTH_FILE, STATE_DIR
 from .managed_files import managed_file
@@ -59,6 +59,7 @@ def render_config(conf: RedisSettings, plat: Platform) -> str:
         requirepass=redis_conf_quote(conf.password.reveal()),
         acl_users=acl.user_rules(conf, plat, acl.admin_password(conf.host_name)),
         disable_thp=plat.disable_thp,
+        extra_config=conf.extra_config,
     )
 
 
@@ -73,10 +74,17 @@ def configure_server(conf: RedisSettings, plat: Platform):
         conf=conf,
         plat=plat,
     )
+    rendered = render_config(conf, plat)
+    rollback.keep_last_good(
+        name=f"Keep the running {plat.config_path} as the last good config",
+        conf=conf,
+        plat=plat,
+        content=rendered,
+    )
     config = managed_file(
         name=f"Write {plat.config_path}",
         path=plat.config_path,
-        content=render_config(conf, plat),
+        content=rendered,
         user="root",
         group=plat.group,
         mode=0o640,

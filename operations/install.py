@@ -8,6 +8,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import apt, dnf
 
 from . import repository, selinux, service
+from .packages import apt_update
 from .platform import Platform
 from .settings import RedisSettings
 
@@ -35,11 +36,12 @@ def install_server(conf: RedisSettings, plat: Platform, identity: dict, packages
             plat=plat, series=conf.upstream_version, lock_timeout=PACKAGE_LOCK_TIMEOUT,
         )
     elif plat.package_manager == "apt":
+        # Our own update: `apt-get update` does not wait for a held lock by itself.
+        apt_update(name="Update apt lists (waits for a held apt lock)", cache_time=APT_CACHE_SECONDS,
+                   lock_timeout=PACKAGE_LOCK_TIMEOUT)
         apt.packages(
             name=f"Install {', '.join(plat.packages)}",
             packages=list(plat.packages),
-            update=True,
-            cache_time=APT_CACHE_SECONDS,
             no_recommends=True,
             extra_install_args=f"-q -o DPkg::Lock::Timeout={PACKAGE_LOCK_TIMEOUT}",
         )
@@ -47,6 +49,7 @@ def install_server(conf: RedisSettings, plat: Platform, identity: dict, packages
         dnf.packages(
             name=f"Install {', '.join(plat.packages)}",
             packages=list(plat.packages),
+            # dnf waits for its lock by itself (it prints "Waiting for process ... to finish").
             extra_install_args="-q",
         )
     selinux.label_server_ports(conf, plat, (packages or {}).get("selinux", "Disabled"))

@@ -113,3 +113,22 @@ def generated_password(host_name: str, name: str = "redis_password") -> Secret:
     if not value:
         raise RuntimeError(f"{path} is empty: remove it to generate a new password")
     return Secret(value)
+
+
+# Password rotation (rotate.py): the next generated password waits beside the current one
+# until every step on the host is done, so an interrupted rotation resumes with the same value.
+PENDING_SUFFIX = ".next"
+
+
+def pending_password(host_name: str, name: str = "redis_password") -> Secret:
+    """The generated password a rotation moves `host_name` to, created on first use."""
+    generated_password(host_name, name)  # the store directories exist, as does the current value
+    return generated_password(host_name, name + PENDING_SUFFIX)
+
+
+def promote_pending(host_name: str, name: str = "redis_password") -> None:
+    """After a rotation: the pending password becomes the current one (atomic rename)."""
+    path = secret_path(host_name, name)
+    pending = path.with_name(path.name + PENDING_SUFFIX)
+    if pending.exists():
+        os.replace(pending, path)

@@ -9,6 +9,7 @@ from pyinfra.operations.util import any_changed
 from .configure import render
 from .managed_files import managed_file
 from .platform import Platform
+from .rollback import safe_restart
 
 
 def needs_dropin(plat: Platform, identity: dict) -> bool:
@@ -32,14 +33,23 @@ def container_dropin(plat: Platform, identity: dict):
 
 
 @deploy("Run the service")
-def run_service(plat: Platform, changed: list):
+def run_service(plat: Platform, changed: list, conf=None):
     """Restart when anything the server reads changed, then make sure it is enabled and running.
 
     The restart comes first: `systemctl restart` also starts a stopped service, so the
-    second operation then finds it running and does nothing (no double start).
+    second operation then finds it running and does nothing (no double start). Given the
+    settings (`conf`), the restart is `rollback.safe_restart`: snapshot, restart, and back
+    to the last good config if the server does not answer.
     """
     restart_ops = [op for op in changed if op is not None]
-    if restart_ops:
+    if restart_ops and conf is not None:
+        safe_restart(
+            name=f"Restart {plat.service} safely (its configuration changed)",
+            conf=conf,
+            plat=plat,
+            _if=any_changed(*restart_ops),
+        )
+    elif restart_ops:
         systemd.service(
             name=f"Restart {plat.service} (its configuration changed)",
             service=plat.service,

@@ -106,6 +106,13 @@ SETTINGS: tuple[Setting, ...] = (
             "which the summary warns."),
     Setting("redis_kernel_tuning", True, "Set vm.overcommit_memory=1, net.core.somaxconn and THP off "
             "(persistent); always skipped inside containers."),
+    # Safety (issue 6): restarts that roll back, rotation, fleet faults.
+    Setting("redis_extra_config", [], "Extra redis.conf directive lines appended as given (no newlines); "
+            "a line the server rejects is rolled back to the last good config."),
+    Setting("redis_restart_wait", 60, "Seconds to wait for the server to answer PING after a restart "
+            "before restoring the last good config."),
+    Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
+            "writing the new password into its `.env` (unset: not restarted)."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
@@ -163,6 +170,9 @@ class RedisSettings:
     kernel_tuning: bool = True
     # Not fatal, but the operator must hear about them (printed in the summary).
     warnings: tuple[str, ...] = ()
+    extra_config: tuple[str, ...] = ()
+    restart_wait: int = 60
+    backend_unit: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -375,6 +385,38 @@ def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
     )
 
 
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@-]{1,250}$")
+
+
+def _extra_config(reader: _Reader) -> tuple[str, ...]:
+    """Extra directive lines: one directive per item, no line breaks, no NUL."""
+    value = reader.raw("redis_extra_config")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        reader.fail("redis_extra_config", f"expected a list of directive lines, got {type(value).__name__}")
+        return ()
+    lines = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            reader.fail("redis_extra_config", f"{item!r} is not a directive line")
+        elif any(char in item for char in "\n\r\x00"):
+            reader.fail("redis_extra_config", "a line contains a newline or NUL (one directive per item)")
+        else:
+            lines.append(item.strip())
+    return tuple(lines)
+
+
+def _unit_name(reader: _Reader, name: str) -> str | None:
+    value = reader.raw(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _UNIT_RE.match(value):
+        reader.fail(name, f"{value!r} is not a systemd unit name")
+        return None
+    return value if "." in value else f"{value}.service"
+
+
 def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, list[str]]:
     """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
     reader = _Reader(host_name, data)
@@ -442,6 +484,9 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         auth_failure_warn=reader.integer("redis_auth_failure_warn", 1, 1_000_000),
         kernel_tuning=reader.boolean("redis_kernel_tuning"),
         warnings=tuple(warnings) + _network_warnings(bind, tls is not None),
+        extra_config=_extra_config(reader),
+        restart_wait=reader.integer("redis_restart_wait", 5, 3600),
+        backend_unit=_unit_name(reader, "redis_backend_unit"),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:

@@ -12,6 +12,8 @@ Only `pyinfra.api` is used (never `pyinfra_cli`, which monkey-patches with geven
 
 from __future__ import annotations
 
+import re
+
 import base64
 import binascii
 import hashlib
@@ -217,16 +219,21 @@ class _Recorder(BaseStateCallback):
         _Recorder.current[host.name] = ", ".join(sorted(state.get_op_meta(op_hash).names))
 
 
+# What operations.shell.fail_command sends (other scripts merely mention "hsi-redis: " in messages).
+FAIL_HOST_COMMAND = re.compile(r"^echo 'hsi-redis: .*' >&2; exit 1$", re.S)
+
+
 def run_deploy(
     hosts: dict[str, tuple[HostFixture, dict]],
     entry: str = "deploy.py",
     files: dict[str, dict[str, str]] | None = None,
-    fail_on: tuple[str, ...] = ("hsi-redis: ",),
+    fail_on: tuple = (FAIL_HOST_COMMAND,),
 ) -> Result:
     """Run `entry` on fake hosts: {name: (fixture, host data)}. Returns what each host was sent.
 
-    Commands containing a `fail_on` text fail on the simulated host (as `fail_host` does on a
-    real one), so later operations of that host do not run.
+    Commands matching a `fail_on` text (substring) or pattern fail on the simulated host; by
+    default the commands of `operations.shell.fail_command` (as on a real host), so later
+    operations of that host do not run.
     """
     settings._cache.clear()
     report.RESULTS.clear()

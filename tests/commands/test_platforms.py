@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from operations import packages
+
 from .harness import HEALTHY_SERVER, HostFixture, run_deploy
 
 APT_INSTALL = (
@@ -221,16 +223,25 @@ def test_install_config_service_and_verify_commands(name):
             "systemctl start hsi-redis-thp-off.service",
             "systemctl enable hsi-redis-thp-off.service",
         ]
+    # apt's lists are refreshed by operations/packages.py (it waits out a held lock), which
+    # then touches the stamp itself; the restart is the rollback-guarded script (rollback.py).
+    install = [
+        packages.apt_update_script(300) if command == "apt-get update" else command
+        for command in expect.install
+        if command != "touch /var/lib/apt/periodic/update-success-stamp"
+    ]
+    restart = next(t for t in texts if t.startswith(f"svc={expect.service}; cli={expect.cli};"))
     assert texts == [
-        *expect.install,
+        *install,
         *hardening,
         config_write,
         next(t for t in texts if "/etc/hsi-redis/cli.auth;" in t),
         next(t for t in texts if "/etc/hsi-redis/backend.auth;" in t),
-        f"systemctl start {expect.service}.service",  # the restart op starts the stopped service
+        restart,
         f"systemctl start {expect.service}.service",
         f"systemctl enable {expect.service}.service",
     ]
+    assert "systemctl restart \"$svc\"" in restart and "restore_files" in restart
     assert f'chown root:{expect.group} "$tmp"; chmod 640' in config_write
     config = result.uploaded(name, expect.config)
     for line in (

@@ -11,7 +11,7 @@ import pytest
 
 from operations.settings import SettingsError
 
-from .harness import HEALTHY_SERVER, HostFixture, make_signing_key, run_deploy
+from .harness import FAIL_HOST_COMMAND, HEALTHY_SERVER, HostFixture, make_signing_key, run_deploy
 
 APT_KEY = "/etc/apt/keyrings/redis-archive-keyring.asc"
 APT_SOURCES = "/etc/apt/sources.list.d/hsi-redis-upstream.sources"
@@ -250,7 +250,7 @@ def test_installed_version_decides_over_the_candidate():
             )
         }
     )
-    assert not any("hsi-redis: " in t for t in result.texts("deb12"))
+    assert not any(FAIL_HOST_COMMAND.search(t) for t in result.texts("deb12"))
 
 
 @pytest.mark.parametrize(

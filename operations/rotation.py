@@ -1,0 +1,162 @@
+"""Zero-downtime password rotation for the `default` user (entry point: rotate.py).
+
+Steps, each deciding from what the server accepts, so a run interrupted anywhere can simply
+be run again:
+
+1. `add_password`: if the server does not accept the new password yet, add it beside the
+   old one (`ACL SETUSER default #<sha256>`, sent as the admin identity: the backend's own
+   identity may not change users; both passwords now work).
+2. The files: the backend credential `backend.auth`, redis.conf (`requirepass` and the
+   `user default` line new, written without a restart: the running server already has it),
+   the last good config copy, the backend `.env` and the exporter's file.
+3. `drop_old_passwords`: while the server still has more than the new password, restart
+   the backend unit (if `redis_backend_unit` is set) so it reads the new `.env`, then
+   `ACL SETUSER default resetpass #<sha256 new>` (one atomic command: old ones go, new stays).
+
+The new password travels base64-encoded on stdin; on the host it is only ever in shell
+variables, in the environment of redis-cli (REDISCLI_AUTH) and as a SHA-256 piped into it.
+Connected clients stay authenticated; new connections need the new password.
+The admin identity (`hsi-admin`, password in cli.auth) is not rotated here; only the backend's.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import replace
+
+from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.operations import python
+
+from . import secrets
+from .backend_env import write_backend_env
+from .exporter import write_exporter_env
+from .configure import render_config
+from .facts import ADMIN_USER, BACKEND_AUTH_FILE, CLI_AUTH_FILE
+from .managed_files import managed_file
+from .persistence import local_address
+from .platform import Platform
+from .rollback import record_last_good
+from .settings import RedisSettings
+
+USER = "default"  # the backend's identity
+AUTH_FILE = BACKEND_AUTH_FILE  # its current password on the host
+
+
+def _stdin(password: str) -> list[str]:
+    encoded = base64.b64encode(password.encode()).decode()
+    return [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+
+
+def _prelude(conf: RedisSettings, plat: Platform) -> str:
+    return f"""
+new=$(base64 -d); cli={shlex.quote(plat.cli)}; addr={shlex.quote(local_address(conf))}; port={int(conf.port)}
+auth={shlex.quote(AUTH_FILE)}; admin_auth={shlex.quote(CLI_AUTH_FILE)}
+say() {{ echo "hsi-redis: $*" >&2; }}
+# as PASSWORD ARGS...: the CLI as the backend's identity with PASSWORD (environment, never argv);
+# admin ARGS...: as the admin identity (user changes). stdin passes through to both.
+as() {{ pw=$1; shift; REDISCLI_AUTH="$pw" timeout 10 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
+admin() {{ REDISCLI_AUTH="$(cat "$admin_auth")" timeout 10 "$cli" --no-auth-warning --user {ADMIN_USER} -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
+pong() {{ [ "$(as "$1" ping </dev/null)" = PONG ]; }}
+sha() {{ printf '%s' "$1" | sha256sum | cut -c1-64; }}
+[ -n "$new" ] || {{ say "no new password received"; exit 1; }}
+""".strip()
+
+
+def add_password_script(conf: RedisSettings, plat: Platform) -> str:
+    return _prelude(conf, plat) + f"""
+if pong "$new"; then echo "the server already accepts the new password"; exit 0; fi
+old=$(cat "$auth" 2>/dev/null)
+if [ -z "$old" ] || ! pong "$old"; then
+  say "the server accepts neither the new password nor the one in $auth: run deploy.py first"; exit 1
+fi
+reply=$(printf 'ACL SETUSER {USER} #%s\\n' "$(sha "$new")" | admin)
+[ "$reply" = OK ] || {{ say "ACL SETUSER failed: $reply"; exit 1; }}
+pong "$new" || {{ say "the server does not accept the new password after adding it"; exit 1; }}
+echo "added the new password beside the old one"
+"""
+
+
+def drop_old_script(conf: RedisSettings, plat: Platform) -> str:
+    unit = shlex.quote(conf.backend_unit) if conf.backend_unit else ""
+    restart = (
+        f'systemctl try-restart {unit} || {{ say "restarting {conf.backend_unit} failed; the old '
+        f'password stays valid until it runs with the new one"; exit 1; }}; echo "restarted {conf.backend_unit}"'
+        if unit else ": no backend unit to restart"
+    )
+    return _prelude(conf, plat) + f"""
+pong "$new" || {{ say "the server does not accept the new password: run rotate.py again"; exit 1; }}
+count=$(admin acl list </dev/null | grep '^user {USER} ' | tr ' ' '\\n' | grep -c '^#')
+if [ "$count" -le 1 ]; then echo "only the new password is valid"; exit 0; fi
+{restart}
+reply=$(printf 'ACL SETUSER {USER} resetpass #%s\\n' "$(sha "$new")" | admin)
+[ "$reply" = OK ] || {{ say "ACL SETUSER resetpass failed: $reply"; exit 1; }}
+pong "$new" || {{ say "the server does not accept the new password after dropping the old"; exit 1; }}
+echo "dropped $((count - 1)) old password(s)"
+"""
+
+
+@operation()
+def add_password(conf: RedisSettings, plat: Platform):
+    """
+    Make the server accept `conf.password` too (the old one keeps working).
+
+    + conf: the host's settings, with the NEW password
+    + plat: the host's platform row
+
+    **Example:**
+
+    .. code:: python
+
+        add_password(name="Add the new password", conf=new_conf, plat=plat)
+    """
+    yield StringCommand(add_password_script(conf, plat), _stdin=_stdin(conf.password.reveal()))
+
+
+@operation()
+def drop_old_passwords(conf: RedisSettings, plat: Platform):
+    """
+    Restart the backend unit (if any), then leave `conf.password` as the only valid password.
+
+    + conf: the host's settings, with the NEW password
+    + plat: the host's platform row
+
+    **Example:**
+
+    .. code:: python
+
+        drop_old_passwords(name="Drop the old password", conf=new_conf, plat=plat)
+    """
+    yield StringCommand(drop_old_script(conf, plat), _stdin=_stdin(conf.password.reveal()))
+
+
+def target_settings(conf: RedisSettings, host_name: str) -> RedisSettings:
+    """The host's settings with the password to rotate TO.
+
+    REDIS_PASSWORD in the environment or `redis_password` host data name it; for generated
+    passwords a new one is created beside the current one in the control machine's store
+    (`<name>.next`) and promoted once the host is done (an interrupted run reuses it).
+    """
+    if not conf.password_source.startswith("generated"):
+        return conf
+    return replace(conf, password=secrets.pending_password(host_name))
+
+
+@deploy("Rotate the password")
+def rotate_password(conf: RedisSettings, plat: Platform, host_name: str) -> RedisSettings:
+    """Move the host to a new password without downtime; returns the settings with it."""
+    new = target_settings(conf, host_name)
+    add_password(name="Add the new password beside the old one (ACL)", conf=new, plat=plat)
+    managed_file(name=f"Write {AUTH_FILE} (root only)", path=AUTH_FILE, content=new.password.reveal(),
+                 user="root", group="root", mode=0o600)
+    # No restart: the running server already accepts the new password.
+    managed_file(name=f"Write {plat.config_path} (requirepass; no restart)", path=plat.config_path,
+                 content=render_config(new, plat), user="root", group=plat.group, mode=0o640)
+    record_last_good(name="Record the config as the last good one", conf=new, plat=plat)
+    write_backend_env(new)
+    write_exporter_env(new)
+    drop_old_passwords(name="Restart the backend (if set), then drop the old password", conf=new, plat=plat)
+    if new is not conf:
+        python.call(name="Make the new password the current one in the control machine's store",
+                    function=secrets.promote_pending, host_name=host_name)
+    return new
