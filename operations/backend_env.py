@@ -10,14 +10,13 @@ unchanged. Whether anything needs doing is decided from SHA-256 hashes of the ow
 from __future__ import annotations
 
 import base64
-import hashlib
 import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 
 from .encoding import dotenv_line
-from .facts import EnvFileKeys
+from .facts import EnvFileKeys, new_salt, salted_sha256
 from .settings import RedisSettings
 from .tls import backend_ssl_lines, backend_url
 
@@ -71,9 +70,6 @@ def merge_command(path: str, lines: dict[str, str], user: str, group: str) -> St
     return StringCommand(script, _stdin=[payload[i:i + 76] for i in range(0, len(payload), 76)])
 
 
-def _sha(line: str) -> str:
-    return hashlib.sha256(line.encode()).hexdigest()
-
 
 @operation()
 def env_keys(path: str, lines: dict[str, str], user: str = "root", group: str = "root"):
@@ -91,8 +87,9 @@ def env_keys(path: str, lines: dict[str, str], user: str = "root", group: str = 
         env_keys(name="Set Redis keys", path="/opt/hsi/backend/.env",
                  lines={"REDIS_URL": "REDIS_URL=redis://localhost:6379/0"})
     """
-    current = host.get_fact(EnvFileKeys, path=path, keys=tuple(lines))
-    if current is None or any(current["keys"].get(key) != [_sha(line)] for key, line in lines.items()):
+    salt = new_salt()
+    current = host.get_fact(EnvFileKeys, path=path, keys=tuple(lines), salt=salt)
+    if current is None or any(current["keys"].get(key) != [salted_sha256(salt, line)] for key, line in lines.items()):
         yield merge_command(path, lines, user, group)
         return
     if (current["user"], current["group"]) != (user, group):

@@ -1,11 +1,17 @@
 """Custom facts. pyinfra 3 caches nothing, so each fact is one remote command: each of these
 reads everything one step needs in a single trip. No fact prints a secret: files are
-described by SHA-256, and the server is asked with the password read on the host from a
-root-only file (in the environment of redis-cli, never in its argv).
+described by a salted SHA-256, and the server is asked with the password read on the host
+from a root-only file (in the environment of redis-cli, never in its argv).
+
+Why salted: pyinfra prints fact output at -vvv, and a plain SHA-256 of a file holding only a
+password is exactly the `#<sha256>` form Redis ACLs use, open to offline guessing of a weak
+password. Each check sends a fresh random salt and compares sha256(salt + content).
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import shlex
 
 from pyinfra.api import FactBase
@@ -17,6 +23,16 @@ STATE_DIR = "/etc/hsi-redis"
 CLI_AUTH_FILE = f"{STATE_DIR}/cli.auth"      # the admin identity's password (see operations/acl.py)
 BACKEND_AUTH_FILE = f"{STATE_DIR}/backend.auth"  # the backend identity's, to check it logs in
 ADMIN_USER = "hsi-admin"
+
+
+def new_salt() -> str:
+    """A fresh salt for one comparison (hex: safe to put in a command line)."""
+    return secrets.token_hex(16)
+
+
+def salted_sha256(salt: str, data: bytes | str) -> str:
+    """What the facts below report for `data` hashed with `salt`."""
+    return hashlib.sha256(salt.encode() + (data.encode() if isinstance(data, str) else data)).hexdigest()
 
 
 def _key_values(output: list[str]) -> dict[str, str]:
@@ -47,16 +63,16 @@ class HostIdentity(FactBase):
 
 
 class ManagedFile(FactBase):
-    """A file's SHA-256, mode and owner, or None when it does not exist.
+    """A file's salted SHA-256 (see `salted_sha256`), mode and owner, or None when it does not exist.
 
     Returns ``{"sha256", "mode", "user", "group"}`` with mode as an int.
     """
 
-    def command(self, path: str) -> str:
+    def command(self, path: str, salt: str = "") -> str:
         quoted = shlex.quote(path)
         return (
             f"if [ -f {quoted} ]; then stat -c 'meta=%a %U %G' {quoted} && "
-            f"sha256sum {quoted} | cut -d' ' -f1 | sed 's/^/sha256=/'; fi"
+            f"{{ printf '%s' {shlex.quote(salt)}; cat {quoted}; }} | sha256sum | cut -d' ' -f1 | sed 's/^/sha256=/'; fi"
         )
 
     def process(self, output):
@@ -68,21 +84,22 @@ class ManagedFile(FactBase):
 
 
 class EnvFileKeys(FactBase):
-    """For a dotenv file: its metadata and, per owned key, the SHA-256 of each line assigning it.
+    """For a dotenv file: its metadata and, per owned key, the salted SHA-256 of each line assigning it.
 
     Returns None when the file is missing, else
-    ``{"mode", "user", "group", "keys": {KEY: [sha256 of each assigning line]}}``.
+    ``{"mode", "user", "group", "keys": {KEY: [salted sha256 of each assigning line]}}``.
     Lines are hashed without their line ending; values never leave the host.
     """
 
-    def command(self, path: str, keys: tuple[str, ...]) -> str:
+    def command(self, path: str, keys: tuple[str, ...], salt: str = "") -> str:
         quoted = shlex.quote(path)
         lines = [f"if [ -f {quoted} ]; then stat -c 'meta=%a %U %G' {quoted}"]
         for key in keys:
             pattern = shlex.quote(f"^[[:space:]]*(export[[:space:]]+)?{key}[[:space:]]*=")
             lines.append(
                 f"grep -E {pattern} {quoted} | while IFS= read -r line; do "
-                f"printf '%s' \"$line\" | tr -d '\\r' | sha256sum | cut -d' ' -f1 | sed 's/^/{key}=/'; done"
+                f"{{ printf '%s' {shlex.quote(salt)}; printf '%s' \"$line\" | tr -d '\\r'; }} "
+                f"| sha256sum | cut -d' ' -f1 | sed 's/^/{key}=/'; done"
             )
         lines.append("fi; true")
         return "; ".join(lines)

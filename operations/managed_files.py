@@ -10,13 +10,12 @@ target is replaced atomically and is never readable by others, even for a moment
 from __future__ import annotations
 
 import base64
-import hashlib
 import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from .facts import ManagedFile
+from .facts import ManagedFile, new_salt, salted_sha256
 
 
 def _stdin_lines(content: bytes) -> list[str]:
@@ -60,8 +59,9 @@ def managed_file(path: str, content: bytes | str, user: str = "root", group: str
         )
     """
     data = content.encode() if isinstance(content, str) else content
-    current = host.get_fact(ManagedFile, path=path)
-    if current is None or current["sha256"] != hashlib.sha256(data).hexdigest():
+    salt = new_salt()
+    current = host.get_fact(ManagedFile, path=path, salt=salt)
+    if current is None or current["sha256"] != salted_sha256(salt, data):
         yield write_file_command(path, data, user, group, mode)
         return
     if (current["user"], current["group"]) != (user, group):

@@ -19,14 +19,13 @@ A failing command fails only this host; nothing here raises at execution time.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from . import tls
-from .facts import ADMIN_USER, CLI_AUTH_FILE, STATE_DIR, ManagedFile
+from .facts import ADMIN_USER, CLI_AUTH_FILE, STATE_DIR, ManagedFile, new_salt, salted_sha256
 from .persistence import local_address
 from .platform import Platform
 from .settings import RedisSettings
@@ -202,8 +201,9 @@ def keep_last_good(conf: RedisSettings, plat: Platform, content: str):
 
         keep_last_good(name="Keep the last good config", conf=conf, plat=plat, content=rendered)
     """
-    current = host.get_fact(ManagedFile, path=plat.config_path)
-    if current is None or current["sha256"] == hashlib.sha256(content.encode()).hexdigest():
+    salt = new_salt()
+    current = host.get_fact(ManagedFile, path=plat.config_path, salt=salt)
+    if current is None or current["sha256"] == salted_sha256(salt, content):
         return
     yield StringCommand(keep_last_good_script(conf, plat))
 

@@ -8,7 +8,6 @@ run's report; a failed check fails the host (so the exit code says so).
 
 from __future__ import annotations
 
-import hashlib
 
 from pyinfra import host
 from pyinfra import state as run_state
@@ -16,7 +15,7 @@ from pyinfra.api import deploy, operation
 
 from . import report, security, tls
 from .backend_env import owned_lines
-from .facts import CLI_AUTH_FILE, EnvFileKeys
+from .facts import CLI_AUTH_FILE, EnvFileKeys, new_salt, salted_sha256
 from .persistence import server_state
 from .platform import Platform
 from .settings import RedisSettings
@@ -65,12 +64,14 @@ def classify(seen: dict, conf: RedisSettings, plat: Platform) -> tuple[str, str,
 def _backend_env_problem(conf: RedisSettings) -> tuple[str, str, str] | None:
     if conf.backend_env_path is None:
         return None
-    current = host.get_fact(EnvFileKeys, path=conf.backend_env_path, keys=("REDIS_URL", "REDIS_PASSWORD"))
+    salt = new_salt()
+    current = host.get_fact(EnvFileKeys, path=conf.backend_env_path, keys=("REDIS_URL", "REDIS_PASSWORD"),
+                            salt=salt)
     expected = owned_lines(conf)
     if current is None:
         return ("backend .env missing", f"{conf.backend_env_path} does not exist", "run deploy.py")
     for key in ("REDIS_PASSWORD", "REDIS_URL"):
-        want = hashlib.sha256(expected[key].encode()).hexdigest()
+        want = salted_sha256(salt, expected[key])
         if current["keys"].get(key) != [want]:
             kind = "WRONGPASS (backend)" if key == "REDIS_PASSWORD" else "backend URL"
             return (kind, f"{conf.backend_env_path}: {key} differs from what the server expects",

@@ -16,7 +16,6 @@ import re
 
 import base64
 import binascii
-import hashlib
 import runpy
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.context import ctx_host, ctx_state
 
 from operations import backend_env, report, settings
+from operations.facts import salted_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "command-test-password-0123456789"
@@ -141,11 +141,11 @@ def _decode_stdin(stdin) -> str | None:
         return text
 
 
-def _file_fact(content_by_path: dict[str, str], path: str):
+def _file_fact(content_by_path: dict[str, str], path: str, salt: str = ""):
     if path not in content_by_path:
         return None
     return {
-        "sha256": hashlib.sha256(content_by_path[path].encode()).hexdigest(),
+        "sha256": salted_sha256(salt, content_by_path[path]),
         "mode": 0o644,
         "user": "root",
         "group": "root",
@@ -175,7 +175,7 @@ class _Answers:
                 else "",
                 "selinux": fixture.selinux,
             },
-            "ManagedFile": lambda: _file_fact(self.files.get(host.name, {}), kwargs["path"]),
+            "ManagedFile": lambda: _file_fact(self.files.get(host.name, {}), kwargs["path"], kwargs.get("salt", "")),
             "EnvFileKeys": lambda: self._env_keys(host, kwargs),
             "ServerState": lambda: dict(fixture.server),
             "DebPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
@@ -205,7 +205,7 @@ class _Answers:
             "mode": 0o600,
             "user": "root",
             "group": "root",
-            "keys": {k: [hashlib.sha256(lines[k].encode()).hexdigest()] for k in kwargs["keys"]},
+            "keys": {k: [salted_sha256(kwargs.get("salt", ""), lines[k])] for k in kwargs["keys"]},
         }
 
 
