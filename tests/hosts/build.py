@@ -106,51 +106,55 @@ def _debootstrap_base(suite: str) -> str:
     return tag
 
 
-def build_host(suite: str) -> str:
-    tag = HOST_IMAGE.format(suite=suite)
+def _ensure(tag: str, make_source_and_script) -> str:
+    """Reuse `tag` when present; otherwise run the script in its source image and commit it."""
     if image_exists(tag):
         log(f"{tag}: present")
         return tag
-    pulled = _pull_base(suite)
-    if pulled:
-        log(f"{suite}: building from {pulled}")
-        script = (
-            "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
-            f"apt-get install -y -qq --no-install-recommends {BASE_PACKAGES.replace(',', ' ')} >/dev/null; "
-            "rm -rf /var/lib/apt/lists/*; "
-        )
-        source = pulled
-    else:
-        source = _debootstrap_base(suite)
-        script = "set -e; rm -rf /var/lib/apt/lists/*; "
-    # No python3 in the image: targets must not need it, and this proves it.
-    script += _mask_script() + "; ! command -v python3"
+    source, script = make_source_and_script()
     _run_and_commit(source, tag, script)
     log(f"{tag}: built")
     return tag
 
 
+def build_host(suite: str) -> str:
+    def source_and_script() -> tuple[str, str]:
+        pulled = _pull_base(suite)
+        if pulled:
+            log(f"{suite}: building from {pulled}")
+            script = (
+                "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+                f"apt-get install -y -qq --no-install-recommends {BASE_PACKAGES.replace(',', ' ')} >/dev/null; "
+                "rm -rf /var/lib/apt/lists/*; "
+            )
+            source = pulled
+        else:
+            source = _debootstrap_base(suite)
+            script = "set -e; rm -rf /var/lib/apt/lists/*; "
+        # No python3 in the image: targets must not need it, and this proves it.
+        return source, script + _mask_script() + "; ! command -v python3"
+
+    return _ensure(HOST_IMAGE.format(suite=suite), source_and_script)
+
+
 def build_ssh_host(suite: str) -> str:
     """The host image plus sshd, sudo and an unprivileged `hsi` user (key installed at run time)."""
-    tag = SSH_IMAGE.format(suite=suite)
-    if image_exists(tag):
-        log(f"{tag}: present")
-        return tag
-    base = build_host(suite)
-    script = (
-        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
-        "apt-get install -y -qq --no-install-recommends openssh-server sudo >/dev/null; "
-        "rm -rf /var/lib/apt/lists/*; "
-        "useradd --create-home --shell /bin/bash hsi; "
-        "echo 'hsi ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/hsi; chmod 0440 /etc/sudoers.d/hsi; "
-        "install -d -m 0700 -o hsi -g hsi /home/hsi/.ssh; "
-        "printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' "
-        "> /etc/ssh/sshd_config.d/hsi-test.conf; "
-        "systemctl enable ssh >/dev/null 2>&1 || true; ! command -v python3"
-    )
-    _run_and_commit(base, tag, script)
-    log(f"{tag}: built")
-    return tag
+
+    def source_and_script() -> tuple[str, str]:
+        script = (
+            "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+            "apt-get install -y -qq --no-install-recommends openssh-server sudo >/dev/null; "
+            "rm -rf /var/lib/apt/lists/*; "
+            "useradd --create-home --shell /bin/bash hsi; "
+            "echo 'hsi ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/hsi; chmod 0440 /etc/sudoers.d/hsi; "
+            "install -d -m 0700 -o hsi -g hsi /home/hsi/.ssh; "
+            "printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' "
+            "> /etc/ssh/sshd_config.d/hsi-test.conf; "
+            "systemctl enable ssh >/dev/null 2>&1 || true; ! command -v python3"
+        )
+        return build_host(suite), script
+
+    return _ensure(SSH_IMAGE.format(suite=suite), source_and_script)
 
 
 def main(argv: list[str] | None = None) -> int:
