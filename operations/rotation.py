@@ -30,8 +30,8 @@ from pyinfra.operations import python
 
 from . import secrets
 from .backend_env import write_backend_env
-from .exporter import write_exporter_env
 from .configure import render_config
+from .exporter import write_exporter_env
 from .facts import ADMIN_USER, BACKEND_AUTH_FILE, CLI_AUTH_FILE
 from .managed_files import managed_file
 from .persistence import local_address

@@ -8,7 +8,6 @@ run's report; a failed check fails the host (so the exit code says so).
 
 from __future__ import annotations
 
-
 from pyinfra import host
 from pyinfra import state as run_state
 from pyinfra.api import deploy, operation

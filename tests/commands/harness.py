@@ -12,10 +12,9 @@ Only `pyinfra.api` is used (never `pyinfra_cli`, which monkey-patches with geven
 
 from __future__ import annotations
 
-import re
-
 import base64
 import binascii
+import re
 import runpy
 from contextlib import ExitStack
 from dataclasses import dataclass, field

@@ -5,7 +5,6 @@ privilege for the backend, auth-failure monitoring, kernel tuning skipped in con
 from __future__ import annotations
 
 import hashlib
-
 import io
 import json
 import subprocess
@@ -324,5 +323,5 @@ def test_generated_passwords_round_trip_through_a_real_server(first_run, hosts, 
     result = hosts[name].sh(script, stdin=lines)
     replies = result.stdout.splitlines()
     assert len(replies) == len(passwords), result.stdout + result.stderr
-    for line, password in zip(replies, passwords):
+    for line, password in zip(replies, passwords, strict=True):
         assert line.split(" ", 1)[1] == "PONG 1", (password, line)

@@ -110,8 +110,9 @@ def test_existing_env_keeps_every_other_line(host_factory, run_pyinfra):
     assert sum(line.startswith("REDIS_PASSWORD=") for line in after.splitlines()) == 1
     assert host.stat("/srv/hsi/.env") == "600 hsi hsi"
     # What the backend reads (python-dotenv) is exactly the server's password.
-    from dotenv import dotenv_values
     import io
+
+    from dotenv import dotenv_values
 
     values = dotenv_values(stream=io.StringIO(after))
     assert values["REDIS_PASSWORD"] == password

@@ -6,7 +6,8 @@ import io
 import subprocess
 
 from dotenv import dotenv_values
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from operations.backend_env import merge_command
 from operations.encoding import dotenv_line
