@@ -22,7 +22,7 @@ if plat and not conf.verify_only:
     hardening.harden_host(conf, plat, identity)  # kernel settings; skipped (with a note) in containers
     tls_files = tls.install_tls(conf, plat)
     config = configure.configure_server(conf, plat)
-    service.run_service(plat, changed=[dropin, config, *tls_files], conf=conf)
+    service.run_service(conf, plat, changed=[dropin, config, *tls_files])
     backend_env.write_backend_env(conf)
     exporter.write_exporter_env(conf)
 if plat:

@@ -10,6 +10,7 @@ from .configure import render
 from .managed_files import managed_file
 from .platform import Platform
 from .rollback import safe_restart
+from .settings import RedisSettings
 
 
 def needs_dropin(plat: Platform, identity: dict) -> bool:
@@ -33,27 +34,19 @@ def container_dropin(plat: Platform, identity: dict):
 
 
 @deploy("Run the service")
-def run_service(plat: Platform, changed: list, conf=None):
+def run_service(conf: RedisSettings, plat: Platform, changed: list):
     """Restart when anything the server reads changed, then make sure it is enabled and running.
 
-    The restart comes first: `systemctl restart` also starts a stopped service, so the
-    second operation then finds it running and does nothing (no double start). Given the
-    settings (`conf`), the restart is `rollback.safe_restart`: snapshot, restart, and back
-    to the last good config if the server does not answer.
+    The restart is `rollback.safe_restart`: snapshot, restart, and back to the last good
+    config if the server does not answer. It comes first: a restart also starts a stopped
+    service, so the second operation then finds it running and does nothing (no double start).
     """
     restart_ops = [op for op in changed if op is not None]
-    if restart_ops and conf is not None:
+    if restart_ops:
         safe_restart(
             name=f"Restart {plat.service} safely (its configuration changed)",
             conf=conf,
             plat=plat,
-            _if=any_changed(*restart_ops),
-        )
-    elif restart_ops:
-        systemd.service(
-            name=f"Restart {plat.service} (its configuration changed)",
-            service=plat.service,
-            restarted=True,
             _if=any_changed(*restart_ops),
         )
     systemd.service(

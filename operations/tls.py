@@ -146,7 +146,7 @@ def install_tls(conf: RedisSettings, plat: Platform) -> list:
     .. code:: python
 
         changed = install_tls(conf, plat)
-        run_service(plat, changed=[config, *changed])
+        run_service(conf, plat, changed=[config, *changed])
     """
     if conf.tls is None:
         return []
