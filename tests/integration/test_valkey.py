@@ -120,6 +120,20 @@ def test_default_policy_deploys_and_warns(policy_hosts, runner, first_run):
     assert host.redis_cli("ping", password=password) == "PONG"
 
 
+def test_verify_applies_the_version_policy(policy_hosts, runner, first_run):
+    """verify.py judges the installed server: below the minimum it fails, and changes nothing."""
+    host = policy_hosts["default"]  # deployed with the default policy: redis-server 7.0.15
+    strict = runner({host: STRICT}, entry="verify.py")
+    assert strict.returncode != 0
+    entry = strict.host(host)
+    assert entry["failed_step"] == "version policy", entry
+    assert "7.0.15" in entry["problem"] and "below redis_minimum_version 7.4" in entry["problem"], entry
+    assert entry["changes"] == 0
+    lenient = runner({host: {}}, entry="verify.py")
+    assert lenient.returncode == 0 and lenient.host(host)["status"] == "ok", lenient.output
+    assert any("below 7.4" in w for w in lenient.host(host).get("warnings", []))
+
+
 def test_second_run_changes_nothing(policy_hosts, runner, first_run):
     hosts = {policy_hosts["valkey"]: VALKEY, policy_hosts["default"]: {}}
     clis = {policy_hosts["valkey"]: "valkey-cli", policy_hosts["default"]: "redis-cli"}
