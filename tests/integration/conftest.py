@@ -143,3 +143,14 @@ def generated_password(run_pyinfra, host: Host) -> str:
     """The password the deploy generated for `host` (from the run's control-machine store)."""
     path = Path(run_pyinfra.secrets_dir) / secrets.secret_path(host.inventory_name).relative_to(secrets.store_dir())
     return path.read_text().strip()
+
+
+def assert_converged(host: Host, password: str) -> None:
+    """What every converged Debian host shows: PONG with the password, NOAUTH without it,
+    AOF on, and the files holding secrets readable by nobody else."""
+    assert host.redis_cli("ping", password=password) == "PONG"
+    assert "NOAUTH" in host.redis_cli("ping")
+    assert host.info(password, "persistence")["aof_enabled"] == "1"
+    assert host.stat("/etc/redis/redis.conf") == "640 root redis"
+    assert host.stat("/etc/hsi-redis/cli.auth") == "600 root root"
+    assert host.stat("/opt/hsi/backend/.env") == "600 root root"

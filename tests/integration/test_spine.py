@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .conftest import generated_password, make_runner
+from .conftest import assert_converged, generated_password, make_runner
 
 SUITES = ("bookworm", "trixie")
 
@@ -27,12 +27,7 @@ def test_first_run_provisions_and_verifies(fresh_pair, spine_runner):
     for host in fresh_pair:
         password = generated_password(spine_runner, host)
         assert result.host(host)["status"] == "ok"
-        assert host.redis_cli("ping", password=password) == "PONG"
-        assert "NOAUTH" in host.redis_cli("ping")
-        assert host.info(password, "persistence")["aof_enabled"] == "1"
-        assert host.stat("/etc/redis/redis.conf") == "640 root redis"
-        assert host.stat("/opt/hsi/backend/.env") == "600 root root"
-        assert host.stat("/etc/hsi-redis/cli.auth") == "600 root root"
+        assert_converged(host, password)
         maxmemory = host.redis_cli("config", "get", "maxmemory", password=password).split()
         assert maxmemory[-1] == str(100 * 1024 * 1024)
         # The password never sits in a command line on the host.
