@@ -139,10 +139,15 @@ def run_pyinfra(tmp_path_factory):
     return make_runner(tmp_path_factory)
 
 
-def generated_password(run_pyinfra, host: Host) -> str:
-    """The password the deploy generated for `host` (from the run's control-machine store)."""
-    path = Path(run_pyinfra.secrets_dir) / secrets.secret_path(host.inventory_name).relative_to(secrets.store_dir())
-    return path.read_text().strip()
+def stored_secret_path(run_pyinfra, host: Host, name: str = "redis_password") -> Path:
+    """Where the run's control-machine store keeps the generated secret `name` of `host`."""
+    relative = secrets.secret_path(host.inventory_name, name).relative_to(secrets.store_dir())
+    return Path(run_pyinfra.secrets_dir) / relative
+
+
+def generated_password(run_pyinfra, host: Host, name: str = "redis_password") -> str:
+    """The secret the deploy generated for `host` (from the run's control-machine store)."""
+    return stored_secret_path(run_pyinfra, host, name).read_text().strip()
 
 
 def assert_converged(host: Host, password: str) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import io
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -17,7 +16,7 @@ from redis.retry import Retry
 from operations import secrets
 from tests.hosts import fleet
 
-from .conftest import generated_password
+from .conftest import generated_password, stored_secret_path
 
 BACKEND_UNIT = (
     "printf '[Unit]\\nDescription=stand-in for the HSI backend\\n[Service]\\nExecStart=/bin/sleep infinity\\n' "
@@ -116,7 +115,7 @@ def test_interrupted_rotation_resumes(served):
     """Interrupted after the new password was added and backend.auth written: a re-run finishes."""
     host, runner, _port = served
     old = generated_password(runner, host)
-    store = Path(runner.secrets_dir) / secrets.secret_path(host.inventory_name).relative_to(secrets.store_dir())
+    store = stored_secret_path(runner, host)
     pending = store.with_name(store.name + secrets.PENDING_SUFFIX)
     new = secrets.new_password()
     pending.write_text(new + "\n")

@@ -16,11 +16,11 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import acl, secrets
+from operations import acl
 from operations.encoding import redis_conf_quote
 from tests.hosts import fleet
 
-from .conftest import make_runner
+from .conftest import generated_password, make_runner
 
 # One nasty password per host: quotes, #, $, ${...}, backslashes, %, @, spaces at the ends, non-ASCII.
 NASTY = {
@@ -63,9 +63,7 @@ def inventory(hosts, **extra) -> dict:
 
 
 def admin_password(runner, host) -> str:
-    path = runner.secrets_dir / secrets.secret_path(host.inventory_name, acl.ADMIN_SECRET).relative_to(
-        secrets.store_dir())
-    return path.read_text().strip()
+    return generated_password(runner, host, acl.ADMIN_SECRET)
 
 
 def all_secrets(runner, hosts) -> list[str]:
