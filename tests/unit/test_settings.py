@@ -204,7 +204,8 @@ def test_text_settings_are_matched_whole(setting):
     assert problems({setting: good}) == [], f"{setting}={good!r} should pass"
     for bad in _breaks(good):
         found = problems({setting: bad})
-        assert any(p.startswith(f"nvr-1: {setting}: ") for p in found), f"{setting}={bad!r} was accepted: {found}"
+        assert any(p.startswith(f"nvr-1: {setting}: ") for p in found), \
+            f"{setting}={bad!r} was accepted: {found}"
 
 
 @pytest.mark.parametrize("setting", sorted(LIST_SETTINGS))
