@@ -4,8 +4,9 @@ Verification records what it found with `record()`. A state callback notes, for 
 fail earlier, which operation failed and the last lines it printed (commands here never
 carry secrets, and the output is scrubbed of the run's passwords anyway). When the pyinfra
 process exits, the summary is printed and the JSON report is written to
-`reports/last-run.json` (or `$HSI_REDIS_REPORT`). pyinfra's own exit code is non-zero when
-any host failed.
+`reports/last-run.json` (or `$HSI_REDIS_REPORT`), both with every known secret hidden: each
+string is scrubbed before it is printed or encoded, and the encoded text once more. pyinfra's
+own exit code is non-zero when any host failed.
 """
 
 from __future__ import annotations
@@ -39,10 +40,25 @@ def report_path() -> Path:
 
 
 def redact(text: str) -> str:
+    """`text` with every known secret, and its JSON-escaped forms, replaced by asterisks."""
+    forms = set()
     for secret in _SECRETS:
         if secret:
-            text = text.replace(secret, "********")
+            forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    for form in sorted(forms, key=len, reverse=True):  # a secret inside a longer one: the longer first
+        text = text.replace(form, "********")
     return text
+
+
+def _redacted(value):
+    """A copy of a report value (dicts, lists, strings) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def add_secret(value: str) -> None:
@@ -190,7 +206,7 @@ def _finish(state) -> None:
         entry.pop("started", None)
         entry.pop("finished", None)
         entry.pop("_op_started", None)
-        rows.append((host.name, entry))
+        rows.append((host.name, _redacted(entry)))
 
     width = max([len(name) for name, _ in rows] + [4])
     out = sys.stderr
@@ -220,6 +236,7 @@ def _finish(state) -> None:
             "ok": all(entry["status"] == "ok" for _, entry in rows),
             "hosts": {name: entry for name, entry in rows},
         }
+        # Strings were redacted before encoding; the encoded text once more, in case.
         path.write_text(redact(json.dumps(document, indent=2, sort_keys=True)) + "\n")
         print(f"    report: {path}", file=out)
     except OSError as exc:
