@@ -46,8 +46,8 @@ _TOOL_ERRORS = tuple(re.compile(p) for p in (
     r"Err:\d*",                  # apt: a fetch that failed
     r"[\w.-]+: (cannot|can't|failed|invalid)",  # coreutils: "mv: cannot move ..."
 ))
-# What to do: (pattern in the problem, pattern in the failed step's name, fix); the first row
-# with a match wins, `_FALLBACK_FIX` else.
+# What to do: (pattern in the problem, pattern in the failed operation's name, fix); the first
+# row with a match wins, `_FALLBACK_FIX` else.
 _FIXES = (
     (r"[Cc]ould not get lock|[Uu]nable to lock|lock stayed held", None,
      "another apt/dnf run holds the package lock: let it finish (`ps aux | grep -e apt -e dpkg -e dnf` "
@@ -241,8 +241,9 @@ def fix_for(step: str, problem: str) -> str:
     >>> fix_for("Update apt lists (waits for a held apt lock)", "E: Malformed entry 1 in ...")[:28]
     "fix the host's apt sources ("
     """
+    operation = step.rsplit(" | ", 1)[-1]  # "Install the server | Update apt lists": the operation's own name
     for in_problem, in_step, fix in _FIXES:
-        if (in_problem and re.search(in_problem, problem)) or (in_step and re.search(in_step, step)):
+        if (in_problem and re.search(in_problem, problem)) or (in_step and re.search(in_step, operation)):
             return fix
     return _FALLBACK_FIX
 

@@ -147,21 +147,24 @@ APT_MALFORMED = [
 ]
 JOB_FAILED = "Job for redis-server.service failed because the control process exited with error code."
 ENV = "/opt/hsi/backend/.env"
+# Operations are named after the deploy that runs them: "Install the server | Install redis-server".
+INSTALL = "Install the server"
 
 
 @pytest.mark.parametrize("step, stderr, stdout, problem, fix_words", [
-    ("Update apt lists (waits for a held apt lock)", APT_MALFORMED, [], APT_MALFORMED[0], "apt sources"),
-    ("Install redis-server", ["E: Unable to locate package redis-server"],
+    (f"{INSTALL} | Update apt lists (waits for a held apt lock)", APT_MALFORMED, [], APT_MALFORMED[0],
+     "apt sources"),
+    (f"{INSTALL} | Install redis-server", ["E: Unable to locate package redis-server"],
      ["Reading package lists..."], "E: Unable to locate package redis-server", "apt-get install"),
-    ("Install redis", ["Error: Unable to find a match: redis"], [],
+    (f"{INSTALL} | Install redis", ["Error: Unable to find a match: redis"], [],
      "Error: Unable to find a match: redis", "dnf"),
     ("Fetch package lists (if older than an hour)",
      ["W: Some index files failed to download.", "E: Failed to fetch http://127.0.0.1:9/x/InRelease"],
      ["Err:1 http://127.0.0.1:9/x bookworm InRelease", "  Could not connect to 127.0.0.1:9"],
      "E: Failed to fetch http://127.0.0.1:9/x/InRelease", "apt sources"),
-    ("Enable and start redis-server", [JOB_FAILED, "See \"systemctl status redis-server.service\"."],
-     [], JOB_FAILED, "journalctl"),
-    ("Write /opt/hsi/backend/.env", [f"mv: cannot move '/tmp/x' to '{ENV}': Read-only file system"],
+    ("Run the service | Enable and start redis-server",
+     [JOB_FAILED, "See \"systemctl status redis-server.service\"."], [], JOB_FAILED, "journalctl"),
+    (f"{INSTALL} | Write {ENV}", [f"mv: cannot move '/tmp/x' to '{ENV}': Read-only file system"],
      [], f"mv: cannot move '/tmp/x' to '{ENV}': Read-only file system", "disk"),
 ])
 def test_failed_step_reports_the_tools_first_error_and_a_fix(capsys, step, stderr, stdout, problem,
