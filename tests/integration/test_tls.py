@@ -175,7 +175,8 @@ def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_run
     for command in (
         f"openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {key} "
         f"-subj /CN=hsi-backend-plain -out {csr}",
-        f"openssl x509 -req -in {csr} -CA {pki / 'ca.crt'} -CAkey {pki / 'ca.key'} -set_serial 9 -days 30 -out {cert}",
+        f"openssl x509 -req -in {csr} -CA {pki / 'ca.crt'} -CAkey {pki / 'ca.key'} -set_serial 9 -days 30 "
+        f"-out {cert}",
     ):
         subprocess.run(command.split(), check=True, capture_output=True)
     assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
