@@ -2,10 +2,13 @@
 
 Verification records what it found with `record()`. A state callback notes, for hosts that
 fail earlier, which operation failed and the last lines it printed (commands here never
-carry secrets, and the output is scrubbed of the run's passwords anyway). When the pyinfra
-process exits, the summary is printed and the JSON report is written to
-`reports/last-run.json` (or `$HSI_REDIS_REPORT`). pyinfra's own exit code is non-zero when
-any host failed.
+carry secrets, and the output is scrubbed of the run's passwords anyway). Every failure gets
+a problem (the operation's own `hsi-redis: ` reason, else the tool's first error line, e.g.
+apt's `E: ...`) and a fix (by the step that failed, see `_FIXES`). When the pyinfra process
+exits, the summary is printed and the JSON report is written to `reports/last-run.json` (or
+`$HSI_REDIS_REPORT`), both with every known secret hidden: each string is scrubbed before it
+is printed or encoded, and the encoded text once more. pyinfra's own exit code is non-zero
+when any host failed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,50 @@ _EARLY_ERRORS: list[str] = []
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Operations report why they failed on a stderr line starting with this (see shell.fail_command).
 _REASON_PREFIX = "hsi-redis: "
+# A tool's own error line, by how each tool starts it; earlier patterns win (apt's `E:` says
+# more than the `Err:` line of the fetch that caused it).
+_TOOL_ERRORS = tuple(re.compile(p) for p in (
+    r"E: ",                      # apt-get, apt-cache
+    r"Error: ",                  # dnf
+    r"Job for \S+ failed",       # systemctl start/restart
+    r"Failed to ",               # systemctl, systemd tools
+    r"dpkg: error",
+    r"Err:\d*",                  # apt: a fetch that failed
+    r"[\w.-]+: (cannot|can't|failed|invalid)",  # coreutils: "mv: cannot move ..."
+))
+# What to do: (pattern in the problem, pattern in the failed operation's name, fix); the first
+# row with a match wins, `_FALLBACK_FIX` else.
+_FIXES = (
+    (r"[Cc]ould not get lock|[Uu]nable to lock|lock stayed held", None,
+     "another apt/dnf run holds the package lock: let it finish (`ps aux | grep -e apt -e dpkg -e dnf` "
+     "on the host shows it), then run deploy.py again"),
+    (r"^E: (Malformed|The list of sources|Failed to fetch|Type |Conflicting|Invalid)|^Err:",
+     r"apt lists|package lists",
+     "fix the host's apt sources (`apt-get update` on the host shows the error; see /etc/apt/sources.list "
+     "and /etc/apt/sources.list.d/), then run deploy.py again"),
+    (r"^E: |^Error: |^dpkg: ", r"^Install |dnf module",
+     "run the same install on the host (`apt-get install PACKAGE` or `dnf install PACKAGE`, the package "
+     "is in the step's name) to see why it fails; fix that (repository, disk space, a broken package), "
+     "then run deploy.py again"),
+    (r"^Job for |^Failed to (start|restart)", r"[Ss]tart|[Rr]estart",
+     "see why the service does not start: `systemctl status SERVICE` and `journalctl -u SERVICE` on the "
+     "host (SERVICE is in the step's name); fix the cause or the setting, then run deploy.py again"),
+    (None, r"^Write |[Dd]irectory",
+     "check the path in the step's name on the host: its directory exists, its owner and group exist, "
+     "the disk is neither full nor read-only; then run deploy.py again"),
+    (None, r"SELinux|semanage",
+     "check SELinux on the host (`semanage port -l`, `ausearch -m avc`), then run deploy.py again"),
+    (None, r"[Kk]ernel|THP|sysctl",
+     "check the kernel settings on the host (`sysctl -p /etc/sysctl.d/60-hsi-redis.conf` shows the "
+     "error), or set redis_kernel_tuning=false; then run deploy.py again"),
+    (None, r"^platform$",
+     "run it on a supported platform with systemd running (see the README's platform table)"),
+    (None, r"^version policy$",
+     "install a server that meets redis_minimum_version (redis_source=upstream), or lower "
+     "redis_minimum_version; then run deploy.py again"),
+)
+_FALLBACK_FIX = ("do what the problem says, or read the output above (run again with -v to see each "
+                 "command, -vvv its output); fix the cause on the host, then run the same command again")
 
 
 def report_path() -> Path:
@@ -39,10 +86,25 @@ def report_path() -> Path:
 
 
 def redact(text: str) -> str:
+    """`text` with every known secret, and its JSON-escaped forms, replaced by asterisks."""
+    forms = set()
     for secret in _SECRETS:
         if secret:
-            text = text.replace(secret, "********")
+            forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    for form in sorted(forms, key=len, reverse=True):  # a secret inside a longer one: the longer first
+        text = text.replace(form, "********")
     return text
+
+
+def _redacted(value):
+    """A copy of a report value (dicts, lists, strings) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def add_secret(value: str) -> None:
@@ -125,7 +187,8 @@ class _Callbacks(BaseStateCallback):
         if entry.get("status") == "failed":
             return  # the step that failed already said why (verification, safety checks)
         name = ", ".join(sorted(state.get_op_meta(op_hash).names))
-        entry.update(status="failed", failed_step=name, problem=f"operation failed: {name}")
+        # `_finish` puts the operation's own words (or its tool's error line) here.
+        entry.update(status="failed", failed_step=name, problem=f"{name} failed", _problem_from_output=True)
 
 
 def _op_timing(state, host, op_hash) -> None:
@@ -137,9 +200,10 @@ def _op_timing(state, host, op_hash) -> None:
         entry.setdefault("timings", {})[name] = round(time.monotonic() - started, 2)
 
 
-def _op_summary(state, host) -> tuple[int, list[str], list[str]]:
-    """Changed operation count, their names, and the output of a failed operation (if any)."""
-    changed, names, failure = 0, [], []
+def _op_summary(state, host) -> tuple[int, list[str], list[str], str | None]:
+    """Changed operation count, their names, and of a failed operation (if any) the last lines
+    it printed and the problem they state (see `_problem_in`)."""
+    changed, names, failure, problem = 0, [], [], None
     for op_hash, op_data in state.ops.get(host, {}).items():
         meta = op_data.operation_meta
         if not meta.is_complete():
@@ -149,10 +213,39 @@ def _op_summary(state, host) -> tuple[int, list[str], list[str]]:
             names.append(", ".join(sorted(state.get_op_meta(op_hash).names)))
         elif meta.did_error() and not failure:
             try:
-                failure = [redact(line) for line in (meta.stderr_lines or meta.stdout_lines)[-8:]]
+                stderr, stdout = meta.stderr_lines, meta.stdout_lines
             except (AssertionError, RuntimeError):
-                failure = []
-    return changed, names, failure
+                stderr, stdout = [], []
+            failure = [redact(line) for line in (stderr or stdout)[-8:]]
+            problem = _problem_in([redact(line) for line in stderr], [redact(line) for line in stdout])
+    return changed, names, failure, problem
+
+
+def _problem_in(stderr: list[str], stdout: list[str]) -> str | None:
+    """What a failed operation's output says went wrong: its last `hsi-redis: ` reason, else the
+    tool's first error line (stderr before stdout), else its last line; None if it printed nothing."""
+    reasons = [line[len(_REASON_PREFIX):] for line in stderr if line.startswith(_REASON_PREFIX)]
+    if reasons:
+        return reasons[-1].strip()
+    lines = [line.strip() for line in stderr + stdout if line.strip()]
+    for pattern in _TOOL_ERRORS:
+        for line in lines:
+            if pattern.match(line):
+                return line
+    return (stderr and stderr[-1].strip()) or (lines[-1] if lines else None)
+
+
+def fix_for(step: str, problem: str) -> str:
+    """What the operator should do about a failure, from the step's name and the problem.
+
+    >>> fix_for("Update apt lists (waits for a held apt lock)", "E: Malformed entry 1 in ...")[:28]
+    "fix the host's apt sources ("
+    """
+    operation = step.rsplit(" | ", 1)[-1]  # "Install the server | Update apt lists": the operation's own name
+    for in_problem, in_step, fix in _FIXES:
+        if (in_problem and re.search(in_problem, problem)) or (in_step and re.search(in_step, operation)):
+            return fix
+    return _FALLBACK_FIX
 
 
 def _finish(state) -> None:
@@ -163,7 +256,7 @@ def _finish(state) -> None:
     rows = []
     for host in hosts:
         entry = RESULTS.setdefault(host.name, {})
-        changed, names, failure = _op_summary(state, host)
+        changed, names, failure, output_problem = _op_summary(state, host)
         entry["changes"] = changed
         entry["changed_operations"] = names
         if host.name not in {h.name for h in state.activated_hosts}:
@@ -176,11 +269,15 @@ def _finish(state) -> None:
             entry.setdefault("problem", "failed before verification")
             if failure:
                 entry.setdefault("output", failure)
-                reasons = [line[len(_REASON_PREFIX):] for line in failure if line.startswith(_REASON_PREFIX)]
-                if reasons and entry["problem"].startswith("operation failed"):
-                    entry["problem"] = reasons[-1]  # the operation's own words; failed_step names it
-            entry["failures"] = [{"step": entry.get("failed_step", "unknown"), "problem": entry["problem"],
-                                  "output": entry.get("output", [])}]
+            if entry.get("_problem_from_output"):
+                if output_problem:
+                    entry["problem"] = output_problem  # the tool's own words; failed_step names the step
+                else:
+                    entry["problem"] += " (it printed nothing; run again with -vvv to see the command)"
+            step = entry.get("failed_step", "unknown")
+            entry.setdefault("fix", fix_for(step, entry["problem"]))
+            entry["failures"] = [{"step": step, "problem": entry["problem"],
+                                  "output": entry.get("output", []), "fix": entry["fix"]}]
         else:
             entry.setdefault("status", "unverified")
         if "started" in entry and "finished" in entry:
@@ -190,7 +287,8 @@ def _finish(state) -> None:
         entry.pop("started", None)
         entry.pop("finished", None)
         entry.pop("_op_started", None)
-        rows.append((host.name, entry))
+        entry.pop("_problem_from_output", None)
+        rows.append((host.name, _redacted(entry)))
 
     width = max([len(name) for name, _ in rows] + [4])
     out = sys.stderr
@@ -220,6 +318,7 @@ def _finish(state) -> None:
             "ok": all(entry["status"] == "ok" for _, entry in rows),
             "hosts": {name: entry for name, entry in rows},
         }
+        # Strings were redacted before encoding; the encoded text once more, in case.
         path.write_text(redact(json.dumps(document, indent=2, sort_keys=True)) + "\n")
         print(f"    report: {path}", file=out)
     except OSError as exc:
