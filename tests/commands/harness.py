@@ -181,6 +181,7 @@ class _Answers:
             "RpmPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
             "RpmPackageProvides": lambda: [],
             "File": lambda: None,
+            "Directory": lambda: None,  # pyinfra's own fact (files.directory): absent, so it is made
             "EnabledModuleStream": lambda: fixture.module_stream,
             "TcpPortTypes": lambda: {p: t for p, t in fixture.port_types.items() if p in kwargs["ports"]},
             "SystemdStatus": lambda: {s: fixture.services.get(s, False) for s in kwargs["services"]},
