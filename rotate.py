@@ -10,13 +10,12 @@ password is dropped; no restart of Redis. Safe to run again after an interruptio
 
 from pyinfra import host, state
 
-from operations import platform, report, rotation, settings, verify
+from operations import prologue, report, rotation, verify
 
-conf = settings.load(host)
-report.track(state, conf)
-plat, _identity = platform.for_host(host, conf.flavour)
+ready = prologue.prepare(host, state)  # the same row as deploy.py (an upstream host's paths included)
 
-if plat:
+if ready:
+    conf, plat = ready.conf, ready.plat
     new = rotation.target_settings(conf, host.name)
     report.add_secret(new.password.reveal())
     rotation.rotate_password(conf, plat, host.name)
