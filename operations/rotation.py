@@ -13,6 +13,9 @@ be run again:
    the backend unit (if `redis_backend_unit` is set) so it reads the new `.env`, then
    `ACL SETUSER default resetpass #<sha256 new>` (one atomic command: old ones go, new stays).
 
+The server is reached as the other scripts reach it: the plain port, or under TLS-only the
+TLS port over TLS (the server's CA, and the deploy's client certificate under mTLS).
+
 The new password travels base64-encoded on stdin; on the host it is only ever in shell
 variables, in the environment of redis-cli (REDISCLI_AUTH) and as a SHA-256 piped into it.
 Connected clients stay authenticated; new connections need the new password.
@@ -28,7 +31,7 @@ from dataclasses import replace
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import python
 
-from . import secrets
+from . import secrets, tls
 from .backend_env import write_backend_env
 from .configure import render_config
 from .exporter import write_exporter_env
@@ -49,14 +52,16 @@ def _stdin(password: str) -> list[str]:
 
 
 def _prelude(conf: RedisSettings, plat: Platform) -> str:
+    port, tls_args = tls.local_client(conf, plat)  # under TLS-only: the TLS port, over TLS
     return f"""
-new=$(base64 -d); cli={shlex.quote(plat.cli)}; addr={shlex.quote(local_address(conf))}; port={int(conf.port)}
+new=$(base64 -d); cli={shlex.quote(plat.cli)}; addr={shlex.quote(local_address(conf))}; port={int(port)}
 auth={shlex.quote(AUTH_FILE)}; admin_auth={shlex.quote(CLI_AUTH_FILE)}
 say() {{ echo "hsi-redis: $*" >&2; }}
 # as PASSWORD ARGS...: the CLI as the backend's identity with PASSWORD (environment, never argv);
 # admin ARGS...: as the admin identity (user changes). stdin passes through to both.
-as() {{ pw=$1; shift; REDISCLI_AUTH="$pw" timeout 10 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
-admin() {{ REDISCLI_AUTH="$(cat "$admin_auth")" timeout 10 "$cli" --no-auth-warning --user {ADMIN_USER} -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
+# Both reach the server at $port, with TLS arguments where the plain port is closed.
+as() {{ pw=$1; shift; REDISCLI_AUTH="$pw" timeout 10 "$cli" --no-auth-warning -h "$addr" -p "$port" {tls_args} "$@" 2>&1 | tr -d '\\r'; }}
+admin() {{ REDISCLI_AUTH="$(cat "$admin_auth")" timeout 10 "$cli" --no-auth-warning --user {ADMIN_USER} -h "$addr" -p "$port" {tls_args} "$@" 2>&1 | tr -d '\\r'; }}
 pong() {{ [ "$(as "$1" ping </dev/null)" = PONG ]; }}
 sha() {{ printf '%s' "$1" | sha256sum | cut -c1-64; }}
 [ -n "$new" ] || {{ say "no new password received"; exit 1; }}

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import HostFixture, make_signing_key, run_deploy
+from operations import certs
+
+from .harness import HEALTHY_SERVER, HostFixture, make_signing_key, run_deploy
+
+TLS_SERVER = dict(HEALTHY_SERVER, via="tls", tls_port="6380")
 
 
 @pytest.fixture(scope="module")
@@ -13,6 +17,13 @@ def key(tmp_path_factory):
     path, fingerprint = make_signing_key(tmp_path_factory.mktemp("key"))
     return {"redis_source": "upstream", "redis_upstream_key": str(path),
             "redis_upstream_key_fingerprint": fingerprint}
+
+
+def script(result, host: str, operation: str) -> str:
+    """The one command the operation whose name contains `operation` sent."""
+    found = [c.text for c in result.commands[host] if operation in c.operation]
+    assert len(found) == 1, (operation, result.operations(host))
+    return found[0]
 
 
 @pytest.mark.parametrize("release", ["rocky-8", "ubuntu-22.04"])
@@ -27,3 +38,23 @@ def test_rotate_sees_the_upstream_row_like_deploy(key, release):
     assert not any("/etc/redis.conf" in t for t in rotated.texts("h"))
     assert rotated.uploaded("h", config) == deployed.uploaded("h", config)
     assert rotated.report["h"]["source"] == "upstream"
+
+
+def _tls_data(directory, **extra) -> dict:
+    paths = certs.pki_layout(directory, "@fake/h")
+    certs.ensure_pki(directory, {"@fake/h": ["localhost"]})
+    return {"redis_tls": True, "redis_tls_only": True, "redis_tls_ca_cert": str(paths.ca),
+            "redis_tls_cert": str(paths.cert), "redis_tls_key": str(paths.key),
+            "redis_tls_client_cert": str(paths.client_cert), "redis_tls_client_key": str(paths.client_key),
+            "redis_backend_unit": "hsi-backend", **extra}
+
+
+def test_rotate_reaches_a_tls_only_server_over_tls(tmp_path):
+    result = run_deploy({"h": (HostFixture("debian-12", server=TLS_SERVER), _tls_data(tmp_path / "pki"))},
+                        entry="rotate.py")
+    assert result.report["h"]["status"] == "ok", result.report["h"]
+    for operation in ("Add the new password", "drop the old password"):
+        text = script(result, "h", operation)
+        assert "port=6380\n" in text and "6379" not in text, operation
+        assert "--tls --cacert /etc/redis/tls/ca.crt" in text
+        assert "--cert /etc/hsi-redis/tls/client.crt --key /etc/hsi-redis/tls/client.key" in text

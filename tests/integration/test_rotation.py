@@ -1,4 +1,5 @@
-"""Zero-downtime rotation under load, and resuming a rotation that was interrupted."""
+"""Zero-downtime rotation under load, resuming a rotation that was interrupted, and rotation on a
+TLS-only server."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import io
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,7 +15,7 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import secrets
+from operations import certs, secrets
 from tests.hosts import fleet
 
 from .conftest import generated_password, stored_secret_path
@@ -135,3 +137,41 @@ def test_interrupted_rotation_resumes(served):
     assert env_password(host) == new
     assert host.redis_cli("ping", password=new) == "PONG"
     assert "WRONGPASS" in host.redis_cli("ping", password=old)
+
+
+# -- TLS-only (issue 9, item 12) ------------------------------------------------------------------
+
+def tls_cli(host, password: str, *args: str) -> str:
+    """redis-cli over TLS on 6380 with the backend's client pair; the password on stdin."""
+    tls = ("--tls --cacert /etc/redis/tls/ca.crt --cert /opt/hsi/backend/redis-tls/client.crt "
+           "--key /opt/hsi/backend/redis-tls/client.key")
+    script = f'REDISCLI_AUTH="$(cat)" timeout 5 redis-cli --no-auth-warning -p 6380 {tls} {" ".join(args)}'
+    return host.sh(script + " 2>&1", check=False, stdin=password).stdout.strip()
+
+
+def test_rotation_on_a_tls_only_server(host_factory, tmp_path_factory):
+    from .conftest import make_runner
+
+    runner = make_runner(tmp_path_factory)
+    host = host_factory("rotate-tls")
+    pki = Path(runner.secrets_dir) / "pki"
+    certs.ensure_pki(pki, {host.inventory_name: ["127.0.0.1", "localhost"]})
+    host.sh(BACKEND_UNIT)
+    data = {"redis_tls": True, "redis_tls_only": True, "redis_backend_host": "127.0.0.1",
+            "redis_tls_client_cert": str(pki / "backend-client.crt"),
+            "redis_tls_client_key": str(pki / "backend-client.key"), "redis_backend_unit": "hsi-backend"}
+    deployed = runner({host: data})
+    assert deployed.returncode == 0, deployed.output
+    old = generated_password(runner, host)
+    assert tls_cli(host, old, "ping") == "PONG"
+
+    result = runner({host: data}, entry="rotate.py")
+    assert result.returncode == 0, result.output
+    assert result.host(host)["status"] == "ok", result.host(host)
+    new = generated_password(runner, host)
+    assert new != old and env_password(host) == new
+    assert tls_cli(host, new, "ping") == "PONG"
+    assert "WRONGPASS" in tls_cli(host, old, "ping")
+    plain = host.sh("timeout 5 redis-cli -p 6379 ping 2>&1", check=False).stdout
+    assert "Connection refused" in plain, plain
+    assert old not in result.output and new not in result.output
