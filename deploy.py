@@ -8,22 +8,19 @@ backend env -> verify. A summary per host ends the run (and reports/last-run.jso
 
 from pyinfra import host, state
 
-from operations import backend_env, configure, exporter, hardening, install, platform, report, service
-from operations import settings, sources, tls, verify
+from operations import backend_env, configure, exporter, hardening, install, prologue
+from operations import service, tls, verify
 
-conf = settings.load(host)  # validates every host first: a bad value stops the run untouched
-report.track(state, conf)
-plat, identity = platform.for_host(host, conf.flavour)  # unsupported: this host fails, others go on
-if plat:  # package source and version policy: one fact, decided before anything changes here
-    plat, packages = sources.for_host(host, conf, plat)
+ready = prologue.prepare(host, state)  # settings, platform row, package source; None: this host failed
 
-if plat and not conf.verify_only:
-    dropin = install.install_server(conf, plat, identity, packages)
-    hardening.harden_host(conf, plat, identity)  # kernel settings; skipped (with a note) in containers
-    tls_files = tls.install_tls(conf, plat)
-    config = configure.configure_server(conf, plat)
-    service.run_service(conf, plat, changed=[dropin, config, *tls_files])
-    backend_env.write_backend_env(conf)
-    exporter.write_exporter_env(conf)
-if plat:
+if ready:
+    conf, plat, identity, packages = ready
+    if not conf.verify_only:
+        dropin = install.install_server(conf, plat, identity, packages)
+        hardening.harden_host(conf, plat, identity)  # kernel settings; skipped (with a note) in containers
+        tls_files = tls.install_tls(conf, plat)
+        config = configure.configure_server(conf, plat)
+        service.run_service(conf, plat, changed=[dropin, config, *tls_files])
+        backend_env.write_backend_env(conf)
+        exporter.write_exporter_env(conf)
     verify.verify_server(conf, plat)

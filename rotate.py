@@ -4,19 +4,20 @@
     REDIS_PASSWORD=NEW pyinfra -y inventories/production.py rotate.py   # or the one you give
 
 The new password is added beside the old one, the files (backend.auth, redis.conf, the backend
-.env, the exporter's file) are rewritten, the backend unit restarted if `redis_backend_unit` is set, then the old
-password is dropped; no restart of Redis. Safe to run again after an interruption.
+.env, the exporter's file) are rewritten, the consumers' units (`redis_backend_unit`,
+`redis_exporter_unit`) restarted, then the old password is dropped; no restart of Redis. A
+consumer without a unit keeps the old password valid until a second run (the summary says what
+to restart first). Safe to run again after an interruption.
 """
 
 from pyinfra import host, state
 
-from operations import platform, report, rotation, settings, verify
+from operations import prologue, report, rotation, verify
 
-conf = settings.load(host)
-report.track(state, conf)
-plat, _identity = platform.for_host(host, conf.flavour)
+ready = prologue.prepare(host, state)  # the same row as deploy.py (an upstream host's paths included)
 
-if plat:
+if ready:
+    conf, plat = ready.conf, ready.plat
     new = rotation.target_settings(conf, host.name)
     report.add_secret(new.password.reveal())
     rotation.rotate_password(conf, plat, host.name)

@@ -9,13 +9,9 @@ warning).
 
 from pyinfra import host, state
 
-from operations import platform, report, settings, sources, verify
+from operations import prologue, verify
 
-conf = settings.load(host)
-report.track(state, conf)
-plat, _identity = platform.for_host(host, conf.flavour)
-if plat:  # the version policy judges the installed server
-    plat, _packages = sources.for_host(host, conf, plat)
+ready = prologue.prepare(host, state)  # the version policy judges the installed server
 
-if plat:
-    verify.verify_server(conf, plat)
+if ready:
+    verify.verify_server(ready.conf, ready.plat)

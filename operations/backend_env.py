@@ -100,9 +100,10 @@ def env_keys(path: str, lines: dict[str, str], user: str = "root", group: str = 
 
 @deploy("Write the backend's .env")
 def write_backend_env(conf: RedisSettings):
+    """Merge the Redis keys into the backend's `.env`; returns that operation (None: no `.env`)."""
     if conf.backend_env_path is None:
-        return
-    env_keys(
+        return None
+    return env_keys(
         name=f"Set REDIS_URL and REDIS_PASSWORD in {conf.backend_env_path}",
         path=conf.backend_env_path,
         lines=owned_lines(conf),

@@ -56,12 +56,15 @@ def exporter_env(conf: RedisSettings) -> str:
 def write_exporter_env(conf: RedisSettings):
     """Write the exporter's environment file (0600) and, under TLS, its certificate files.
 
+    Returns the operation that writes the environment file (None: no exporter file).
+
     **Example:** ``--data redis_exporter_env_path=/etc/default/redis-exporter``
     """
     if conf.exporter_env_path is None:
-        return
+        return None
     owner = conf.exporter_owner
     if conf.tls is not None:
         install_client_files(tls_dir(conf), owner, owner, conf, "exporter")
-    managed_file(name=f"Write {conf.exporter_env_path} (redis_exporter, 0600)", path=conf.exporter_env_path,
-                 content=exporter_env(conf), user=owner, group=owner, mode=0o600)
+    return managed_file(name=f"Write {conf.exporter_env_path} (redis_exporter, 0600)",
+                        path=conf.exporter_env_path, content=exporter_env(conf), user=owner, group=owner,
+                        mode=0o600)

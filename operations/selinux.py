@@ -1,8 +1,8 @@
 """SELinux: label the server's TCP ports so the confined server may bind them.
 
 The policy labels 6379 (and 16379, 26379) `redis_port_t` already; any other port the server
-listens on (the plain `redis_port`, and `redis_tls_port` when that setting exists) needs
-`semanage port -a -t redis_port_t -p tcp N`, or `-m` when another type holds the port.
+listens on (the plain `redis_port` unless TLS-only closes it, and `redis_tls_port` with TLS
+on) needs `semanage port -a -t redis_port_t -p tcp N`, or `-m` when another type holds the port.
 Hosts with SELinux disabled are left alone; permissive hosts are labelled too, so that
 switching them to enforcing later does not break the server.
 """
@@ -16,19 +16,19 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import apt, dnf
 
 from .platform import Platform
+from .settings import RedisSettings
+from .tls import plain_port
 
-# Settings whose values are TCP ports the server listens on (0 or absent = not listening).
-PORT_SETTINGS = ("port", "tls_port")
 
+def server_ports(conf: RedisSettings) -> tuple[int, ...]:
+    """The TCP ports the server listens on: the plain port (0 when TLS-only), then the TLS port.
 
-def server_ports(conf) -> tuple[int, ...]:
-    """The server's listening TCP ports from the settings, in order, without duplicates."""
-    ports: list[int] = []
-    for name in PORT_SETTINGS:
-        value = getattr(conf, name, None)
-        if isinstance(value, int) and value > 0 and value not in ports:
-            ports.append(value)
-    return tuple(ports)
+    **Example:** ``server_ports(conf)`` is ``(6379, 6380)`` with ``redis_tls: true``.
+    """
+    ports = [plain_port(conf)]
+    if conf.tls is not None:
+        ports.append(conf.tls.port)
+    return tuple(dict.fromkeys(p for p in ports if p > 0))
 
 
 class TcpPortTypes(FactBase):

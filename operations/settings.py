@@ -113,6 +113,8 @@ SETTINGS: tuple[Setting, ...] = (
             "before restoring the last good config."),
     Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
             "writing the new password into its `.env` (unset: not restarted)."),
+    Setting("redis_exporter_unit", None, "systemd unit of the exporter that `rotate.py` restarts after "
+            "rewriting its environment file (unset: not restarted)."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
@@ -203,6 +205,7 @@ class RedisSettings:
     extra_config: tuple[str, ...] = ()
     restart_wait: int = 60
     backend_unit: str | None = None
+    exporter_unit: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -510,7 +513,10 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         extra_config=_extra_config(reader),
         restart_wait=reader.integer("redis_restart_wait", 5, 3600),
         backend_unit=_unit_name(reader, "redis_backend_unit"),
+        exporter_unit=_unit_name(reader, "redis_exporter_unit"),
     )
+    if settings.exporter_unit and exporter_path is None:
+        reader.fail("redis_exporter_unit", "needs redis_exporter_env_path (the file the exporter reads)")
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:
         reader.fail(key, "unknown setting (a typo?); see the README's settings table")

@@ -74,6 +74,19 @@ def cli_connection(seen: dict, plat: Platform) -> tuple[int, str]:
     return int(seen["tls_port"]), client_args(server_paths(plat)["ca"], *cli_paths().values())
 
 
+def local_client(conf: RedisSettings, plat: Platform) -> tuple[int, str]:
+    """(port, redis-cli TLS arguments) with which a client on the host reaches the server the
+    settings describe: the plain port, or under TLS-only the TLS port, over TLS with the server's
+    CA and, where installed, the deploy's client certificate (mTLS).
+
+    **Example:** ``port, tls_args = local_client(conf, plat)``, then in shell
+    ``redis-cli -p {port} {tls_args} ping``.
+    """
+    if conf.tls is None or not conf.tls.only:
+        return conf.port, ""
+    return conf.tls.port, client_args(server_paths(plat)["ca"], *cli_paths().values())
+
+
 def probe_kwargs(conf: RedisSettings, plat: Platform) -> dict:
     """Extra ServerState arguments: the probe tries TLS first, on the configured port and on the
     one the current config file names (also with TLS off: the server may still run on TLS)."""

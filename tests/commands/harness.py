@@ -140,12 +140,15 @@ def _decode_stdin(stdin) -> str | None:
         return text
 
 
-def _file_fact(content_by_path: dict[str, str], path: str, salt: str = ""):
+def _file_fact(content_by_path: dict[str, str | tuple[str, int]], path: str, salt: str = ""):
+    """A file fixture: its content, or (content, mode); root-owned, 0644 unless given."""
     if path not in content_by_path:
         return None
+    value = content_by_path[path]
+    content, mode = value if isinstance(value, tuple) else (value, 0o644)
     return {
-        "sha256": salted_sha256(salt, content_by_path[path]),
-        "mode": 0o644,
+        "sha256": salted_sha256(salt, content),
+        "mode": mode,
         "user": "root",
         "group": "root",
     }
@@ -181,6 +184,7 @@ class _Answers:
             "RpmPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
             "RpmPackageProvides": lambda: [],
             "File": lambda: None,
+            "Directory": lambda: None,  # pyinfra's own fact (files.directory): absent, so it is made
             "EnabledModuleStream": lambda: fixture.module_stream,
             "TcpPortTypes": lambda: {p: t for p, t in fixture.port_types.items() if p in kwargs["ports"]},
             "SystemdStatus": lambda: {s: fixture.services.get(s, False) for s in kwargs["services"]},
