@@ -1,0 +1,68 @@
+"""A stopped server is started on the data it really has: with AOF on and a new `dir`, its
+files move along before it starts there; an AOF older than a newer dump.rdb is not loaded
+over it (the data would go back in time while the run reports OK)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import generated_password, make_runner
+from .safety_helpers import fill
+
+KEYS = 300
+MOVED = {"redis_extra_config": ["dir /var/lib/redis/moved"]}
+ADMIN = 'REDISCLI_AUTH="$(cat /etc/hsi-redis/cli.auth)" redis-cli --no-auth-warning --user hsi-admin'
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return make_runner(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def host(host_factory, runner):
+    """Deployed (AOF on), holding KEYS keys."""
+    host = host_factory("stopped", "bookworm")
+    first = runner([host])
+    assert first.returncode == 0, first.output
+    fill(host, KEYS, password=generated_password(runner, host))
+    return host
+
+
+def test_stopped_aof_server_takes_its_data_to_a_new_dir(host, runner):
+    password = generated_password(runner, host)
+    host.sh("systemctl stop redis-server")
+    # The data is in the AOF only (as with `save ""`): the server cannot be asked where it was.
+    host.sh("rm -f /var/lib/redis/dump.rdb && test -d /var/lib/redis/appendonlydir")
+    result = runner({host: MOVED})
+    assert result.returncode == 0, result.output
+    assert result.host(host)["status"] == "ok", result.host(host)
+    assert host.redis_cli("config", "get", "dir", password=password).split()[-1] == "/var/lib/redis/moved"
+    assert host.redis_cli("dbsize", password=password) == str(KEYS)
+    # copied, the old files kept
+    host.sh("test -d /var/lib/redis/appendonlydir && test -d /var/lib/redis/moved/appendonlydir")
+
+
+def test_stale_aof_beside_a_newer_rdb_does_not_win(host, runner):
+    """AOF turned off for a while (or a dump.rdb restored by hand): the AOF directory is older
+    than dump.rdb, which holds the newer keys."""
+    password = generated_password(runner, host)
+    data_dir = "/var/lib/redis/moved"
+    assert host.sh(f"{ADMIN} config set appendonly no").stdout.strip() == "OK"
+    fill(host, 200, password=password, prefix="hsi:newer")
+    assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
+    host.sh("systemctl stop redis-server")  # saves dump.rdb on the way out
+    newer = host.sh(f"find {data_dir}/appendonlydir -newer {data_dir}/dump.rdb").stdout
+    assert newer == "", "the AOF should be older than dump.rdb here"
+
+    result = runner({host: MOVED})
+    assert result.returncode == 0, result.output
+    assert result.host(host)["status"] == "ok", result.host(host)
+    assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
+    assert host.redis_cli("get", "hsi:newer:199", password=password) == "v199"
+    assert host.info(password, "persistence")["aof_enabled"] == "1"
+    # the AOF now holds them too: a plain restart loads them from it
+    host.sh("systemctl restart redis-server")
+    assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
+    quiet = runner({host: MOVED})
+    assert quiet.returncode == 0 and quiet.host(host)["changes"] == 0, quiet.output
