@@ -19,17 +19,17 @@ def runner(tmp_path_factory):
     return make_runner(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def host(host_factory, runner):
-    """Deployed (AOF on), holding KEYS keys."""
-    host = host_factory("stopped", "bookworm")
+def deployed(host_factory, runner, name: str):
+    """A host deployed with the defaults (AOF on), holding KEYS keys."""
+    host = host_factory(name, "bookworm")
     first = runner([host])
     assert first.returncode == 0, first.output
     fill(host, KEYS, password=generated_password(runner, host))
     return host
 
 
-def test_stopped_aof_server_takes_its_data_to_a_new_dir(host, runner):
+def test_stopped_aof_server_takes_its_data_to_a_new_dir(host_factory, runner):
+    host = deployed(host_factory, runner, "stopped-dir")
     password = generated_password(runner, host)
     host.sh("systemctl stop redis-server")
     # The data is in the AOF only (as with `save ""`): the server cannot be asked where it was.
@@ -43,11 +43,12 @@ def test_stopped_aof_server_takes_its_data_to_a_new_dir(host, runner):
     host.sh("test -d /var/lib/redis/appendonlydir && test -d /var/lib/redis/moved/appendonlydir")
 
 
-def test_stale_aof_beside_a_newer_rdb_does_not_win(host, runner):
+def test_stale_aof_beside_a_newer_rdb_does_not_win(host_factory, runner):
     """AOF turned off for a while (or a dump.rdb restored by hand): the AOF directory is older
     than dump.rdb, which holds the newer keys."""
+    host = deployed(host_factory, runner, "stopped-stale")
     password = generated_password(runner, host)
-    data_dir = "/var/lib/redis/moved"
+    data_dir = "/var/lib/redis"
     assert host.sh(f"{ADMIN} config set appendonly no").stdout.strip() == "OK"
     fill(host, 200, password=password, prefix="hsi:newer")
     assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
@@ -55,7 +56,7 @@ def test_stale_aof_beside_a_newer_rdb_does_not_win(host, runner):
     newer = host.sh(f"find {data_dir}/appendonlydir -newer {data_dir}/dump.rdb").stdout
     assert newer == "", "the AOF should be older than dump.rdb here"
 
-    result = runner({host: MOVED})
+    result = runner([host])
     assert result.returncode == 0, result.output
     assert result.host(host)["status"] == "ok", result.host(host)
     assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
@@ -64,5 +65,5 @@ def test_stale_aof_beside_a_newer_rdb_does_not_win(host, runner):
     # the AOF now holds them too: a plain restart loads them from it
     host.sh("systemctl restart redis-server")
     assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
-    quiet = runner({host: MOVED})
+    quiet = runner([host])
     assert quiet.returncode == 0 and quiet.host(host)["changes"] == 0, quiet.output
