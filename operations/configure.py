@@ -1,7 +1,8 @@
 """redis.conf: rendered on the control machine from templates/, written without a diff.
 
 Before the file changes, `persistence.secure_data` makes sure a running server already has
-its data in an AOF (see that module for the data-loss trap this avoids).
+its data in an AOF (see that module for the data-loss trap this avoids). The file is written
+with a pending restart recorded first (restart_pending.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .encoding import redis_conf_quote
 from .facts import BACKEND_AUTH_FILE, CLI_AUTH_FILE, STATE_DIR
 from .managed_files import managed_file
 from .platform import Platform
+from .restart_pending import RestartNeeded, server_file
 from .settings import RedisSettings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -67,12 +69,15 @@ def render_config(conf: RedisSettings, plat: Platform) -> str:
 def configure_server(conf: RedisSettings, plat: Platform):
     """Write redis.conf (root:<server group> 0640) and the deploy's own root-only credential.
 
-    Returns the operation that wrote redis.conf, so the service step can restart on change.
+    Returns what tells the service step to restart: redis.conf changed in this run, or an
+    earlier run changed a file the server reads and stopped before its restart.
     """
+    restart = RestartNeeded()
     persistence.secure_data(
         name="Make sure the running server's data is in an AOF before its config changes",
         conf=conf,
         plat=plat,
+        restart=restart,
     )
     rendered = render_config(conf, plat)
     rollback.keep_last_good(
@@ -81,10 +86,11 @@ def configure_server(conf: RedisSettings, plat: Platform):
         plat=plat,
         content=rendered,
     )
-    config = managed_file(
+    restart.op = server_file(
         name=f"Write {plat.config_path}",
         path=plat.config_path,
         content=rendered,
+        config_path=plat.config_path,
         user="root",
         group=plat.group,
         mode=0o640,
@@ -107,7 +113,7 @@ def configure_server(conf: RedisSettings, plat: Platform):
         group="root",
         mode=0o600,
     )
-    return config
+    return restart
 
 
 __all__ = ["configure_server", "render_config", "STATE_DIR"]

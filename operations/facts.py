@@ -16,13 +16,35 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from .tls_probe import probe_block
+from .tls_probe import REDIS_REPLY, probe_block
 
 # Root-only directory for the deploy's own state on the host (password for its checks).
 STATE_DIR = "/etc/hsi-redis"
 CLI_AUTH_FILE = f"{STATE_DIR}/cli.auth"      # the admin identity's password (see operations/acl.py)
 BACKEND_AUTH_FILE = f"{STATE_DIR}/backend.auth"  # the backend identity's, to check it logs in
+LAST_GOOD_DIR = f"{STATE_DIR}/last-good"     # the config the server last served with (rollback.py)
+# A restart the server still owes (operations/restart_pending.py): a copy of the config it had
+# before the first file it reads changed, removed only by a verified restart.
+RESTART_PENDING = f"{STATE_DIR}/restart-pending"
 ADMIN_USER = "hsi-admin"
+
+
+def last_good_copy(config_path: str) -> str:
+    """Where the last good copy of the server's config file is kept."""
+    return f"{LAST_GOOD_DIR}/{config_path.rsplit('/', 1)[1]}"
+
+
+# Shell: `where CONFIG` sets wa, wp, wt, wd from a redis.conf: the address a client on the host
+# reaches (first address of the last `bind`), the plain and TLS ports (Redis' defaults when
+# absent; 0 = closed) and `dir` (empty when absent). Fails when the file is missing or empty.
+WHERE_FUNCTION = r"""where() { [ -s "$1" ] || return 1
+  w=$(awk 'function arg(s) { gsub(/"/, "", s); return s }
+    { k = tolower($1) } k == "port" { p = arg($2) } k == "tls-port" { t = arg($2) }
+    k == "bind" { b = arg($2) } k == "dir" { d = arg($2) }
+    END { sub(/^-/, "", b)
+      if (b == "" || b == "*" || b == "0.0.0.0") b = "127.0.0.1"; else if (b == "::" || b == "::*") b = "::1"
+      print b "," (p == "" ? 6379 : p) "," (t == "" ? 0 : t) "," d }' "$1" 2>/dev/null) && [ -n "$w" ] || return 1
+  wa=${w%%,*}; w=${w#*,}; wp=${w%%,*}; w=${w#*,}; wt=${w%%,*}; wd=${w#*,}; }"""
 
 
 def new_salt() -> str:
@@ -127,22 +149,63 @@ INFO_FIELDS = (
 )
 
 
+def _listen_block(tls_port: int, config_path: str, listen_from: tuple[str, ...]) -> str:
+    """Shell: the candidates `plain_try`/`tls_try` ("ADDR,PORT" words) and where to ask by default.
+
+    Without `listen_from`: the settings (`$addr`, `$port`, `tls_port`), and for TLS also the port
+    the config on disk names (a server still on an older TLS config). With it: the running
+    server, where the first of those config files that exists says it listens (also the default
+    `addr`, `port` and data `dir`), then the others, then the settings.
+    """
+    if not listen_from:
+        live = f'where {shlex.quote(config_path)} && tls_try="$tls_try $addr,$wt"' if config_path else ""
+        return f'plain_try="$addr,$port"; tls_try="$addr,{int(tls_port)}"\n{live}'.rstrip()
+    files = " ".join(shlex.quote(f) for f in listen_from)
+    return f"""last_plain="$addr,$port"; last_tls="$addr,{int(tls_port)}"; plain_try=""; tls_try=""; first=yes
+for f in {files}; do
+  where "$f" || continue
+  if [ "$first" = yes ]; then first=no; addr=$wa; port=$wp; case "$wd" in /*) dir=$wd;; esac; fi
+  plain_try="$plain_try $wa,$wp"; tls_try="$tls_try $wa,$wt"
+done
+plain_try="$plain_try $last_plain"; tls_try="$tls_try $last_tls\""""
+
+
 def server_probe_script(cli: str, address: str, port: int, service: str, data_dir: str,
                         tls_port: int = 0, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
-                        config_path: str = "") -> str:
-    """Shell that reports a server's state as key=value lines (over TLS where it speaks TLS)."""
+                        config_path: str = "", listen_from: tuple[str, ...] = ()) -> str:
+    """Shell that reports a server's state as key=value lines (over TLS where it speaks TLS).
+
+    `listen_from`: config files saying where the running server listens (see `_listen_block`);
+    the questions asked before its config changes go there, not to the settings' new address.
+    """
     fields = "|".join(INFO_FIELDS)
     return f"""
 cli={shlex.quote(cli)}; addr={shlex.quote(address)}; port={int(port)}; auth={CLI_AUTH_FILE}
 dir={shlex.quote(data_dir)}
+{WHERE_FUNCTION}
+{_listen_block(tls_port, config_path, listen_from)}
+[ -e {RESTART_PENDING} ] && echo restart_pending=yes
 [ -s "$dir/dump.rdb" ] && echo rdb=yes
-{{ [ -d "$dir/appendonlydir" ] || [ -s "$dir/appendonly.aof" ]; }} && echo aof_files=yes
+if [ -d "$dir/appendonlydir" ] || [ -s "$dir/appendonly.aof" ]; then
+  echo aof_files=yes
+  # No AOF file newer than dump.rdb: the AOF was off for a while, or a dump was restored by
+  # hand (or the server stopped cleanly, saving both): dump.rdb holds at least what it holds.
+  [ -s "$dir/dump.rdb" ] && [ -z "$(find "$dir/appendonlydir" "$dir/appendonly.aof" -newer "$dir/dump.rdb" \
+    2>/dev/null | head -n 1)" ] && echo aof_stale=yes
+fi
 echo "service_active=$(systemctl is-active {shlex.quote(service)} 2>/dev/null)"
 echo "service_enabled=$(systemctl is-enabled {shlex.quote(service)} 2>/dev/null)"
 if ! command -v "$cli" >/dev/null 2>&1; then echo cli=missing; exit 0; fi
 echo cli=present
 ask() {{ timeout 5 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
-{probe_block(tls_port, tls_ca, tls_cert, tls_key, config_path)}
+{probe_block(tls_ca, tls_cert, tls_key)}
+if [ "$via" != tls ]; then
+  for c in $plain_try; do
+    a=${{c%,*}}; p=${{c##*,}}; [ "$p" -gt 0 ] 2>/dev/null || continue
+    case "$(addr=$a; port=$p; ask ping | head -n 1)" in {REDIS_REPLY}) addr=$a; port=$p; break ;; esac
+  done
+fi
+echo "addr=$addr"; echo "port=$port"
 echo "noauth_ping=$(ask ping | head -n 2 | tr '\\n' ' ')"
 if [ -s "$auth" ]; then
   echo auth_file=present
@@ -173,9 +236,9 @@ class ServerState(FactBase):
 
     def command(self, cli: str, address: str, port: int, service: str, data_dir: str,
                 tls_port: int = 0, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
-                config_path: str = "") -> str:
+                config_path: str = "", listen_from: tuple[str, ...] = ()) -> str:
         return server_probe_script(cli, address, port, service, data_dir, tls_port, tls_ca, tls_cert, tls_key,
-                                   config_path)
+                                   config_path, listen_from)
 
     def process(self, output):
         values = _key_values(output)

@@ -6,8 +6,13 @@ its next shutdown then overwrites dump.rdb. The safe path is to turn AOF on in t
 running server (`CONFIG SET appendonly yes`), which writes the whole dataset into a new
 AOF, wait until that rewrite has finished, and only then change the file and restart.
 
-A stopped server with an RDB and no AOF is started once on its old config first, so that
-its data is in memory when AOF is turned on.
+A stopped server whose data is in dump.rdb -- with no AOF beside it, or an AOF older than it
+(AOF off for a while, a dump restored by hand) -- is started once on that dump with AOF off,
+whatever its config says, so that its data is in memory when AOF is turned on: started with
+`appendonly yes`, it would load the older AOF (the data goes back in time) or none at all.
+
+The questions asked here go to the running server where it listens now (the config it was
+started with), not to a new port or address the settings ask for: that is where it moves to.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from . import tls
-from .facts import ADMIN_USER, CLI_AUTH_FILE, ServerState
+from .facts import ADMIN_USER, CLI_AUTH_FILE, RESTART_PENDING, WHERE_FUNCTION, ServerState, last_good_copy
 from .platform import Platform
+from .restart_pending import RestartNeeded, mark_script
 from .settings import RedisSettings
 from .shell import fail_command
+from .tls_probe import answered, client_args
 
 # How long to wait for the AOF rewrite (0.5 s steps): large datasets take a while.
 REWRITE_WAIT_STEPS = 1200
@@ -33,10 +40,14 @@ def local_address(conf: RedisSettings) -> str:
     return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(first, first)
 
 
-def server_state(conf: RedisSettings, plat: Platform) -> dict:
+def server_state(conf: RedisSettings, plat: Platform, running: bool = False) -> dict:
+    """The ServerState fact. `running`: ask the server where its config files say it listens
+    now (the config on disk, the copy kept with a pending restart, the last good one), for the
+    questions before its config changes; otherwise where the settings say (verification)."""
+    extra = {"listen_from": (plat.config_path, RESTART_PENDING, last_good_copy(plat.config_path))} if running else {}
     return host.get_fact(
         ServerState, cli=plat.cli, address=local_address(conf), port=conf.port, service=plat.service,
-        data_dir=plat.data_dir, **tls.probe_kwargs(conf, plat),
+        data_dir=plat.data_dir, **tls.probe_kwargs(conf, plat), **extra,
     )
 
 
@@ -70,15 +81,31 @@ def enable_aof_script(cli: str, address: str, port: int, use_auth: bool, auth_us
     ))
 
 
-def start_and_wait_script(service: str, cli: str, address: str, port: int) -> str:
-    """Shell: start a stopped server on its current config and wait until it answers."""
-    return "; ".join((
-        f"systemctl start {shlex.quote(service)}",
-        _ask_function(cli, address, port, False),
+def start_on_rdb_script(plat: Platform) -> str:
+    """Shell: start a stopped server on its dump.rdb, AOF off whatever its config says, and wait
+    until it answers.
+
+    Its config gets `appendonly no` at the end for this start (the last directive wins), after a
+    pending restart is recorded: the deploy turns AOF on live next, writes its own config and
+    restarts. Should the run stop in between, the server keeps loading the dump, never the
+    older AOF.
+    """
+    tls_args = client_args(tls.server_paths(plat)["ca"], *tls.cli_paths().values())
+    return "\n".join((
+        mark_script(plat.config_path) + " || exit 1",
+        f"cfg={shlex.quote(plat.config_path)}; svc={shlex.quote(plat.service)}; cli={shlex.quote(plat.cli)}",
+        WHERE_FUNCTION,
+        'cp -p "$cfg" "$cfg.hsi-rdb" && '
+        "printf '\\n# hsi-redis: start on dump.rdb; AOF is turned on live next\\nappendonly no\\n' >> \"$cfg.hsi-rdb\" "
+        '&& mv -f "$cfg.hsi-rdb" "$cfg" || { echo "hsi-redis: cannot add appendonly no to $cfg" >&2; exit 1; }',
+        'systemctl start "$svc"',
+        'where "$cfg"; tls=""',
+        f'if [ "$wp" = 0 ]; then wp=$wt; tls="{tls_args}"; fi',
         "i=0",
-        'while :; do case "$(ask ping)" in *PONG*|*NOAUTH*) break; esac; '
-        'i=$((i+1)); [ "$i" -lt 120 ] || { echo "server did not answer after start" >&2; exit 1; }; '
-        "sleep 0.5; done",
+        'while :; do case "$(timeout 5 "$cli" --no-auth-warning -h "$wa" -p "$wp" $tls ping 2>&1)" in '
+        "*PONG*|*NOAUTH*) break; esac; "
+        'i=$((i+1)); [ "$i" -lt 120 ] || { echo "hsi-redis: $svc did not answer after starting it on its dump.rdb" >&2; '
+        "exit 1; }; sleep 0.5; done",
     ))
 
 
@@ -87,32 +114,42 @@ def _pong(reply: str | None) -> bool:
 
 
 @operation()
-def secure_data(conf: RedisSettings, plat: Platform):
+def secure_data(conf: RedisSettings, plat: Platform, restart: RestartNeeded | None = None):
     """
-    Make sure the data of a running (or stopped, RDB-only) server is in an AOF.
+    Make sure the data of a running (or stopped, with its data in dump.rdb) server is in an AOF.
 
     + conf: the host's settings
     + plat: the host's platform row
+    + restart: told whether the probe saw a restart still pending from an earlier run
 
     Does nothing when the package is not installed, AOF is already on, or there is no data.
     """
-    state = server_state(conf, plat)
+    state = server_state(conf, plat, running=True)
+    if restart is not None:
+        restart.note(state)
     if state.get("cli") != "present":
         return
-    address = local_address(conf)
     if state.get("service_active") != "active":
-        if state.get("rdb") == "yes" and state.get("aof_files") != "yes":
-            yield StringCommand(start_and_wait_script(plat.service, plat.cli, address, conf.port))
-            # The server now runs on its old config: ask again who it answers to.
-            state = server_state(conf, plat)
-        else:
-            return
+        if state.get("rdb") != "yes" or (state.get("aof_files") == "yes" and state.get("aof_stale") != "yes"):
+            return  # no data, or an AOF at least as new as the dump: the normal start loads it
+        yield StringCommand(start_on_rdb_script(plat))
+        # The server now runs on its dump with AOF off: ask again who it answers to.
+        state = server_state(conf, plat, running=True)
     if state.get("aof_enabled") == "1":
         return
+    address, port = state.get("addr") or local_address(conf), int(state.get("port") or conf.port)
     if _pong(state.get("noauth_ping")):
         use_auth = False
     elif _pong(state.get("auth_ping")):
         use_auth = True
+    elif not answered(state.get("noauth_ping")):
+        yield fail_command(
+            f"{plat.service} is {state.get('service_active')} but does not answer where its config "
+            f"({plat.config_path}) says it listens ({address} port {port}: "
+            f"{state.get('noauth_ping', '').strip()!r}); its config is left alone. "
+            f"Check systemctl status {plat.service} and run again."
+        )
+        return
     else:
         yield fail_command(
             "the running server refuses the deploy's credentials "
@@ -122,6 +159,6 @@ def secure_data(conf: RedisSettings, plat: Platform):
             "(root, 0600) and run again."
         )
         return
-    port, tls_args = tls.cli_connection(state, plat) if state.get("via") == "tls" else (conf.port, "")
+    port, tls_args = tls.cli_connection(state, plat) if state.get("via") == "tls" else (port, "")
     yield StringCommand(enable_aof_script(plat.cli, address, port, use_auth,
                                           state.get("auth_user") or ADMIN_USER, tls_args))

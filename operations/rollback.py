@@ -4,12 +4,16 @@ Before the deploy writes a changed redis.conf, the config the running server was
 with is copied to /etc/hsi-redis/last-good/ (root 0700, files 0600: it holds the password),
 with the deploy's credential `cli.auth`. The restart itself is one host-side script:
 
-1. ask the running server (old port, old or new credential) for its key count and take a
-   fresh snapshot (`BGSAVE SCHEDULE`, wait until it is written), so memory is on disk;
-2. restart the service and wait until it answers PING with the new credential;
-3. good: compare the key count (keys without a TTL must not drop), record the config as
-   the new last good one;
-4. bad: collect the journal and log lines (arguments of the offending config line and any
+1. find the running server where the config it was started with says it listens (the copy
+   kept with the pending restart, the last good config, else the new one), ask it (old or
+   new credential) for its key count and take a fresh snapshot (`BGSAVE SCHEDULE`, wait until
+   it is written), so memory is on disk;
+2. a new `dir`: stop it and copy its data files there (from the directory it reports, or, when
+   it cannot be asked -- stopped -- the one its earlier config names);
+3. restart the service and wait until it answers PING with the new credential;
+4. good: compare the key count (keys without a TTL must not drop), record the config as
+   the new last good one, and clear the pending restart (restart_pending.py);
+5. bad: collect the journal and log lines (arguments of the offending config line and any
    password directive redacted), restore the last good config and credential, restart,
    wait for PONG, and fail this host with what happened. The server keeps its data: a
    config Redis rejects stops it before it loads anything.
@@ -25,13 +29,23 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from . import tls
-from .facts import ADMIN_USER, CLI_AUTH_FILE, STATE_DIR, ManagedFile, new_salt, salted_sha256
+from .facts import (
+    ADMIN_USER,
+    CLI_AUTH_FILE,
+    LAST_GOOD_DIR,
+    RESTART_PENDING,
+    STATE_DIR,
+    WHERE_FUNCTION,
+    ManagedFile,
+    last_good_copy,
+    new_salt,
+    salted_sha256,
+)
 from .persistence import local_address
 from .platform import Platform
 from .settings import RedisSettings
 from .tls_probe import client_args
 
-LAST_GOOD_DIR = f"{STATE_DIR}/last-good"
 # Longest wait for the pre-restart snapshot (0.5 s steps); large datasets take a while.
 SNAPSHOT_WAIT_STEPS = 1200
 
@@ -52,7 +66,7 @@ JOURNAL_NOISE = (
 
 
 def last_good_path(plat: Platform) -> str:
-    return f"{LAST_GOOD_DIR}/{plat.config_path.rsplit('/', 1)[1]}"
+    return last_good_copy(plat.config_path)
 
 
 def _common(conf: RedisSettings, plat: Platform) -> str:
@@ -67,19 +81,18 @@ def _common(conf: RedisSettings, plat: Platform) -> str:
     return f"""
 svc={shlex.quote(plat.service)}; cli={shlex.quote(plat.cli)}; addr={shlex.quote(local_address(conf))}
 port={int(conf.tls.port if tls_only else conf.port)}; new_tls={1 if tls_only else 0}
-cfg={shlex.quote(plat.config_path)}; grp={shlex.quote(plat.group)}
+cfg={shlex.quote(plat.config_path)}; grp={shlex.quote(plat.group)}; pend={shlex.quote(RESTART_PENDING)}
 lg={shlex.quote(LAST_GOOD_DIR)}; lgcfg={shlex.quote(last_good_path(plat))}; auth={shlex.quote(CLI_AUTH_FILE)}
 log={shlex.quote(plat.log_file)}; wait_s={int(conf.restart_wait)}
-# reach CONFIG: "PORT TLS" where that config's server listens (TLS=1: only over TLS)
-reach() {{ awk '$1 == "port" {{ p = $2 }} $1 == "tls-port" {{ t = $2 }}
-  END {{ if (p == "0" && t != "") print t, 1; else if (p != "") print p, 0 }}' "$1" 2>/dev/null; }}
-use_new() {{ ap=$port; at=$new_tls; }}
-use_old() {{ ap=$old_port; at=$old_tls; }}
-# ask ARGS...: the CLI at $ap (over TLS when $at=1), as $pwu with the password file $pwf
+{WHERE_FUNCTION}
+use_new() {{ aa=$addr; ap=$port; at=$new_tls; }}
+# use_at CONFIG: where that config's server listens (its TLS port, at=1, when the plain one is closed)
+use_at() {{ where "$1" || return 1; aa=$wa; ap=$wp; at=0; [ "$wp" != 0 ] || {{ ap=$wt; at=1; }}; }}
+# ask ARGS...: the CLI at $aa port $ap (over TLS when $at=1), as $pwu with the password file $pwf
 # ("" = no password), never in argv
 ask() {{ if [ "$at" = 1 ]; then set -- {tls_args} "$@"; fi
-  if [ -n "$pwf" ]; then REDISCLI_AUTH="$(cat "$pwf")" timeout 5 "$cli" --no-auth-warning --user "$pwu" -h "$addr" -p "$ap" "$@"
-  else timeout 5 "$cli" --no-auth-warning -h "$addr" -p "$ap" "$@"; fi 2>&1 | tr -d '\\r'; }}
+  if [ -n "$pwf" ]; then REDISCLI_AUTH="$(cat "$pwf")" timeout 5 "$cli" --no-auth-warning --user "$pwu" -h "$aa" -p "$ap" "$@"
+  else timeout 5 "$cli" --no-auth-warning -h "$aa" -p "$ap" "$@"; fi 2>&1 | tr -d '\\r'; }}
 # pick FILE...: set $pwf/$pwu to the first credential the server at $ap answers PONG to ("" = none)
 pick() {{ for pwf in "$@" ""; do [ -z "$pwf" ] || [ -s "$pwf" ] || continue
   for pwu in {ADMIN_USER} default; do [ "$(ask ping)" = PONG ] && return 0; [ -n "$pwf" ] || break; done
@@ -113,9 +126,11 @@ restore_files() {{ [ -s "$lgcfg" ] || return 0; umask 077
     && mv -f "$cfg.hsi-rollback" "$cfg"
   if [ -s "$lg/cli.auth" ]; then cp "$lg/cli.auth" "$auth.tmp" && chmod 600 "$auth.tmp" && mv -f "$auth.tmp" "$auth"
   else rm -f "$auth"; fi; }}
-set -- $(reach "$lgcfg"); old_port=${{1:-$port}}; old_tls=${{2:-0}}
-before=""; old_dir=""; use_old
-if pick "$auth" "$lg/cli.auth"; then
+# The running server, where the config it was started with says it listens: the copy kept
+# with the pending restart, the last good config, or (restarted by hand already) the new one.
+before=""; old_dir=""; found=no
+for f in "$pend" "$lgcfg" "$cfg"; do use_at "$f" && pick "$auth" "$lg/cli.auth" && {{ found=yes; break; }}; done
+if [ "$found" = yes ]; then
   set -- $(count); before=$1; before_all=$2
   old_dir=$(ask config get dir | sed -n 2p)
   # Memory to disk before the restart: a fresh RDB snapshot (SCHEDULE waits for an AOF rewrite).
@@ -125,11 +140,13 @@ if pick "$auth" "$lg/cli.auth"; then
     sleep 0.5; done
   case "$(ask info persistence)" in *rdb_last_bgsave_status:ok*) ;;
     *) restore_files; say "the snapshot before the restart failed (disk full?); not restarted, config left as it was"; exit 1;; esac
+else
+  # Nothing answers (stopped): its data is where the config it would have started with keeps it.
+  for f in "$pend" "$lgcfg"; do where "$f" || continue; case "$wd" in /*) old_dir=$wd; break;; esac; done
 fi
 # A new data directory: the data follows the server (stopped first, so the files are final;
 # whatever the new directory held is kept aside, never overwritten).
-new_dir=$(awk '$1 == "dir" {{ d = $2 }} END {{ print d }}' "$cfg" | tr -d '"')
-case "$new_dir" in /*) ;; *) new_dir="";; esac
+new_dir=""; where "$cfg" && case "$wd" in /*) new_dir=$wd;; esac
 if [ -n "$old_dir" ] && [ -n "$new_dir" ] && [ "$old_dir" != "$new_dir" ]; then
   systemctl stop "$svc"
   install -d -o {shlex.quote(plat.user)} -g "$grp" -m 0750 "$new_dir"
@@ -157,6 +174,7 @@ if [ "$up" = yes ]; then
     say "keys without a TTL dropped across the restart: $before before, $after after ($before_all/$after_all with TTL keys); check the data"
     exit 1
   fi
+  rm -f "$pend"  # verified: the restart the files asked for has happened
   echo "restarted: ${{after_all:-0}} keys (before: ${{before_all:-unknown}})"
   exit 0
 fi
@@ -173,7 +191,7 @@ fi
 restore_files
 systemctl reset-failed "$svc" 2>/dev/null
 timeout "$wait_s" systemctl restart "$svc" 2>/dev/null
-use_old; i=0; while [ "$i" -lt $((wait_s * 2)) ]; do pick "$auth" && break; i=$((i+1)); sleep 0.5; done
+use_at "$lgcfg"; i=0; while [ "$i" -lt $((wait_s * 2)) ]; do pick "$auth" && break; i=$((i+1)); sleep 0.5; done
 if pick "$auth"; then
   set -- $(count)
   say "$svc did not answer PING with the new config; rolled back to the last good config, which serves $2 keys (before: ${{before_all:-unknown}}). Fix the settings and run again"

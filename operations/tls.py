@@ -25,6 +25,7 @@ from .encoding import dotenv_line
 from .facts import STATE_DIR
 from .managed_files import managed_file
 from .platform import Platform
+from .restart_pending import server_file
 from .settings import RedisSettings
 from .tls_probe import answered, client_args
 
@@ -172,11 +173,15 @@ def install_tls(conf: RedisSettings, plat: Platform) -> list:
     # `chmod 750` would not clear an inherited setgid bit, so the mode would never settle).
     files.directory(name=f"TLS directory {paths['dir']}", path=paths["dir"], user="root", group=plat.group,
                     mode="2750")
+    config = plat.config_path  # a change records a pending restart first (restart_pending.py)
     server_ops = [
-        managed_file(name=f"Write {paths['ca']}", path=paths["ca"], content=tls.ca_pem, mode=0o644),
-        managed_file(name=f"Write {paths['cert']}", path=paths["cert"], content=tls.cert_pem, mode=0o644),
-        managed_file(name=f"Write {paths['key']} (server key, {plat.user} only)", path=paths["key"],
-                     content=tls.key_pem.reveal(), user=plat.user, group=plat.group, mode=0o600),
+        server_file(name=f"Write {paths['ca']}", path=paths["ca"], content=tls.ca_pem, config_path=config,
+                    mode=0o644),
+        server_file(name=f"Write {paths['cert']}", path=paths["cert"], content=tls.cert_pem, config_path=config,
+                    mode=0o644),
+        server_file(name=f"Write {paths['key']} (server key, {plat.user} only)", path=paths["key"],
+                    content=tls.key_pem.reveal(), config_path=config, user=plat.user, group=plat.group,
+                    mode=0o600),
     ]
     if tls.mtls:
         for role, content in (("cert", tls.client_cert_pem), ("key", tls.client_key_pem.reveal())):
