@@ -140,18 +140,15 @@ def _decode_stdin(stdin) -> str | None:
         return text
 
 
-def _file_fact(content_by_path: dict[str, str | tuple[str, int]], path: str, salt: str = ""):
-    """A file fixture: its content, or (content, mode); root-owned, 0644 unless given."""
+def _file_fact(content_by_path: dict[str, str | tuple], path: str, salt: str = ""):
+    """A file fixture: its content, or (content, mode) or (content, mode, user, group); root-owned,
+    0644 unless given."""
     if path not in content_by_path:
         return None
     value = content_by_path[path]
-    content, mode = value if isinstance(value, tuple) else (value, 0o644)
-    return {
-        "sha256": salted_sha256(salt, content),
-        "mode": mode,
-        "user": "root",
-        "group": "root",
-    }
+    given = value if isinstance(value, tuple) else (value, 0o644)
+    content, mode, user, group = (*given, "root", "root")[:4]
+    return {"sha256": salted_sha256(salt, content), "mode": mode, "user": user, "group": group}
 
 
 class _Answers:
