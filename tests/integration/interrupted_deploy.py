@@ -3,17 +3,15 @@ step. It is exactly a run stopped after writing the files and before the restart
 
 from pyinfra import host, state
 
-from operations import configure, hardening, install, platform, report, settings, sources, tls
+from operations import configure, hardening, install, prologue, tls
 
-conf = settings.load(host)
-report.track(state, conf)
-plat, identity = platform.for_host(host, conf.flavour)
-if plat:
-    plat, packages = sources.for_host(host, conf, plat)
+ready = prologue.prepare(host, state)
 
-if plat and not conf.verify_only:
-    install.install_server(conf, plat, identity, packages)
-    hardening.harden_host(conf, plat, identity)
-    tls.install_tls(conf, plat)
-    configure.configure_server(conf, plat)
-    # (stopped here: no service step, no backend .env, no verification)
+if ready:
+    conf, plat, identity, packages = ready
+    if not conf.verify_only:
+        install.install_server(conf, plat, identity, packages)
+        hardening.harden_host(conf, plat, identity)
+        tls.install_tls(conf, plat)
+        configure.configure_server(conf, plat)
+        # (stopped here: no service step, no backend .env, no verification)
