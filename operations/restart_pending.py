@@ -18,16 +18,16 @@ import shlex
 
 from pyinfra.api import StringCommand, operation
 
-from .facts import RESTART_PENDING, STATE_DIR
+from .facts import RESTART_PENDING
 from .managed_files import managed_file
 
 
-def mark_script(config_path: str) -> str:
+def mark_script(config_path: str, marker: str = RESTART_PENDING) -> str:
     """Shell: record a pending restart, unless one is pending already (the first keeps the older config)."""
-    cfg, marker = shlex.quote(config_path), shlex.quote(RESTART_PENDING)
-    tmp = shlex.quote(RESTART_PENDING + ".tmp")
+    cfg, tmp = shlex.quote(config_path), shlex.quote(marker + ".tmp")
+    directory, marker = shlex.quote(marker.rsplit("/", 1)[0]), shlex.quote(marker)
     return (
-        f"umask 077; mkdir -p {STATE_DIR}; [ -e {marker} ] || "
+        f"umask 077; mkdir -p {directory}; [ -e {marker} ] || "
         f"{{ if [ -f {cfg} ]; then cp {cfg} {tmp}; else : > {tmp}; fi && chmod 600 {tmp} && mv -f {tmp} {marker}; }}"
     )
 
