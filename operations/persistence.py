@@ -81,6 +81,10 @@ def enable_aof_script(cli: str, address: str, port: int, use_auth: bool, auth_us
     ))
 
 
+# How long a stopped server may take to answer once started on its dump.rdb (0.5 s steps).
+START_WAIT_STEPS = 240
+
+
 def start_on_rdb_script(plat: Platform) -> str:
     """Shell: start a stopped server on its dump.rdb, AOF off whatever its config says, and wait
     until it answers.
@@ -88,25 +92,37 @@ def start_on_rdb_script(plat: Platform) -> str:
     Its config gets `appendonly no` at the end for this start (the last directive wins), after a
     pending restart is recorded: the deploy turns AOF on live next, writes its own config and
     restarts. Should the run stop in between, the server keeps loading the dump, never the
-    older AOF.
+    older AOF. A server that does not start on its config is stopped again with the file as it
+    was, and the host fails: starting it on the deploy's config instead would load the older AOF.
     """
     tls_args = client_args(tls.server_paths(plat)["ca"], *tls.cli_paths().values())
-    return "\n".join((
-        mark_script(plat.config_path) + " || exit 1",
-        f"cfg={shlex.quote(plat.config_path)}; svc={shlex.quote(plat.service)}; cli={shlex.quote(plat.cli)}",
-        WHERE_FUNCTION,
-        'cp -p "$cfg" "$cfg.hsi-rdb" && '
-        "printf '\\n# hsi-redis: start on dump.rdb; AOF is turned on live next\\nappendonly no\\n' >> \"$cfg.hsi-rdb\" "
-        '&& mv -f "$cfg.hsi-rdb" "$cfg" || { echo "hsi-redis: cannot add appendonly no to $cfg" >&2; exit 1; }',
-        'systemctl start "$svc"',
-        'where "$cfg"; tls=""',
-        f'if [ "$wp" = 0 ]; then wp=$wt; tls="{tls_args}"; fi',
-        "i=0",
-        'while :; do case "$(timeout 5 "$cli" --no-auth-warning -h "$wa" -p "$wp" $tls ping 2>&1)" in '
-        "*PONG*|*NOAUTH*) break; esac; "
-        'i=$((i+1)); [ "$i" -lt 120 ] || { echo "hsi-redis: $svc did not answer after starting it on its dump.rdb" >&2; '
-        "exit 1; }; sleep 0.5; done",
-    ))
+    data = shlex.quote(plat.data_dir)
+    return f"""{mark_script(plat.config_path)} || exit 1
+cfg={shlex.quote(plat.config_path)}; svc={shlex.quote(plat.service)}; cli={shlex.quote(plat.cli)}
+{WHERE_FUNCTION}
+where "$cfg"; dir=${{wd:-{data}}}
+cp -p "$cfg" "$cfg.hsi-orig" && cp -p "$cfg" "$cfg.hsi-rdb" \\
+  && printf '\\n# hsi-redis: start on dump.rdb; AOF is turned on live next\\nappendonly no\\n' >> "$cfg.hsi-rdb" \\
+  && mv -f "$cfg.hsi-rdb" "$cfg" || {{ echo "hsi-redis: cannot add appendonly no to $cfg" >&2; exit 1; }}
+tls=""; if [ "$wp" = 0 ]; then wp=$wt; tls="{tls_args}"; fi
+timeout {START_WAIT_STEPS // 2} systemctl start "$svc" 2>/dev/null
+i=0; up=no
+while [ "$i" -lt {START_WAIT_STEPS} ]; do
+  case "$(timeout 5 "$cli" --no-auth-warning -h "$wa" -p "$wp" $tls ping 2>&1)" in *PONG*|*NOAUTH*) up=yes; break;; esac
+  systemctl is-failed --quiet "$svc" && break
+  i=$((i+1)); sleep 0.5
+done
+if [ "$up" = no ]; then
+  systemctl stop "$svc"; systemctl reset-failed "$svc" 2>/dev/null; mv -f "$cfg.hsi-orig" "$cfg"
+  echo "hsi-redis: $svc is stopped and does not start on its config $cfg (journalctl -u $svc). Its data is" \\
+    "in $dir/dump.rdb (no AOF beside it, or an older one), and starting it with the deploy's config" \\
+    "(appendonly yes) would load the older AOF or none, so nothing was changed. Make it start" \\
+    "(systemctl start $svc), or move $dir/dump.rdb aside if the AOF is what you want, then run again." >&2
+  exit 1
+fi
+rm -f "$cfg.hsi-orig"
+echo "started $svc on $dir/dump.rdb (AOF off until it is turned on live)"
+"""
 
 
 def _pong(reply: str | None) -> bool:

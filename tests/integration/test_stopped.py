@@ -67,3 +67,29 @@ def test_stale_aof_beside_a_newer_rdb_does_not_win(host_factory, runner):
     assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)
     quiet = runner([host])
     assert quiet.returncode == 0 and quiet.host(host)["changes"] == 0, quiet.output
+
+
+def test_a_stale_aof_server_that_does_not_start_is_refused_untouched(host_factory, runner):
+    """The server must start once on its own config to load the dump; when that config is
+    broken the host fails with what to do, and neither data nor config has changed."""
+    host = deployed(host_factory, runner, "stopped-broken")
+    password = generated_password(runner, host)
+    assert host.sh(f"{ADMIN} config set appendonly no").stdout.strip() == "OK"
+    fill(host, 200, password=password, prefix="hsi:newer")
+    host.sh("systemctl stop redis-server")
+    host.sh("echo 'bogus-directive-by-hand yes' >> /etc/redis/redis.conf")
+    files = "sha256sum /etc/redis/redis.conf /var/lib/redis/dump.rdb /var/lib/redis/appendonlydir/*"
+    before = host.sh(files).stdout
+
+    refused = runner([host])
+    assert refused.returncode != 0
+    problem = refused.host(host)["problem"]
+    assert "does not start on its config /etc/redis/redis.conf" in problem, problem
+    assert "/var/lib/redis/dump.rdb" in problem and "nothing was changed" in problem, problem
+    assert host.sh(files).stdout == before
+    assert host.sh("systemctl is-active redis-server", check=False).stdout.strip() != "active"
+
+    host.sh("sed -i '/^bogus-directive-by-hand/d' /etc/redis/redis.conf")  # the operator fixes it
+    healed = runner([host])
+    assert healed.returncode == 0, healed.output
+    assert host.redis_cli("dbsize", password=password) == str(KEYS + 200)

@@ -152,3 +152,28 @@ def test_restart_needed_when_changed_now_or_pending(pending, changed, restart):
     needed.note({"restart_pending": pending} if pending else {})
     needed.op = _Op(changed)
     assert needed.did_change() is restart
+
+
+def test_restart_scripts_are_posix_shell_and_carry_no_password():
+    from operations import persistence, rollback, settings, tls
+    from operations.platform import TABLE
+
+    plat = TABLE[("debian", "12")]["redis"]
+    conf, problems = settings.parse("h1", {"redis_password": "p" * 20, "redis_port": 6390})
+    assert problems == []
+    scripts = [
+        persistence.start_on_rdb_script(plat),
+        rollback.safe_restart_script(conf, plat),
+        server_probe_script("redis-cli", "127.0.0.1", 6390, "redis-server", "/var/lib/redis",
+                            **tls.probe_kwargs(conf, plat), listen_from=("/etc/redis/redis.conf", "/x", "/y")),
+        mark_script("/etc/redis/redis.conf"),
+    ]
+    checker = shutil.which("shellcheck")
+    for script in scripts:
+        assert "p" * 20 not in script
+        assert subprocess.run(["dash" if shutil.which("dash") else "sh", "-n"], input=script, text=True,
+                              capture_output=True).returncode == 0
+        if checker:  # word splitting of the TLS arguments is on purpose (SC2086/SC2046)
+            found = subprocess.run([checker, "-s", "sh", "-S", "warning", "-e", "SC2086,SC2046,SC2034", "-"],
+                                   input=script, text=True, capture_output=True)
+            assert found.returncode == 0, found.stdout
