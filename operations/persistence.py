@@ -44,7 +44,8 @@ def server_state(conf: RedisSettings, plat: Platform, running: bool = False) -> 
     """The ServerState fact. `running`: ask the server where its config files say it listens
     now (the config on disk, the copy kept with a pending restart, the last good one), for the
     questions before its config changes; otherwise where the settings say (verification)."""
-    extra = {"listen_from": (plat.config_path, RESTART_PENDING, last_good_copy(plat.config_path))} if running else {}
+    listen_from = (plat.config_path, RESTART_PENDING, last_good_copy(plat.config_path))
+    extra = {"listen_from": listen_from} if running else {}
     return host.get_fact(
         ServerState, cli=plat.cli, address=local_address(conf), port=conf.port, service=plat.service,
         data_dir=plat.data_dir, **tls.probe_kwargs(conf, plat), **extra,

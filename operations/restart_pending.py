@@ -28,7 +28,8 @@ def mark_script(config_path: str, marker: str = RESTART_PENDING) -> str:
     directory, marker = shlex.quote(marker.rsplit("/", 1)[0]), shlex.quote(marker)
     return (
         f"umask 077; mkdir -p {directory}; [ -e {marker} ] || "
-        f"{{ if [ -f {cfg} ]; then cp {cfg} {tmp}; else : > {tmp}; fi && chmod 600 {tmp} && mv -f {tmp} {marker}; }}"
+        f"{{ if [ -f {cfg} ]; then cp {cfg} {tmp}; else : > {tmp}; fi && chmod 600 {tmp} "
+        f"&& mv -f {tmp} {marker}; }}"
     )
 
 

@@ -175,10 +175,10 @@ def install_tls(conf: RedisSettings, plat: Platform) -> list:
                     mode="2750")
     config = plat.config_path  # a change records a pending restart first (restart_pending.py)
     server_ops = [
-        server_file(name=f"Write {paths['ca']}", path=paths["ca"], content=tls.ca_pem, config_path=config,
-                    mode=0o644),
-        server_file(name=f"Write {paths['cert']}", path=paths["cert"], content=tls.cert_pem, config_path=config,
-                    mode=0o644),
+        server_file(name=f"Write {paths['ca']}", path=paths["ca"], content=tls.ca_pem,
+                    config_path=config, mode=0o644),
+        server_file(name=f"Write {paths['cert']}", path=paths["cert"], content=tls.cert_pem,
+                    config_path=config, mode=0o644),
         server_file(name=f"Write {paths['key']} (server key, {plat.user} only)", path=paths["key"],
                     content=tls.key_pem.reveal(), config_path=config, user=plat.user, group=plat.group,
                     mode=0o600),

@@ -37,7 +37,8 @@ def loaded(host, runner):
 
 def cli(host, password, port, *args, addr="127.0.0.1"):
     """The CLI on the host at addr:port (the password in its environment); refusals are replies too."""
-    script = f'REDISCLI_AUTH="$(cat)" timeout 5 redis-cli --no-auth-warning -h {addr} -p {port} {" ".join(args)} 2>&1'
+    command = f'redis-cli --no-auth-warning -h {addr} -p {port} {" ".join(args)}'
+    script = f'REDISCLI_AUTH="$(cat)" timeout 5 {command} 2>&1'
     return host.sh(script, check=False, stdin=password).stdout.strip()
 
 
