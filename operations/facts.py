@@ -39,8 +39,11 @@ def last_good_copy(config_path: str) -> str:
 # absent; 0 = closed) and `dir` (empty when absent). Fails when the file is missing or empty.
 WHERE_FUNCTION = r"""where() { [ -s "$1" ] || return 1
   w=$(awk 'function arg(s) { gsub(/"/, "", s); return s }
-    { k = tolower($1) } k == "port" { p = arg($2) } k == "tls-port" { t = arg($2) }
-    k == "bind" { b = arg($2) } k == "dir" { d = arg($2) }
+    { k = tolower($1) }
+    k == "port" { p = arg($2) }
+    k == "tls-port" { t = arg($2) }
+    k == "bind" { b = arg($2) }
+    k == "dir" { d = arg($2) }
     END { sub(/^-/, "", b)
       if (b == "" || b == "*" || b == "0.0.0.0") b = "127.0.0.1"; else if (b == "::" || b == "::*") b = "::1"
       print b "," (p == "" ? 6379 : p) "," (t == "" ? 0 : t) "," d }' "$1" 2>/dev/null) && [ -n "$w" ] || return 1
@@ -230,8 +233,10 @@ class ServerState(FactBase):
     """The running server as a client on the host sees it.
 
     Returns a dict: ``service_active``, ``rdb``/``aof_files`` (yes when present in the data
-    directory), ``cli`` (present/missing), ``noauth_ping`` and
-    ``auth_ping`` (first reply lines), the INFO fields above, and ``keys`` (total over dbs).
+    directory), ``aof_stale`` (yes when no AOF file is newer than dump.rdb), ``restart_pending``
+    (yes when restart_pending.py's marker exists), ``cli`` (present/missing), ``addr``/``port``
+    (where it asked), ``noauth_ping`` and ``auth_ping`` (first reply lines), the INFO fields
+    above, and ``keys`` (total over dbs).
     """
 
     def command(self, cli: str, address: str, port: int, service: str, data_dir: str,
