@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from operations import acl, configure, platform, secrets, settings
+from operations.encoding import redis_conf_quote
 
 from .local_redis import client, local_server, needs_server
 from .redis_args import split_args
@@ -118,7 +119,9 @@ def test_servers_before_7_deny_whole_commands_and_keep_config_get_only():
 def test_rendered_rules_load_into_a_real_server_and_deny_config_set(tmp_path, plat):
     """The rules of each row, loaded into the local 7.0 server: they parse, and the backend
     gets NOPERM for CONFIG SET (`requirepass ""` would switch auth off) but keeps CONFIG GET."""
-    with local_server(tmp_path, acl.user_rules(_conf(), plat, acl.admin_password("nvr-1"))) as port:
+    lines = [f"requirepass {redis_conf_quote(PASSWORD)}",
+             *acl.user_rules(_conf(), plat, acl.admin_password("nvr-1"))]
+    with local_server(tmp_path, lines) as port:
         backend = client(port, password=PASSWORD)
         for args in (("CONFIG", "SET", "requirepass", ""), ("CONFIG", "SET", "dir", "/tmp"),
                      ("CONFIG", "SET", "dbfilename", "x.rdb"), ("CONFIG", "SET", "maxmemory", "1mb"),
@@ -135,7 +138,9 @@ def test_rendered_rules_load_into_a_real_server_and_deny_config_set(tmp_path, pl
 @needs_server
 def test_with_the_setting_the_backend_may_config_set_on_7_0(tmp_path):
     conf = _conf(redis_backend_config_set=True)
-    with local_server(tmp_path, acl.user_rules(conf, DEBIAN_12, acl.admin_password("nvr-1"))) as port:
+    lines = [f"requirepass {redis_conf_quote(PASSWORD)}",
+             *acl.user_rules(conf, DEBIAN_12, acl.admin_password("nvr-1"))]
+    with local_server(tmp_path, lines) as port:
         backend = client(port, password=PASSWORD)
         assert backend.config_set("maxmemory", "150mb") is True
         # What the README warns about: protected configs stay blocked (Redis 7 default) ...

@@ -36,7 +36,8 @@ def test_every_setting_has_help_and_a_unique_name():
 def test_backend_config_set_is_off_by_default_and_cannot_contradict_the_denied_list():
     conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
     assert found == [] and conf.backend_config_set is False
-    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_backend_config_set": "yes"})
+    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
+                                          "redis_backend_config_set": "yes"})
     assert found == [] and conf.backend_config_set is True
     for denied in (["config|set"], ["flushall", "config"]):
         found = problems({"redis_backend_config_set": True, "redis_acl_denied_commands": denied})
