@@ -66,7 +66,7 @@ def client(port: int, **auth) -> redis.Redis:
 
 
 def fail_auth(port: int, username: bytes | str, times: int = 1) -> None:
-    """`times` failed `AUTH username wrong` (any bytes: newlines, quotes, spaces), each on a new connection."""
+    """`times` failed `AUTH username wrong` (any bytes: newlines, quotes, spaces), a connection each."""
     name = username.encode() if isinstance(username, str) else username
     request = b"*3\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n$5\r\nwrong\r\n" % (len(name), name)
     for _ in range(times):

@@ -205,3 +205,10 @@ def test_probe_reads_acl_log_as_csv_not_raw_lines():
     script = security.security_probe_script("redis-cli", "127.0.0.1", 6379)
     assert "--csv acl log 128" in script
 
+
+
+@needs_server
+def test_config_denied_whole_is_checked_too(probe):
+    conf = _conf(redis_acl_denied_commands=["flushall", "config"])
+    found, problem = probe([_default_line("+@all -flushall"), _admin_line()], conf)
+    assert problem is not None and "CONFIG SET" in problem[1], problem
