@@ -20,7 +20,9 @@ One fact, one trip, run on the host as the admin identity (password read there f
   backslashes escaped, so a username cannot pass for a field or shift the reading.
 
 The ACL LOG is in memory: a restart (new run_id) or `ACL LOG RESET` starts it again, and
-then everything in it counts as new.
+then everything in it counts as new. It holds `acllog-max-len` entries (128): once full, each
+new entry (the probe's NOPERMs too) drops the oldest, so there the total may fall without a
+reset; new failures are then also read from the entries updated since the last run.
 """
 
 from __future__ import annotations
@@ -38,12 +40,22 @@ from .settings import RedisSettings
 
 AUTH_FAILURES_FILE = f"{STATE_DIR}/auth-failures"
 
-# Sums the `count` of every `reason auth` entry in `redis-cli --csv acl log` output: the reply
-# flattened into one line of tokens, strings in double quotes (escaped inside: \\, \", \n,
-# \xHH), numbers bare. Escaped backslashes and quotes are set aside first, so every remaining
-# `"` delimits a string; tokens then alternate field name, value (each entry has pairs only).
-# A count and a reason pair up within an entry whatever their order.
+# Reads `redis-cli --csv acl log N` output: the reply flattened into one line of tokens,
+# strings in double quotes (escaped inside: \\, \", \n, \xHH), numbers bare. Escaped
+# backslashes and quotes are set aside first, so every remaining `"` delimits a string; tokens
+# then alternate field name, value, and an entry ends where a field name comes again. Prints
+# `total recent entries`: the `count` sum of `reason auth` entries, the part of it in entries
+# updated less than `since` - 1 seconds ago (-1: unknown; the reading is whole seconds), and
+# how many entries the log holds.
 _ACL_LOG_AWK = r"""
+function flush() {
+  if ("count" in entry) entries++
+  if (entry["reason"] == "auth") {
+    total += entry["count"]
+    if (since >= 0 && entry["age-seconds"] + 1 < since) recent += entry["count"]
+  }
+  split("", entry)
+}
 { gsub(/\\\\/, "\001"); gsub(/\\"/, "\002"); n = split($0, part, "\"")
   for (i = 1; i <= n; i++) {
     if (i % 2 == 0) { token[++t] = part[i]; continue }
@@ -51,11 +63,11 @@ _ACL_LOG_AWK = r"""
   } }
 END {
   for (k = 1; k < t; k += 2) {
-    if (token[k] == "count") { count = token[k + 1]; have_count = 1 }
-    if (token[k] == "reason") { reason = token[k + 1]; have_reason = 1 }
-    if (have_count && have_reason) { if (reason == "auth") sum += count; have_count = have_reason = 0 }
+    if (token[k] in entry) flush()
+    entry[token[k]] = token[k + 1]
   }
-  print sum + 0
+  flush()
+  print total + 0, recent + 0, entries + 0
 }
 """.strip()
 
@@ -80,9 +92,16 @@ fi
 [ -s "$auth" ] && [ "$(admin ping)" = PONG ] || {{ echo admin=refused; exit 0; }}
 echo admin=ok
 run_id=$(admin info server | sed -n 's/^run_id://p')
-total=$(admin --csv acl log 128 | awk {shlex.quote(_ACL_LOG_AWK)})
+max=$(admin config get acllog-max-len | sed -n 2p)
+case "$max" in ''|*[!0-9]*) max=128 ;; esac
+last=$(head -n 1 "$seen" 2>/dev/null | cut -d ' ' -f 3)
+case "$last" in ''|*[!0-9]*) since=-1 ;; *) since=$(( $(date +%s) - last )) ;; esac
+# shellcheck disable=SC2046 # three numbers
+set -- $(admin --csv acl log "$max" | awk -v since="$since" {shlex.quote(_ACL_LOG_AWK)})
+total=${{1:-0}}
 [ -f "$seen" ] && echo "previous=$(head -n 1 "$seen")"
-echo "run_id=$run_id"; echo "auth_failures=$total"
+echo "run_id=$run_id"; echo "auth_failures=$total"; echo "auth_failures_recent=${{2:-0}}"
+[ "${{3:-0}}" -ge "$max" ] && echo acl_log_full=yes
 umask 077; printf '%s %s %s\\n' "$run_id" "$total" "$(date +%s)" > "$seen.tmp" && mv -f "$seen.tmp" "$seen"
 true
 """.strip()
@@ -104,13 +123,21 @@ class SecurityState(FactBase):
 
 
 def failures_since_last_run(seen: dict) -> int:
-    """New auth failures since the previous run (all of them after a restart or a log reset)."""
+    """New auth failures since the previous run (all of them after a restart or a log reset).
+
+    A full ACL LOG drops its oldest entries as new ones come (any reason), so there the total
+    can fall, or stand still, while failures happen: take the larger of the difference and the
+    failures in entries updated since the last run.
+    """
     total = int(seen.get("auth_failures") or 0)
     previous = (seen.get("previous") or "").split()
     same_server = len(previous) >= 2 and previous[0] == seen.get("run_id") and previous[1].isdigit()
-    if same_server and total >= int(previous[1]):
-        return total - int(previous[1])
-    return total
+    if not same_server:
+        return total
+    difference = total - int(previous[1])
+    if seen.get("acl_log_full") == "yes":
+        return max(difference, int(seen.get("auth_failures_recent") or 0))
+    return difference if difference >= 0 else total
 
 
 def check(conf: RedisSettings, plat: Platform, server: dict) -> tuple[dict, tuple[str, str, str] | None]:

@@ -28,21 +28,29 @@ ACL_LOG_CSV_72 = (
 )
 
 
-def _awk(text: str) -> str:
-    return subprocess.run(["awk", security._ACL_LOG_AWK], input=text, capture_output=True, text=True,
-                          check=True).stdout.strip()
+def _awk(text: str, since: int = -1) -> str:
+    """`total recent entries` as the probe's awk prints them."""
+    return subprocess.run(["awk", "-v", f"since={since}", security._ACL_LOG_AWK], input=text,
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_sums_auth_entries_only_whatever_the_usernames_say():
     assert "\\n" in ACL_LOG_CSV and ACL_LOG_CSV.count("\n") == 1
-    assert _awk(ACL_LOG_CSV) == "27"
-    assert _awk(ACL_LOG_CSV_72) == "4"
+    assert _awk(ACL_LOG_CSV) == "27 0 3"
+    assert _awk(ACL_LOG_CSV_72) == "4 0 2"
+
+
+def test_recent_failures_are_those_in_entries_updated_since_the_last_run():
+    # Ages 0.4 and 0.1 s (auth), 1.5 s (command); a margin of one second for whole-second epochs.
+    assert _awk(ACL_LOG_CSV, since=2) == "27 27 3"
+    assert _awk(ACL_LOG_CSV, since=1) == "27 0 3"
+    assert _awk(ACL_LOG_CSV_72, since=60) == "4 4 2"
 
 
 def test_empty_or_failed_log_counts_zero():
-    assert _awk("") == "0"
-    assert _awk("\n") == "0"
-    assert _awk('ERROR,"NOPERM this user has no permissions to run the \'acl|log\' command"\n') == "0"
+    assert _awk("") == "0 0 0"
+    assert _awk("\n") == "0 0 0"
+    assert _awk('ERROR,"NOPERM this user has no permissions to run the \'acl|log\' command"\n') == "0 0 0"
 
 
 def test_failures_since_last_run():
@@ -55,7 +63,16 @@ def test_failures_since_last_run():
 
 
 def test_probe_script_reads_acl_log_as_csv():
-    assert "--csv acl log 128" in security.security_probe_script("redis-cli", "127.0.0.1", 6379)
+    assert '--csv acl log "$max"' in security.security_probe_script("redis-cli", "127.0.0.1", 6379)
+
+
+def test_a_full_log_counts_the_larger_of_the_difference_and_the_recent_entries():
+    seen = {"run_id": "abc", "auth_failures": "9", "previous": "abc 14 1795690000", "acl_log_full": "yes",
+            "auth_failures_recent": "0"}
+    assert security.failures_since_last_run(seen) == 0  # old entries fell off, nothing new
+    assert security.failures_since_last_run({**seen, "auth_failures_recent": "4"}) == 4
+    assert security.failures_since_last_run({**seen, "auth_failures": "20"}) == 6
+    assert security.failures_since_last_run({**seen, "previous": "old 14 1795690000"}) == 9
 
 
 def test_probe_script_keeps_passwords_out_of_argv():

@@ -8,6 +8,7 @@ usernames hold (newlines, spaces, quotes, backslashes, field names).
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import redis
@@ -203,7 +204,7 @@ def test_hostile_usernames_are_counted_exactly(probe):
 
 def test_probe_reads_acl_log_as_csv_not_raw_lines():
     script = security.security_probe_script("redis-cli", "127.0.0.1", 6379)
-    assert "--csv acl log 128" in script
+    assert '--csv acl log "$max"' in script
 
 
 
@@ -212,3 +213,34 @@ def test_config_denied_whole_is_checked_too(probe):
     conf = _conf(redis_acl_denied_commands=["flushall", "config"])
     found, problem = probe([_default_line("+@all -flushall"), _admin_line()], conf)
     assert problem is not None and "CONFIG SET" in problem[1], problem
+
+
+@needs_server
+def test_entries_falling_off_a_full_log_are_not_new_failures(probe):
+    """ACL LOG keeps `acllog-max-len` entries: new non-auth entries (the probe's own NOPERMs, a
+    backend hitting a denied command) push old auth entries out. That lowers the total without
+    any new failure, and must not be reported as every failure left in the log being new."""
+    conf = _conf(redis_auth_failure_warn=3)
+    lines = ["acllog-max-len 16", *acl.user_rules(conf, DEBIAN_12, acl.admin_password("nvr-1"))]
+    probe(lines, conf)
+    for number in range(16):
+        fail_auth(probe.port(), f"guess-{number}")
+    found, _ = probe(lines, conf)
+    assert found["auth_failures_since_last_run"] >= 12  # the probe's own 2 entries pushed some out
+    backend = client(probe.port(), password=PASSWORD)
+    for command in (("FLUSHDB",), ("ACL", "WHOAMI"), ("MODULE", "LIST"), ("REPLICAOF", "NO", "ONE"),
+                    ("SLAVEOF", "NO", "ONE")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            backend.execute_command(*command)
+    backend.close()
+    report.RESULTS.clear()
+    found, problem = probe(lines, conf)
+    assert problem is None
+    assert found["auth_failures_since_last_run"] == 0, found
+    assert not report.RESULTS.get(security.host.name, {}).get("warnings"), report.RESULTS
+    # New failures on a full log are still seen (the entries written since the last run).
+    time.sleep(2.1)  # the reading is whole seconds: entries within ~2 s of the last run may be missed
+    for number in range(4):
+        fail_auth(probe.port(), f"late-{number}")
+    found, _ = probe(lines, conf)
+    assert found["auth_failures_since_last_run"] == 4, found
