@@ -102,6 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
     # Security (issue 5): least privilege, auth-failure monitoring, host hardening.
     Setting("redis_acl_denied_commands", list(DENIED_COMMANDS), "Commands the backend's identity (the "
             "`default` user) may not run; `NAME` or `NAME|SUBCOMMAND`. The admin user keeps them all."),
+    Setting("redis_backend_config_set", False, "Let the backend's identity run CONFIG SET (Redis 7.0+ only; "
+            "see Least privilege: it can then switch authentication off). Off: CONFIG GET only."),
     Setting("redis_auth_failure_warn", 10, "Failed authentications since the last run (ACL LOG) at or above "
             "which the summary warns."),
     Setting("redis_kernel_tuning", True, "Set vm.overcommit_memory=1, net.core.somaxconn and THP off "
@@ -198,6 +200,7 @@ class RedisSettings:
     exporter_owner: str = "root"
     exporter_listen: str = "127.0.0.1:9121"
     acl_denied: tuple[str, ...] = ()
+    backend_config_set: bool = False
     auth_failure_warn: int = 10
     kernel_tuning: bool = True
     # Not fatal, but the operator must hear about them (printed in the summary).
@@ -316,6 +319,13 @@ def _denied_commands(reader: _Reader) -> tuple[str, ...]:
         elif name not in commands:
             commands.append(name)
     return tuple(commands)
+
+
+def _backend_config_set(reader: _Reader, denied: tuple[str, ...]) -> bool:
+    allowed = reader.boolean("redis_backend_config_set")
+    if allowed and {"config", "config|set"} & set(denied):
+        reader.fail("redis_backend_config_set", "true, but redis_acl_denied_commands denies CONFIG SET")
+    return allowed
 
 
 def _network_warnings(bind: tuple[str, ...], tls_enabled: bool) -> tuple[str, ...]:
@@ -483,6 +493,7 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
     if not _whole(_LISTEN_RE, exporter_listen):
         reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
 
+    acl_denied = _denied_commands(reader)
     settings = RedisSettings(
         host_name=host_name,
         password=password or Secret(""),
@@ -506,7 +517,8 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
         exporter_listen=exporter_listen,
         **sources.parse_source_settings(reader),
-        acl_denied=_denied_commands(reader),
+        acl_denied=acl_denied,
+        backend_config_set=_backend_config_set(reader, acl_denied),
         auth_failure_warn=reader.integer("redis_auth_failure_warn", 1, 1_000_000),
         kernel_tuning=reader.boolean("redis_kernel_tuning"),
         warnings=tuple(warnings) + _network_warnings(bind, tls is not None),

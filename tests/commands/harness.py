@@ -190,7 +190,10 @@ class _Answers:
             "KernelState": lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"},
             "SecurityState": lambda: {
                 "backend_ping": "PONG", "admin": "ok", "run_id": "0" * 40, "auth_failures": "0",
-                "flushall_dryrun": "User default has no permissions to run the 'flushall' command",
+                "probe1": "OK",
+                "probe2": "NOPERM User default has no permissions to run the 'flushall' command",
+                "probe3": "NOPERM User default has no permissions to run the 'config|set' command",
+                "probe4": "OK",
             },
         }
         if name not in answers:

@@ -33,6 +33,18 @@ def test_every_setting_has_help_and_a_unique_name():
         assert row.name.startswith("redis_") and row.help.strip(), row
 
 
+def test_backend_config_set_is_off_by_default_and_cannot_contradict_the_denied_list():
+    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
+    assert found == [] and conf.backend_config_set is False
+    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
+                                          "redis_backend_config_set": "yes"})
+    assert found == [] and conf.backend_config_set is True
+    for denied in (["config|set"], ["flushall", "config"]):
+        found = problems({"redis_backend_config_set": True, "redis_acl_denied_commands": denied})
+        assert any(p.startswith("nvr-1: redis_backend_config_set: ") and "redis_acl_denied_commands" in p
+                   for p in found), found
+
+
 @pytest.mark.parametrize("setting, value, expected", [
     ("redis_password", "line one\nline two", "contains a newline"),
     ("redis_password", "carriage\rreturn-long-enough", "contains a newline"),
@@ -70,6 +82,7 @@ def test_every_setting_has_help_and_a_unique_name():
     ("redis_acl_denied_commands", 5, "expected a list"),
     ("redis_auth_failure_warn", 0, "out of range"),
     ("redis_kernel_tuning", "sometimes", "true or false"),
+    ("redis_backend_config_set", "sometimes", "true or false"),
     ("redis_pasword", "typo", "unknown setting"),
 ])
 def test_bad_value_names_host_and_setting(setting, value, expected):
