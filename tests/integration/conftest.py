@@ -93,8 +93,8 @@ def host_factory(images):
             build.build_ssh_host(suite)
         else:
             build.build_host(suite)
+        started.append(container)  # before the start: a host that fails to come up is removed too
         fleet.start_host(container, suite, labels={"hsi-redis.run": RUN_ID}, **kwargs)
-        started.append(container)
         return Host(container)
 
     yield start
