@@ -3,9 +3,10 @@
 The file is a systemd `EnvironmentFile=` (also fine for `docker run --env-file` as long as the
 password needs no quoting): `REDIS_ADDR`, `REDIS_PASSWORD`, the listen address (loopback by
 default: the exporter would otherwise listen on every interface) and, under TLS, its client
-variables. Written 0600 with `managed_file`, so the password never appears in a command.
+variables. Written 0600 with `safe_paths.owned_files`, so the password never appears in a command
+and root never writes by path where another user controls the directory.
 Under TLS the exporter gets its own copy of the CA (and client certificate/key) in
-`redis-exporter-tls/` beside the file, owned by `redis_exporter_owner`.
+`redis-exporter-tls/` beside the file, owned by `redis_exporter_owner` (group: its login group).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import posixpath
 
 from pyinfra.api import deploy
 
-from .managed_files import managed_file
+from .safe_paths import owned_files, split
 from .settings import RedisSettings
 from .tls import _host_in_url, install_client_files
 
@@ -63,8 +64,10 @@ def write_exporter_env(conf: RedisSettings):
     if conf.exporter_env_path is None:
         return None
     owner = conf.exporter_owner
+    settings = ("redis_exporter_env_path", "redis_exporter_owner", "redis_exporter_owner")
     if conf.tls is not None:
-        install_client_files(tls_dir(conf), owner, owner, conf, "exporter")
-    return managed_file(name=f"Write {conf.exporter_env_path} (redis_exporter, 0600)",
-                        path=conf.exporter_env_path, content=exporter_env(conf), user=owner, group=owner,
-                        mode=0o600)
+        install_client_files(tls_dir(conf), owner, None, conf, "exporter", settings)
+    directory, name = split(conf.exporter_env_path)
+    return owned_files(name=f"Write {conf.exporter_env_path} (redis_exporter, 0600)", directory=directory,
+                       files={name: (exporter_env(conf), 0o600)}, owner=owner, path_setting=settings[0],
+                       owner_setting=settings[1])

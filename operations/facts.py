@@ -90,57 +90,27 @@ class HostIdentity(FactBase):
 class ManagedFile(FactBase):
     """A file's salted SHA-256 (see `salted_sha256`), mode and owner, or None when it does not exist.
 
-    Returns ``{"sha256", "mode", "user", "group"}`` with mode as an int.
+    Returns ``{"sha256", "mode", "user", "group"}`` with mode as an int. A symbolic link is not
+    followed (its target is not hashed): it reads as ``{"link": True}`` with an empty hash and
+    mode -1, so writing replaces the link itself. Files the backend's user may control go
+    through `operations/safe_paths.py` instead.
     """
 
     def command(self, path: str, salt: str = "") -> str:
         quoted = shlex.quote(path)
         return (
-            f"if [ -f {quoted} ]; then stat -c 'meta=%a %U %G' {quoted} && "
+            f"if [ -L {quoted} ]; then echo link=yes; elif [ -f {quoted} ]; then stat -c 'meta=%a %U %G' {quoted} && "
             f"{{ printf '%s' {shlex.quote(salt)}; cat {quoted}; }} | sha256sum | cut -d' ' -f1 | sed 's/^/sha256=/'; fi"
         )
 
     def process(self, output):
         values = _key_values(output)
+        if "link" in values:
+            return {"sha256": "", "mode": -1, "user": "", "group": "", "link": True}
         if "meta" not in values:
             return None
         mode, user, group = values["meta"].split()
         return {"sha256": values.get("sha256", ""), "mode": int(mode, 8), "user": user, "group": group}
-
-
-class EnvFileKeys(FactBase):
-    """For a dotenv file: its metadata and, per owned key, the salted SHA-256 of each line assigning it.
-
-    Returns None when the file is missing, else
-    ``{"mode", "user", "group", "keys": {KEY: [salted sha256 of each assigning line]}}``.
-    Lines are hashed without their line ending; values never leave the host.
-    """
-
-    def command(self, path: str, keys: tuple[str, ...], salt: str = "") -> str:
-        quoted = shlex.quote(path)
-        lines = [f"if [ -f {quoted} ]; then stat -c 'meta=%a %U %G' {quoted}"]
-        for key in keys:
-            pattern = shlex.quote(f"^[[:space:]]*(export[[:space:]]+)?{key}[[:space:]]*=")
-            lines.append(
-                f"grep -E {pattern} {quoted} | while IFS= read -r line; do "
-                f"{{ printf '%s' {shlex.quote(salt)}; printf '%s' \"$line\" | tr -d '\\r'; }} "
-                f"| sha256sum | cut -d' ' -f1 | sed 's/^/{key}=/'; done"
-            )
-        lines.append("fi; true")
-        return "; ".join(lines)
-
-    def process(self, output):
-        meta = None
-        keys: dict[str, list[str]] = {}
-        for line in output:
-            key, _, value = line.partition("=")
-            if key == "meta":
-                meta = value.split()
-            else:
-                keys.setdefault(key, []).append(value)
-        if meta is None:
-            return None
-        return {"mode": int(meta[0], 8), "user": meta[1], "group": meta[2], "keys": keys}
 
 
 # INFO fields the deploy and the verifier read.

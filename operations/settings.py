@@ -64,8 +64,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_flavour", "auto", "`redis`, `valkey`, or `auto` (Redis where the distro ships it)."),
     Setting("redis_backend_env_path", "/opt/hsi/backend/.env", "The HSI backend's `.env` to merge the "
             "Redis keys into; empty to skip."),
-    Setting("redis_backend_env_owner", "root", "Owner of the backend `.env` (it is written 0600)."),
-    Setting("redis_backend_env_group", None, "Group of the backend `.env`; unset, the owner's name."),
+    Setting("redis_backend_env_owner", None, "Owner of the backend `.env` and its TLS files; unset, an existing "
+            "`.env` keeps its owner, new files belong to the user owning their directory (root when the deploy "
+            "creates it). See \"The backend's files\"."),
+    Setting("redis_backend_env_group", None, "Group of the backend `.env` and its TLS files; unset, an existing "
+            "`.env` keeps its group, else the owner's login group. A new `.env` with it set is 0640, else 0600."),
     Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
     Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
     Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
@@ -185,8 +188,8 @@ class RedisSettings:
     appendfsync: str
     flavour: str
     backend_env_path: str | None
-    backend_env_owner: str
-    backend_env_group: str
+    backend_env_owner: str | None  # None: an existing .env keeps its owner (see backend_env.py)
+    backend_env_group: str | None
     backend_host: str
     backend_db: int
     verify_only: bool
@@ -474,9 +477,11 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
                                  or env_path.endswith("/") or "/../" in env_path + "/"
                                  or "/./" in env_path + "/"):
         reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
-    owner = reader.text("redis_backend_env_owner", _USER_RE, "a valid user name")
-    group_value = reader.data.get("redis_backend_env_group") or owner
-    if not _whole(_USER_RE, group_value):
+    owner = reader.raw("redis_backend_env_owner") or None  # unset: decided on the host (backend_env.py)
+    if owner is not None and not _whole(_USER_RE, owner):
+        reader.fail("redis_backend_env_owner", f"{owner!r} is not a valid user name")
+    group_value = reader.raw("redis_backend_env_group") or None
+    if group_value is not None and not _whole(_USER_RE, group_value):
         reader.fail("redis_backend_env_group", f"{group_value!r} is not a valid group name")
     backend_host = reader.raw("redis_backend_host")
     if not _ip_address(backend_host) and not _whole(_HOSTNAME_RE, backend_host):
@@ -507,8 +512,8 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         appendfsync=reader.choice("redis_appendfsync", ("always", "everysec", "no")),
         flavour=reader.choice("redis_flavour", ("auto", "redis", "valkey")),
         backend_env_path=env_path,
-        backend_env_owner=owner,
-        backend_env_group=str(group_value),
+        backend_env_owner=owner and str(owner),
+        backend_env_group=group_value and str(group_value),
         backend_host=backend_host,
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),

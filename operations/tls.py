@@ -8,9 +8,10 @@ Files (contents checked on the control machine by `certs.check_tls_files` first)
   deploy's own redis-cli checks under mTLS.
 - the backend's directory (`redis_tls_backend_dir`, default `redis-tls/` beside the `.env`),
   owned by the backend's user: `ca.crt`, and under mTLS `client.crt` and `client.key` (0600).
+  Written with `safe_paths.owned_files`: as that user where that user controls the path.
 
-Only the server's files trigger a restart; every file is written with `managed_file`
-(content on stdin, never printed, atomic, 0600 while being written).
+Only the server's files trigger a restart; every file is written with `managed_file` or
+`owned_files` (content on stdin, never printed, atomic, 0600 while being written).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .facts import STATE_DIR
 from .managed_files import managed_file
 from .platform import Platform
 from .restart_pending import server_file
+from .safe_paths import owned_files
 from .settings import RedisSettings
 from .tls_probe import answered, client_args
 
@@ -188,19 +190,24 @@ def install_tls(conf: RedisSettings, plat: Platform) -> list:
             managed_file(name=f"Write {cli_paths()[role]} (the deploy's own checks, root only)",
                          path=cli_paths()[role], content=content, mode=0o600)
     if tls.backend_dir:
-        install_client_files(tls.backend_dir, conf.backend_env_owner, conf.backend_env_group, conf, "backend")
+        install_client_files(tls.backend_dir, conf.backend_env_owner, conf.backend_env_group, conf, "backend",
+                             ("redis_tls_backend_dir", "redis_backend_env_owner", "redis_backend_env_group"))
     return server_ops
 
 
-def install_client_files(directory: str, user: str, group: str, conf: RedisSettings, who: str) -> None:
-    """CA (and under mTLS the client certificate and key, 0600) for a client running as `user`."""
+def install_client_files(directory: str, owner: str | None, group: str | None, conf: RedisSettings, who: str,
+                         settings: tuple[str, str, str]) -> None:
+    """CA (and under mTLS the client certificate and key, 0600) for a client, in a directory (0750)
+    that may sit where the client's user controls the path: written as that user there (see
+    `operations/safe_paths.py`). `owner` unset: that user, else root. `settings` names the path,
+    owner and group settings for refusals."""
     tls = conf.tls
     base = directory.rstrip("/")
-    files.directory(name=f"TLS directory for the {who} {base}", path=base, user=user, group=group, mode="750")
-    managed_file(name=f"Write {base}/ca.crt", path=f"{base}/ca.crt", content=tls.ca_pem,
-                 user=user, group=group, mode=0o644)
+    wanted = {"ca.crt": (tls.ca_pem, 0o644)}
     if tls.mtls:
-        managed_file(name=f"Write {base}/client.crt", path=f"{base}/client.crt", content=tls.client_cert_pem,
-                     user=user, group=group, mode=0o644)
-        managed_file(name=f"Write {base}/client.key ({who} key, {user} only)", path=f"{base}/client.key",
-                     content=tls.client_key_pem.reveal(), user=user, group=group, mode=0o600)
+        wanted["client.crt"] = (tls.client_cert_pem, 0o644)
+        wanted["client.key"] = (tls.client_key_pem.reveal(), 0o600)
+    path_setting, owner_setting, group_setting = settings
+    owned_files(name=f"TLS files for the {who} in {base} (key: owner only)", directory=base, files=wanted,
+                owner=owner, group=group, dir_mode=0o750, path_setting=path_setting,
+                owner_setting=owner_setting, group_setting=group_setting)

@@ -13,8 +13,8 @@ from pyinfra import state as run_state
 from pyinfra.api import deploy, operation
 
 from . import report, security, tls
-from .backend_env import owned_lines
-from .facts import CLI_AUTH_FILE, EnvFileKeys, new_salt, salted_sha256
+from .backend_env import EnvFileKeys, env_problem, owned_lines
+from .facts import CLI_AUTH_FILE, new_salt, salted_sha256
 from .persistence import server_state
 from .platform import Platform
 from .settings import RedisSettings
@@ -63,21 +63,26 @@ def classify(seen: dict, conf: RedisSettings, plat: Platform) -> tuple[str, str,
 def _backend_env_problem(conf: RedisSettings) -> tuple[str, str, str] | None:
     if conf.backend_env_path is None:
         return None
+    path = conf.backend_env_path
     salt = new_salt()
-    current = host.get_fact(EnvFileKeys, path=conf.backend_env_path, keys=("REDIS_URL", "REDIS_PASSWORD"),
-                            salt=salt)
+    current = host.get_fact(EnvFileKeys, path=path, keys=("REDIS_URL", "REDIS_PASSWORD"), salt=salt,
+                            owner=conf.backend_env_owner or "", group=conf.backend_env_group or "")
+    unsafe = env_problem(path, current, conf.backend_env_owner, conf.backend_env_group)
+    if unsafe:  # a link, a directory others may change, lines python-dotenv may read otherwise
+        return ("backend .env unsafe", unsafe, "fix what the message names, then run deploy.py")
+    if current.get("file") is None:
+        return ("backend .env missing", f"{path} does not exist", "run deploy.py")
     expected = owned_lines(conf)
-    if current is None:
-        return ("backend .env missing", f"{conf.backend_env_path} does not exist", "run deploy.py")
     for key in ("REDIS_PASSWORD", "REDIS_URL"):
         want = salted_sha256(salt, expected[key])
         if current["keys"].get(key) != [want]:
             kind = "WRONGPASS (backend)" if key == "REDIS_PASSWORD" else "backend URL"
-            return (kind, f"{conf.backend_env_path}: {key} differs from what the server expects",
+            return (kind, f"{path}: {key} differs from what the server expects",
                     "run deploy.py to rewrite it, then restart the backend")
-    if current["mode"] & 0o077:
-        return ("backend .env readable", f"{conf.backend_env_path} is mode {current['mode']:o}",
-                f"chmod 600 {conf.backend_env_path}")
+    # Its owner and group may read it (the backend may read through either); others may not.
+    if current["file"]["mode"] & 0o007:
+        return ("backend .env readable", f"{path} is mode {current['file']['mode']:o}",
+                f"chmod o-rwx {path}")
     return None
 
 

@@ -76,6 +76,7 @@ class HostFixture:
     port_types: dict[int, str] = field(default_factory=lambda: {6379: "redis_port_t"})
     server: dict = field(default_factory=lambda: dict(HEALTHY_SERVER))
     services: dict[str, bool] = field(default_factory=dict)  # unit -> running (and enabled)
+    backend_env: dict = field(default_factory=dict)  # overrides of the EnvFileKeys answer
 
     def identity(self) -> dict:
         os_id, version_id, id_like = OS_RELEASES[self.release]
@@ -140,6 +141,16 @@ def _decode_stdin(stdin) -> str | None:
         return text
 
 
+# What the safe_paths facts report for a directory chain that is root's all the way.
+_ROOT_CHAIN = {
+    "refused": None,
+    "controller": {"uid": 0, "name": "root", "gid": 0},
+    "top": {"mode": 0o755, "uid": 0, "gid": 0, "user": "root", "group": "root"},
+    "files": {},
+    "hashes": {},
+}
+
+
 def _file_fact(content_by_path: dict[str, str | tuple], path: str, salt: str = ""):
     """A file fixture: its content, or (content, mode) or (content, mode, user, group); root-owned,
     0644 unless given."""
@@ -176,6 +187,7 @@ class _Answers:
             },
             "ManagedFile": lambda: _file_fact(self.files.get(host.name, {}), kwargs["path"], kwargs.get("salt", "")),
             "EnvFileKeys": lambda: self._env_keys(host, kwargs),
+            "OwnedFiles": lambda: {**_ROOT_CHAIN, "top_is_parent": True, "files": {}, "hashes": {}},
             "ServerState": lambda: dict(fixture.server),
             "DebPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
             "RpmPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
@@ -201,15 +213,19 @@ class _Answers:
         return answers[name]()
 
     def _env_keys(self, host: Host, kwargs: dict):
-        """A backend .env that already holds exactly what the deploy wants (so verify passes)."""
+        """A backend .env that already holds exactly what the deploy wants (so verify passes), in a
+        root-owned directory; `HostFixture.backend_env` replaces any of these answers."""
         conf = settings.load_all(host.state.inventory)[host.name]
         lines = backend_env.owned_lines(conf)
-        return {
-            "mode": 0o600,
-            "user": "root",
-            "group": "root",
+        found = {
+            **_ROOT_CHAIN,
+            "file": {"mode": 0o600, "uid": 0, "gid": 0, "user": "root", "group": "root"},
+            "ambiguous": None,
+            "unreadable": False,
             "keys": {k: [salted_sha256(kwargs.get("salt", ""), lines[k])] for k in kwargs["keys"]},
         }
+        found.update(self.fixtures[host.name].backend_env)
+        return found
 
 
 class _Recorder(BaseStateCallback):
