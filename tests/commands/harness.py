@@ -151,6 +151,18 @@ _ROOT_CHAIN = {
 }
 
 
+def _ids(kwargs: dict) -> dict:
+    """The owner/group ids a safe_paths fact reports for the settings it was given: root is 0,
+    any other name 1001."""
+    ids = {}
+    if kwargs.get("owner"):
+        uid = 0 if kwargs["owner"] == "root" else 1001
+        ids["owner"] = {"uid": uid, "gid": uid}
+    if kwargs.get("group"):
+        ids["group"] = 0 if kwargs["group"] == "root" else 1001
+    return ids
+
+
 def _file_fact(content_by_path: dict[str, str | tuple], path: str, salt: str = ""):
     """A file fixture: its content, or (content, mode) or (content, mode, user, group); root-owned,
     0644 unless given."""
@@ -187,7 +199,7 @@ class _Answers:
             },
             "ManagedFile": lambda: _file_fact(self.files.get(host.name, {}), kwargs["path"], kwargs.get("salt", "")),
             "EnvFileKeys": lambda: self._env_keys(host, kwargs),
-            "OwnedFiles": lambda: {**_ROOT_CHAIN, "top_is_parent": True, "files": {}, "hashes": {}},
+            "OwnedFiles": lambda: {**_ROOT_CHAIN, **_ids(kwargs), "top_is_parent": True},
             "ServerState": lambda: dict(fixture.server),
             "DebPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
             "RpmPackages": lambda: {k: [v] for k, v in package_manager_packages.items()},
@@ -219,6 +231,7 @@ class _Answers:
         lines = backend_env.owned_lines(conf)
         found = {
             **_ROOT_CHAIN,
+            **_ids(kwargs),
             "file": {"mode": 0o600, "uid": 0, "gid": 0, "user": "root", "group": "root"},
             "ambiguous": None,
             "unreadable": False,
