@@ -32,19 +32,41 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], check=check, text=True, capture_output=True)
 
 
+# On this engine (cgroup v1, host cgroup namespace) a systemd container now and then exits at once
+# with status 255 and no output while others start or stop; a new start of the same image works.
+START_ATTEMPTS = 3
+
+
+class HostDied(RuntimeError):
+    """The container's PID 1 exited before systemd came up."""
+
+
 def start_host(name: str, suite: str = "bookworm", ssh: bool = False, publish: tuple[int, ...] = (),
                labels: dict[str, str] | None = None) -> str:
     """Start (or replace) a test host and wait until systemd is up. Returns the container name."""
     image = (SSH_IMAGE if ssh else HOST_IMAGE).format(suite=suite)
-    _docker("rm", "-f", name, check=False)
     args = ["run", "-d", "--name", name, "--hostname", name, "--label", f"{LABEL}=1"]
     for key, value in (labels or {}).items():
         args += ["--label", f"{key}={value}"]
     for port in publish:
         args += ["-p", f"127.0.0.1::{port}"]
-    _docker(*args, *SYSTEMD_RUN_ARGS, image)
-    wait_for_systemd(name)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        _docker("rm", "-f", name, check=False)
+        _docker(*args, *SYSTEMD_RUN_ARGS, image)
+        try:
+            wait_for_systemd(name)
+            return name
+        except HostDied as exc:
+            if attempt == START_ATTEMPTS:
+                raise
+            print(f"[hosts] {exc}; starting it again", file=sys.stderr)
+            time.sleep(attempt)
     return name
+
+
+def _running(name: str) -> tuple[bool, str]:
+    state = _docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", name, check=False).stdout.split()
+    return (state[:1] == ["true"]), (state[1] if len(state) > 1 else "?")
 
 
 def wait_for_systemd(name: str, timeout: float = 120) -> None:
@@ -54,6 +76,9 @@ def wait_for_systemd(name: str, timeout: float = 120) -> None:
         state = _docker("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
         if state in ("running", "degraded"):
             return
+        running, code = _running(name)
+        if not running:
+            raise HostDied(f"{name}: the container exited (status {code}) before systemd came up")
         time.sleep(0.5)
     raise RuntimeError(f"{name}: systemd did not come up (state {state!r})")
 
