@@ -33,8 +33,9 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 # On this engine (cgroup v1, host cgroup namespace) a systemd container now and then exits at once
-# with status 255 and no output while others start or stop; a new start of the same image works.
-START_ATTEMPTS = 3
+# with status 255 and no output, for stretches of up to a minute while many others start and stop;
+# a later start of the same image works. Bounded: five starts over about 40 s.
+START_BACKOFF = (2, 5, 10, 20)
 
 
 class HostDied(RuntimeError):
@@ -50,17 +51,17 @@ def start_host(name: str, suite: str = "bookworm", ssh: bool = False, publish: t
         args += ["--label", f"{key}={value}"]
     for port in publish:
         args += ["-p", f"127.0.0.1::{port}"]
-    for attempt in range(1, START_ATTEMPTS + 1):
+    for pause in (*START_BACKOFF, None):
         _docker("rm", "-f", name, check=False)
         _docker(*args, *SYSTEMD_RUN_ARGS, image)
         try:
             wait_for_systemd(name)
             return name
         except HostDied as exc:
-            if attempt == START_ATTEMPTS:
+            if pause is None:
                 raise
-            print(f"[hosts] {exc}; starting it again", file=sys.stderr)
-            time.sleep(attempt)
+            print(f"[hosts] {exc}; starting it again in {pause} s", file=sys.stderr)
+            time.sleep(pause)
     return name
 
 
