@@ -32,9 +32,9 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], check=check, text=True, capture_output=True)
 
 
-# On this engine (cgroup v1, host cgroup namespace) a systemd container now and then exits at once
-# with status 255 and no output, for stretches of up to a minute while many others start and stop;
-# a later start of the same image works. Bounded: five starts over about 40 s.
+# A systemd container exits at once (status 255, no output) when the kernel has no inotify instance
+# left for it (fs.inotify.max_user_instances, 128 by default, ~7 a host; scripts/docker-engine.sh
+# raises it). Another host stopping frees some: a few more starts, bounded (about 40 s).
 START_BACKOFF = (2, 5, 10, 20)
 
 
@@ -79,7 +79,8 @@ def wait_for_systemd(name: str, timeout: float = 120) -> None:
             return
         running, code = _running(name)
         if not running:
-            raise HostDied(f"{name}: the container exited (status {code}) before systemd came up")
+            raise HostDied(f"{name}: the container exited (status {code}) before systemd came up "
+                           "(too few inotify instances? see scripts/docker-engine.sh)")
         time.sleep(0.5)
     raise RuntimeError(f"{name}: systemd did not come up (state {state!r})")
 
