@@ -1,23 +1,11 @@
 """Rotate the Redis password without downtime on every host of an inventory.
 
-    pyinfra -y inventories/production.py rotate.py                  # generated: a new one per host
+    pyinfra -y inventories/production.py rotate.py                      # generated: a new one per host
     REDIS_PASSWORD=NEW pyinfra -y inventories/production.py rotate.py   # or the one you give
 
-The new password is added beside the old one, the files (backend.auth, redis.conf, the backend
-.env, the exporter's file) are rewritten, the backend unit restarted if `redis_backend_unit` is set, then the old
-password is dropped; no restart of Redis. Safe to run again after an interruption.
+See operations/rotation.py for the steps and the README for when the old password is dropped.
 """
 
-from pyinfra import host, state
+from operations import flows
 
-from operations import platform, report, rotation, settings, verify
-
-conf = settings.load(host)
-report.track(state, conf)
-plat, _identity = platform.for_host(host, conf.flavour)
-
-if plat:
-    new = rotation.target_settings(conf, host.name)
-    report.add_secret(new.password.reveal())
-    rotation.rotate_password(conf, plat, host.name)
-    verify.verify_server(new, plat)
+flows.rotate_password()

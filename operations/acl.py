@@ -18,24 +18,14 @@ from __future__ import annotations
 
 import hashlib
 
-from . import secrets
-from .facts import ADMIN_USER
-from .platform import Platform
-from .secrets import Secret
-from .settings import RedisSettings
+from .rows import Row
 
-__all__ = ["ADMIN_USER", "admin_password", "password_hash", "user_rules"]
-ADMIN_SECRET = "admin_password"
+ADMIN_USER = "hsi-admin"
 
 
-def admin_password(host_name: str) -> Secret:
-    """The admin identity's password for `host_name` (generated once, kept on the control machine)."""
-    return secrets.generated_password(host_name, ADMIN_SECRET)
-
-
-def password_hash(password: Secret) -> str:
+def password_hash(password: str) -> str:
     """`#<sha256 hex>` as ACL rules take it: Redis hashes the password's raw bytes."""
-    return "#" + hashlib.sha256(password.reveal().encode("utf-8")).hexdigest()
+    return "#" + hashlib.sha256(password.encode("utf-8")).hexdigest()
 
 
 # Servers before 7.0 cannot deny one subcommand: the command is denied whole and these,
@@ -43,7 +33,7 @@ def password_hash(password: Secret) -> str:
 SUBCOMMANDS_KEPT = {"config": ("get", "set", "resetstat", "help"), "script": ("load", "exists", "help")}
 
 
-def _denials(denied: tuple[str, ...], plat: Platform) -> list[str]:
+def _denials(denied: tuple[str, ...], plat: Row) -> list[str]:
     if plat.acl_deny_subcommands:
         return [f"-{command}" for command in denied]
     rules: list[str] = []
@@ -59,20 +49,20 @@ def _denials(denied: tuple[str, ...], plat: Platform) -> list[str]:
     return rules
 
 
-def _keys_and_channels(plat: Platform) -> str:
+def _keys_and_channels(plat: Row) -> str:
     return "~* &*" if plat.acl_channels else "~*"  # before 6.2 every channel is allowed anyway
 
 
-def default_user_rule(conf: RedisSettings, plat: Platform) -> str:
+def default_user_rule(denied: tuple[str, ...], plat: Row, password: str) -> str:
     """The backend identity: everything except the denied commands."""
-    rules = " ".join([_keys_and_channels(plat), "+@all", *_denials(conf.acl_denied, plat)])
-    return f"user default on {password_hash(conf.password)} {rules}"
+    rules = " ".join([_keys_and_channels(plat), "+@all", *_denials(denied, plat)])
+    return f"user default on {password_hash(password)} {rules}"
 
 
-def admin_user_rule(password: Secret, plat: Platform) -> str:
+def admin_user_rule(password: str, plat: Row) -> str:
     return f"user {ADMIN_USER} on {password_hash(password)} {_keys_and_channels(plat)} +@all"
 
 
-def user_rules(conf: RedisSettings, plat: Platform, admin: Secret) -> list[str]:
-    """The `user` lines of redis.conf, default first."""
-    return [default_user_rule(conf, plat), admin_user_rule(admin, plat)]
+def user_rules(settings, plat: Row, backend_password: str, admin_password: str) -> list[str]:
+    """The `user` lines of redis.conf, default first (`settings`: the host's Settings)."""
+    return [default_user_rule(settings.acl_denied, plat, backend_password), admin_user_rule(admin_password, plat)]

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from .secrets import Secret, store_dir
+from .credentials import Secret, store_dir
 
 EXPIRY_WARNING_DAYS = 30
 CA_DAYS = 3650

@@ -1,166 +1,112 @@
-"""Zero-downtime password rotation for the `default` user (entry point: rotate.py).
+"""Zero-downtime rotation of the backend's password (the `default` user), in one host-program call.
 
-Steps, each deciding from what the server accepts, so a run interrupted anywhere can simply
-be run again:
+On the host (`hsi-redis rotate`), each step deciding from what the server accepts, so a run interrupted
+anywhere is simply run again:
 
-1. `add_password`: if the server does not accept the new password yet, add it beside the
-   old one (`ACL SETUSER default #<sha256>`, sent as the admin identity: the backend's own
-   identity may not change users; both passwords now work).
-2. The files: the backend credential `backend.auth`, redis.conf (`requirepass` and the
-   `user default` line new, written without a restart: the running server already has it),
-   the last good config copy, the backend `.env` and the exporter's file.
-3. `drop_old_passwords`: while the server still has more than the new password, restart
-   the backend unit (if `redis_backend_unit` is set) so it reads the new `.env`, then
-   `ACL SETUSER default resetpass #<sha256 new>` (one atomic command: old ones go, new stays).
+1. the admin identity adds the new password beside the old one (`ACL SETUSER default #<sha256>`, on
+   stdin): both work now;
+2. every file that holds the password is rewritten without a restart (backend.auth, redis.conf, the
+   backend `.env`, the exporter's file), and the config is recorded as the last good one;
+3. the consumers the deploy can restart are restarted (`redis_backend_unit`, `redis_exporter_unit`);
+4. the old password is dropped (`ACL SETUSER default resetpass #<new>`) only when every consumer the
+   deploy knows of runs with the new one: restarted in step 3, or restarted by the operator after a
+   previous run said so (its files already hold the new password). Otherwise the summary says what to
+   restart, and running rotate.py again finishes.
 
-The new password travels base64-encoded on stdin; on the host it is only ever in shell
-variables, in the environment of redis-cli (REDISCLI_AUTH) and as a SHA-256 piped into it.
-Connected clients stay authenticated; new connections need the new password.
-The admin identity (`hsi-admin`, password in cli.auth) is not rotated here; only the backend's.
+Generated passwords: the new one waits in the control machine's store (`<name>.next`) and becomes the
+current one only once the old one is dropped, so a second run moves to the same value.
 """
 
 from __future__ import annotations
 
-import base64
-import shlex
 from dataclasses import replace
 
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra import host
+from pyinfra.api import operation
 from pyinfra.operations import python
 
-from . import secrets
-from .backend_env import write_backend_env
-from .configure import render_config
-from .exporter import write_exporter_env
-from .facts import ADMIN_USER, BACKEND_AUTH_FILE, CLI_AUTH_FILE
-from .managed_files import managed_file
-from .persistence import local_address
-from .platform import Platform
-from .rollback import record_last_good
-from .settings import RedisSettings
-
-USER = "default"  # the backend's identity
-AUTH_FILE = BACKEND_AUTH_FILE  # its current password on the host
+from . import clients, configure, credentials, program, report, verify
+from .hoststate import HostState, salted_sha256
+from .program import FileEntry
+from .target import Target, resolve
 
 
-def _stdin(password: str) -> list[str]:
-    encoded = base64.b64encode(password.encode()).decode()
-    return [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+def new_target(target: Target) -> Target:
+    """The Target with the password to rotate TO (generated: the pending one, created on first use)."""
+    settings = target.settings
+    if settings.password_source.startswith("generated"):
+        settings = replace(settings, password=credentials.pending_password(target.name))
+    return resolve(settings, target.row, target.admin_password)
 
 
-def _prelude(conf: RedisSettings, plat: Platform) -> str:
-    return f"""
-new=$(base64 -d); cli={shlex.quote(plat.cli)}; addr={shlex.quote(local_address(conf))}; port={int(conf.port)}
-auth={shlex.quote(AUTH_FILE)}; admin_auth={shlex.quote(CLI_AUTH_FILE)}
-say() {{ echo "hsi-redis: $*" >&2; }}
-# as PASSWORD ARGS...: the CLI as the backend's identity with PASSWORD (environment, never argv);
-# admin ARGS...: as the admin identity (user changes). stdin passes through to both.
-as() {{ pw=$1; shift; REDISCLI_AUTH="$pw" timeout 10 "$cli" --no-auth-warning -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
-admin() {{ REDISCLI_AUTH="$(cat "$admin_auth")" timeout 10 "$cli" --no-auth-warning --user {ADMIN_USER} -h "$addr" -p "$port" "$@" 2>&1 | tr -d '\\r'; }}
-pong() {{ [ "$(as "$1" ping </dev/null)" = PONG ]; }}
-sha() {{ printf '%s' "$1" | sha256sum | cut -c1-64; }}
-[ -n "$new" ] || {{ say "no new password received"; exit 1; }}
-""".strip()
+def consumers(target: Target) -> tuple[list[str], list[str]]:
+    """(units the deploy restarts, consumers it cannot restart: the operator must)."""
+    units, manual = [], []
+    if target.backend is not None:
+        if target.settings.backend_unit:
+            units.append(target.settings.backend_unit)
+        else:
+            manual.append(f"the HSI backend (it reads {target.backend.env_path}; set redis_backend_unit "
+                          "to let the deploy restart it)")
+    if target.exporter is not None:
+        unit = getattr(target.settings, "exporter_unit", None)
+        if unit:
+            units.append(unit)
+        else:
+            manual.append(f"redis_exporter (it reads {target.exporter.env_path})")
+    return units, manual
 
 
-def add_password_script(conf: RedisSettings, plat: Platform) -> str:
-    return _prelude(conf, plat) + f"""
-# Asked of the admin identity (ACL GETUSER lists password hashes): a trial AUTH with the new
-# password would land in ACL LOG as a failed login and show up as an auth failure.
-if admin acl getuser {USER} </dev/null | grep -qx "$(sha "$new")"; then
-  echo "the server already accepts the new password"; exit 0
-fi
-old=$(cat "$auth" 2>/dev/null)
-if [ -z "$old" ] || ! pong "$old"; then
-  say "the server accepts neither the new password nor the one in $auth: run deploy.py first"; exit 1
-fi
-reply=$(printf 'ACL SETUSER {USER} #%s\\n' "$(sha "$new")" | admin)
-[ "$reply" = OK ] || {{ say "ACL SETUSER failed: $reply"; exit 1; }}
-pong "$new" || {{ say "the server does not accept the new password after adding it"; exit 1; }}
-echo "added the new password beside the old one"
-"""
-
-
-def drop_old_script(conf: RedisSettings, plat: Platform) -> str:
-    unit = shlex.quote(conf.backend_unit) if conf.backend_unit else ""
-    restart = (
-        f'systemctl try-restart {unit} || {{ say "restarting {conf.backend_unit} failed; the old '
-        f'password stays valid until it runs with the new one"; exit 1; }}; echo "restarted {conf.backend_unit}"'
-        if unit else ": no backend unit to restart"
-    )
-    return _prelude(conf, plat) + f"""
-pong "$new" || {{ say "the server does not accept the new password: run rotate.py again"; exit 1; }}
-count=$(admin acl list </dev/null | grep '^user {USER} ' | tr ' ' '\\n' | grep -c '^#')
-if [ "$count" -le 1 ]; then echo "only the new password is valid"; exit 0; fi
-{restart}
-reply=$(printf 'ACL SETUSER {USER} resetpass #%s\\n' "$(sha "$new")" | admin)
-[ "$reply" = OK ] || {{ say "ACL SETUSER resetpass failed: $reply"; exit 1; }}
-pong "$new" || {{ say "the server does not accept the new password after dropping the old"; exit 1; }}
-echo "dropped $((count - 1)) old password(s)"
-"""
+def files_hold(target: Target, state: HostState, salt: str) -> bool:
+    """Whether the consumers' files already hold the target's password (a previous run wrote them)."""
+    backend = target.backend
+    if backend is None:
+        return True
+    info = state.envs.get(backend.env_path)
+    wanted = dict(backend.lines)["REDIS_PASSWORD"]
+    return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
 
 
 @operation()
-def add_password(conf: RedisSettings, plat: Platform):
+def rotate_on_host(target: Target, state: HostState, units: tuple[str, ...], drop: bool):
     """
-    Make the server accept `conf.password` too (the old one keeps working).
+    Add the new password, rewrite the files that hold it, restart consumers, drop the old one.
 
-    + conf: the host's settings, with the NEW password
-    + plat: the host's platform row
+    + target: the Target with the NEW password
+    + state: the prologue's state read
+    + units: consumer units to restart before the old password goes
+    + drop: whether the old password may go (every consumer has the new one)
 
     **Example:**
 
     .. code:: python
 
-        add_password(name="Add the new password", conf=new_conf, plat=plat)
+        rotate_on_host(name="Rotate", target=new, state=state, units=("hsi-backend.service",), drop=True)
     """
-    yield StringCommand(add_password_script(conf, plat), _stdin=_stdin(conf.password.reveal()))
+    entries = [e for e in configure.server_entries(target)
+               if e.path in (target.row.config_path, target.backend_auth)]
+    entries += clients.password_entries(target, state)
+    entries = [replace(e, flags=tuple(f for f in e.flags if f != "restart")) if isinstance(e, FileEntry) else e
+               for e in entries]
+    options = {**target.layout_options(), "restart_units": " ".join(units) or None, "drop": 1 if drop else 0}
+    yield program.command("rotate", *program.options(**options),
+                          stdin=program.bundle(entries, password=target.password.reveal()))
 
 
-@operation()
-def drop_old_passwords(conf: RedisSettings, plat: Platform):
-    """
-    Restart the backend unit (if any), then leave `conf.password` as the only valid password.
-
-    + conf: the host's settings, with the NEW password
-    + plat: the host's platform row
-
-    **Example:**
-
-    .. code:: python
-
-        drop_old_passwords(name="Drop the old password", conf=new_conf, plat=plat)
-    """
-    yield StringCommand(drop_old_script(conf, plat), _stdin=_stdin(conf.password.reveal()))
-
-
-def target_settings(conf: RedisSettings, host_name: str) -> RedisSettings:
-    """The host's settings with the password to rotate TO.
-
-    REDIS_PASSWORD in the environment or `redis_password` host data name it; for generated
-    passwords a new one is created beside the current one in the control machine's store
-    (`<name>.next`) and promoted once the host is done (an interrupted run reuses it).
-    """
-    if not conf.password_source.startswith("generated"):
-        return conf
-    return replace(conf, password=secrets.pending_password(host_name))
-
-
-@deploy("Rotate the password")
-def rotate_password(conf: RedisSettings, plat: Platform, host_name: str) -> RedisSettings:
-    """Move the host to a new password without downtime; returns the settings with it."""
-    new = target_settings(conf, host_name)
-    add_password(name="Add the new password beside the old one (ACL)", conf=new, plat=plat)
-    managed_file(name=f"Write {AUTH_FILE} (root only)", path=AUTH_FILE, content=new.password.reveal(),
-                 user="root", group="root", mode=0o600)
-    # No restart: the running server already accepts the new password.
-    managed_file(name=f"Write {plat.config_path} (requirepass; no restart)", path=plat.config_path,
-                 content=render_config(new, plat), user="root", group=plat.group, mode=0o640)
-    record_last_good(name="Record the config as the last good one", conf=new, plat=plat)
-    write_backend_env(new)
-    write_exporter_env(new)
-    drop_old_passwords(name="Restart the backend (if set), then drop the old password", conf=new, plat=plat)
-    if new is not conf:
+def rotate(prepared) -> None:
+    """The rotation of one host (the rotate flow, after the prologue)."""
+    old = prepared.target
+    new = new_target(old)
+    report.add_secret(new.password.reveal())
+    units, manual = consumers(new)
+    drop = not manual or files_hold(new, prepared.state, prepared.salt)
+    if not drop:
+        report.warn(host.name, "the old password stays valid until these run with the new one: "
+                    + "; ".join(manual) + ". Restart them, then run rotate.py again to drop it")
+    rotated = rotate_on_host(name="Rotate the backend password (add, rewrite files, restart consumers, drop)",
+                             target=new, state=prepared.state, units=tuple(units), drop=drop)
+    if drop and new.settings.password_source.startswith("generated"):
         python.call(name="Make the new password the current one in the control machine's store",
-                    function=secrets.promote_pending, host_name=host_name)
-    return new
+                    function=credentials.promote_pending, host_name=old.name)
+    verify.server_answers(name="Verify with the new password", target=new, state=prepared.state,
+                          salt=prepared.salt, changes=(rotated,))

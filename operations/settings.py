@@ -22,9 +22,9 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from . import certs, secrets, sources
+from . import certs, credentials, sources
 from .certs import TlsConfig
-from .secrets import Secret
+from .credentials import Secret
 
 
 @dataclass(frozen=True)
@@ -308,11 +308,11 @@ def _password(reader: _Reader, development: bool, exposed: bool = False) -> tupl
         if isinstance(value, Secret):
             value = value.reveal()
     else:
-        return secrets.generated_password(reader.host_name), "generated (control machine store)"
+        return credentials.generated_password(reader.host_name), "generated (control machine store)"
     if not isinstance(value, str):
         reader.fail("redis_password", f"expected text ({source})")
         return None, source
-    problem = secrets.password_problem(value)
+    problem = credentials.password_problem(value)
     if problem:
         reader.fail("redis_password", f"{problem} ({source})")
         return None, source
@@ -519,13 +519,14 @@ def load_all(inventory) -> dict[str, RedisSettings]:
     return _cache[key]
 
 
+def clear_cache() -> None:
+    """Forget validated inventories (tests run several inventories in one process)."""
+    _cache.clear()
+
+
 def load(host) -> RedisSettings:
-    """Settings of `host`, validating the whole inventory on first use."""
-    from pyinfra import state
+    """Settings of `host`, validating the whole inventory (`host.state`'s) on first use."""
+    return load_all(host.state.inventory)[host.name]
 
-    from . import report
 
-    conf = load_all(state.inventory)[host.name]
-    for warning in conf.warnings:  # e.g. a certificate that expires soon: printed in the summary
-        report.warn(host.name, warning)
-    return conf
+Settings = RedisSettings

@@ -4,7 +4,8 @@ and the store of generated passwords.
 Generated passwords are 32 random bytes in base64 (what `openssl rand -base64 32`
 prints), created once per host in `<store>/<host>/<name>` (directory 0700, file 0600) and
 reused on every later run, the way Ansible's password lookup works. The store is
-`.secrets/` beside this package unless `HSI_REDIS_SECRETS_DIR` names another directory.
+`.secrets/` in the working directory (where pyinfra runs) unless `HSI_REDIS_SECRETS_DIR` names another
+directory: never inside the installed package.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import re
 import secrets as _random
 import unicodedata
 from pathlib import Path
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Secret:
@@ -72,7 +71,7 @@ def password_problem(value: str) -> str | None:
 
 
 def store_dir() -> Path:
-    return Path(os.environ.get("HSI_REDIS_SECRETS_DIR") or PROJECT_ROOT / ".secrets")
+    return Path(os.environ.get("HSI_REDIS_SECRETS_DIR") or Path.cwd() / ".secrets")
 
 
 def _safe_name(host_name: str) -> str:

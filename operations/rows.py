@@ -1,4 +1,4 @@
-"""One table of what differs between platforms. Operations read fields, never branch on distros.
+"""One table of what differs between platforms (rows). Steps read fields, never branch on distros.
 
 A row describes one server flavour (Redis or Valkey) as one distro release packages it.
 `select()` picks the row for a host from its /etc/os-release and the `redis_flavour`
@@ -15,7 +15,7 @@ class UnsupportedPlatform(Exception):
 
 
 @dataclass(frozen=True)
-class Platform:
+class Row:
     name: str                 # e.g. "debian-12", for reports
     flavour: str              # "redis" | "valkey"
     package_manager: str      # "apt" | "dnf"
@@ -64,7 +64,7 @@ class Platform:
         return f"/etc/systemd/system/{self.service}.service.d/hsi-redis.conf"
 
 
-_DEBIAN_REDIS = Platform(
+_DEBIAN_REDIS = Row(
     name="debian", flavour="redis", package_manager="apt",
     packages=("redis-server", "redis-tools"), service="redis-server",
     config_path="/etc/redis/redis.conf", user="redis", group="redis",
@@ -78,7 +78,7 @@ _DEBIAN_VALKEY = replace(
     data_dir="/var/lib/valkey", log_file="/var/log/valkey/valkey-server.log",
     pid_file="/run/valkey/valkey-server.pid", cli="valkey-cli",
 )
-_RPM_REDIS = Platform(
+_RPM_REDIS = Row(
     name="rpm", flavour="redis", package_manager="dnf", packages=("redis",), service="redis",
     config_path="/etc/redis/redis.conf", user="redis", group="redis", data_dir="/var/lib/redis",
     log_file="/var/log/redis/redis.log", pid_file="/run/redis/redis.pid", cli="redis-cli",
@@ -91,12 +91,12 @@ _RPM_VALKEY = replace(
 )
 
 
-def _row(base: Platform, name: str, version: str, **changes) -> Platform:
+def _row(base: Row, name: str, version: str, **changes) -> Row:
     return replace(base, name=name, distro_version=version, **changes)
 
 
 # (os family, major version) -> {flavour: row}. "debian"/"ubuntu"/"fedora"/"el" families.
-TABLE: dict[tuple[str, str], dict[str, Platform]] = {
+TABLE: dict[tuple[str, str], dict[str, Row]] = {
     ("debian", "12"): {"redis": _row(_DEBIAN_REDIS, "debian-12", "7.0.15", codename="bookworm")},
     ("debian", "13"): {
         "redis": _row(_DEBIAN_REDIS, "debian-13", "8.0.2", codename="trixie"),
@@ -121,7 +121,7 @@ UPSTREAM_APT_URL = "https://packages.redis.io/deb"
 UPSTREAM_RPM_URL = "https://packages.redis.io/rpm"
 
 
-def upstream(row: Platform) -> Platform | None:
+def upstream(row: Row) -> Row | None:
     """The row for installing Redis from packages.redis.io on `row`'s release, or None.
 
     Upstream ships Redis only (no Valkey), apt packages for the Debian/Ubuntu releases it
@@ -159,7 +159,7 @@ def family_and_release(os_id: str, version_id: str, id_like: str = "") -> tuple[
     return os_id, version_id
 
 
-def select(os_id: str, version_id: str, id_like: str, flavour: str) -> Platform:
+def select(os_id: str, version_id: str, id_like: str, flavour: str) -> Row:
     """The row for a host. `flavour` "auto" takes Redis where the distro ships it, else Valkey."""
     key = family_and_release(os_id, version_id, id_like)
     rows = TABLE.get(key)
@@ -173,31 +173,3 @@ def select(os_id: str, version_id: str, id_like: str, flavour: str) -> Platform:
             f"{os_id} {version_id} does not package {flavour} (it has: {', '.join(rows)})"
         )
     return rows[flavour]
-
-
-def detect(host, flavour: str) -> tuple[Platform | None, dict, str | None]:
-    """Read the host's identity (one trip) and pick its row: (row or None, identity, problem)."""
-    from .facts import HostIdentity
-
-    identity = host.get_fact(HostIdentity)
-    try:
-        row = select(identity.get("os_id", ""), identity.get("version_id", ""),
-                     identity.get("id_like", ""), flavour)
-    except UnsupportedPlatform as exc:
-        return None, identity, str(exc)
-    if identity.get("systemd") != "yes":
-        return None, identity, "systemd is not running on this host (PID 1); the service cannot be managed"
-    return row, identity, None
-
-
-def for_host(host, flavour: str) -> tuple[Platform | None, dict]:
-    """The host's row and identity. Unsupported: the host is marked failed (others go on), row None."""
-    from . import report, shell
-
-    row, identity, problem = detect(host, flavour)
-    if problem:
-        report.record(host.name, status="failed", failed_step="platform", problem=problem)
-        shell.fail_host(name="Check the platform", message=problem)
-        return None, identity
-    report.record(host.name, platform=row.name, flavour=row.flavour)
-    return row, identity
