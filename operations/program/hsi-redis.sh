@@ -1,22 +1,14 @@
 #!/bin/sh
 # shellcheck disable=SC2016,SC2046,SC2086,SC2015
-# (awk and sh programs sit in single quotes; word splitting is deliberate under `set -f`, which turns
-# globbing off; `A && B || die` dies when any step fails)
-# hsi-redis: the host side of the hsi-redis deploy (program spec v1, issue 10).
-#
-#   hsi-redis VERB [OPTIONS]
-#   VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop
-#
-# The deploy sends this whole text with every call (sh -c "<text>" hsi-redis VERB ...); it may also be
-# installed as /usr/local/sbin/hsi-redis. It is the only code that talks to the server's CLI or guards
-# data on a host: where the server is now, which credential it takes, the data across restarts (AOF
-# before a restart, a snapshot, the last good config, rollback) and link-safe file writes.
-# Output: key=value lines. A failing verb says why on stderr (the last `hsi-redis:` line) and exits 1;
-# state and verify never fail (a problem becomes a key). Passwords never reach argv or output: the CLI
-# gets them through REDISCLI_AUTH or on stdin.
-
-set -f                 # paths are data: no globbing anywhere
-umask 077              # every file this program creates is private until it says otherwise
+# (programs in single quotes; splitting is deliberate under set -f; `A && B || die` dies on any failure)
+# hsi-redis VERB [OPTIONS]: the host side of the hsi-redis deploy (program spec v1, issue 10).
+# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop
+# Sent whole with every call (sh -c "<text>" hsi-redis VERB ...) or installed as /usr/local/sbin/hsi-redis.
+# The only code that talks to the server's CLI or guards data on a host. Output: key=value lines; a
+# failing verb says why on stderr (`hsi-redis: ...`) and exits 1; state and verify never fail. Passwords
+# never reach argv or output: the CLI gets them through REDISCLI_AUTH or on stdin.
+set -f     # paths are data: no globbing
+umask 077  # whatever this creates is private until it says otherwise
 LC_ALL=C; export LC_ALL
 unset REDISCLI_AUTH
 NL='
@@ -25,7 +17,7 @@ DIFS=$IFS
 
 say() { printf 'hsi-redis: %s\n' "$*" >&2; }
 die() { say "$@"; exit 1; }
-# state and verify never exit non-zero (pyinfra fails a host whose fact command does): a key instead
+# state and verify never exit non-zero (pyinfra fails a host whose fact command does)
 bad() { case $verb in state|verify) printf 'error=%s\n' "$*"; exit 0;; esac; die "$@"; }
 
 verb=${1:-}; [ $# -gt 0 ] && shift
@@ -33,6 +25,7 @@ sd=/etc/hsi-redis admin=hsi-admin service=redis-server config=/etc/redis/redis.c
 suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' envs='' envkeys='' pkgs='' units='' layouts=''
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0
+STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
   case $o in
@@ -63,28 +56,21 @@ case $drop in 0|1) ;; *) bad "--drop must be 0 or 1";; esac
 [ "$(printf '%s' "$envs" | grep -c '')" = "$(printf '%s' "$envkeys" | grep -c '')" ] \
   || bad "every --env needs its --env-keys"
 
-# -- service control: systemd, or the tests' stand-in named by HSI_REDIS_SERVICE_CTL --------------
-svc() {  # ACTION [UNIT...] (default: the server's unit); `journal UNIT SINCE` prints its log lines
+# svc ACTION [UNIT...] (default: the server's unit; `journal UNIT SINCE`): systemd, or the tests' stand-in
+svc() {
   sv_a=$1; shift; [ $# -gt 0 ] || set -- "$service"
-  if [ -n "${HSI_REDIS_SERVICE_CTL:-}" ]; then
-    case $sv_a in
-      start|stop|restart|try-restart) timeout "$W" "$HSI_REDIS_SERVICE_CTL" "$sv_a" "$@";;
-      *) "$HSI_REDIS_SERVICE_CTL" "$sv_a" "$@";;
-    esac
-    return
-  fi
+  sv_t=''; case $sv_a in start|stop|restart|try-restart) sv_t="timeout $W";; esac
+  if [ -n "${HSI_REDIS_SERVICE_CTL:-}" ]; then $sv_t "$HSI_REDIS_SERVICE_CTL" "$sv_a" "$@"; return; fi
   case $sv_a in
     journal) journalctl -u "$1" --since "$2" -o cat --no-pager 2>/dev/null;;
     show) systemctl show -p LoadState,ActiveState,UnitFileState "$@" 2>/dev/null;;
     is-failed) systemctl is-failed --quiet "$@";;
-    start|stop|restart|try-restart) timeout "$W" systemctl "$sv_a" "$@";;
-    *) systemctl "$sv_a" "$@" 2>/dev/null;;
+    *) $sv_t systemctl "$sv_a" "$@" 2>/dev/null;;
   esac
 }
 
-# -- reaching the server ---------------------------------------------------------------------------
-# awk: how a client on the host reaches the server a config starts (shell assignments; a value with
-# characters outside the safe set is left at its default)
+# -- reaching the server: REACH_AWK prints how a client on the host reaches the server a config
+# starts, as shell assignments (a value with characters outside the safe set keeps its default)
 REACH_AWK='
 function arg(s) {
   sub(/^[ \t]*[^ \t]+[ \t]*/, "", s)
@@ -114,8 +100,8 @@ use() {  # CONFIG: talk to that config's server (its plain port, else its TLS po
   c_addr=$r_addr c_ca=$r_ca c_port=$r_port c_tls=0
   [ "$r_port" -gt 0 ] || c_port=$r_tport c_tls=1
 }
-# ask ARGS...: the one way to the CLI. Bounded (--tls against a plain port hangs), the password only
-# in REDISCLI_AUTH, replies without CR. The CLI exits 0 on WRONGPASS: callers judge the replies.
+# ask ARGS...: the one way to the CLI: bounded (--tls against a plain port hangs), the password only in
+# REDISCLI_AUTH. It exits 0 on WRONGPASS: callers judge the replies.
 ask() {
   if [ "$c_tls" = 1 ]; then
     if [ "$c_cert" = 1 ] && [ -s "$sd/tls/client.crt" ] && [ -s "$sd/tls/client.key" ]; then
@@ -131,13 +117,12 @@ ask() {
   fi | tr -d '\r'
 }
 answers() {  # REPLY: whether a Redis server said it (not refused, reset or timed out)
-  case $1 in PONG|NOAUTH*|WRONGPASS*|ERR*|LOADING*|NOPERM*|BUSY*|MASTERDOWN*|"AUTH failed"*) return 0;; esac
-  return 1
+  case $1 in PONG|NOAUTH*|WRONGPASS*|ERR*|LOADING*|NOPERM*|BUSY*|MASTERDOWN*|"AUTH failed"*) ;; *) return 1;; esac
 }
 lgc() { printf '%s/last-good/%s' "$sd" "${config##*/}"; }
-# find_now: the server where it runs NOW (a changed port must not make pre-change steps ask the new
-# address): while a restart is pending the last good config first, then --config, then the last good
-# one. Sets c_*, noauth (PING without a password) and now_cfg ("" when none answers).
+# find_now: the server where it runs NOW (a new port must not make pre-change steps ask the new address):
+# the last good config first while a restart is pending, --config, the last good config. Sets c_*,
+# noauth (PING without a password) and now_cfg ("" when none answers).
 find_now() {
   if [ -f "$sd/restart-pending" ]; then set -- "$(lgc)" "$config"; else set -- "$config" "$(lgc)"; fi
   fn_seen=
@@ -150,23 +135,22 @@ find_now() {
   done
   use "$config"; now_cfg=; noauth=${noauth:--}; return 1
 }
-# pick: the first credential the server answers PONG to: cli.auth as the admin, as default, the
-# last good cli.auth the same way, no password. Sets c_user c_pass ident (refused: none worked)
-# and p_reply (what the first try was told).
+# pick: the first credential the server answers PONG to: cli.auth as the admin, as default, the last
+# good cli.auth so, none. Sets c_user c_pass ident (refused: none did) p_reply (the first answer).
 pick() {
   p_reply=
-  for pk_f in "$sd/cli.auth" "$sd/last-good/cli.auth"; do
-    [ -s "$pk_f" ] || continue
-    [ "$pk_f" = "$sd/cli.auth" ] || ! same_file "$pk_f" "$sd/cli.auth" || continue
-    c_pass=$(cat "$pk_f")
+  for pk_f in "$sd/cli.auth" "$sd/last-good/cli.auth" ''; do
+    [ -z "$pk_f" ] || [ -s "$pk_f" ] || continue
+    [ "$pk_f" != "$sd/last-good/cli.auth" ] || ! same_file "$pk_f" "$sd/cli.auth" || continue
+    c_pass=''; [ -z "$pk_f" ] || c_pass=$(cat "$pk_f")
     for pk_u in "$admin" default; do
       c_user=$pk_u; [ "$pk_u" != default ] || c_user=
-      pk_r=$(ask ping); [ -n "$p_reply" ] || p_reply=$(printf '%s' "$pk_r" | head -n 1)
-      [ "$pk_r" = PONG ] && { ident=$pk_u; return 0; }
+      [ -n "$pk_f" ] || { c_user=''; pk_u=none; }
+      pk_r=$(ask ping); [ -n "$p_reply" ] || p_reply=$(printf '%s\n' "$pk_r" | head -n 1)
+      [ "$pk_r" != PONG ] || { ident=$pk_u; return 0; }
+      [ -n "$pk_f" ] || break
     done
   done
-  c_user='' c_pass=''; pk_r=$(ask ping); [ -n "$p_reply" ] || p_reply=$(printf '%s' "$pk_r" | head -n 1)
-  [ "$pk_r" = PONG ] && { ident=none; return 0; }
   ident=refused; return 1
 }
 same_file() { [ -f "$1" ] && [ -f "$2" ] && [ "$(sha256sum < "$1")" = "$(sha256sum < "$2")" ]; }
@@ -174,7 +158,7 @@ count() {  # "all persistent" keys over every database
   ask info keyspace | awk -F'[:=,]' '/^db[0-9]+:/ { k += $3; e += $5 } END { print k + 0, k - e }'
 }
 field() { printf '%s\n' "$1" | sed -n "s/^$2://p"; }
-# wait_up: until the server at c_* answers (LOADING: keep waiting); 1 when its unit failed or --wait ran out
+# wait_up: until the server at c_* answers (LOADING: wait on); 1 when its unit failed or --wait ran out
 wait_up() {
   wu_i=0
   while [ "$wu_i" -lt $((W * 10)) ]; do
@@ -188,13 +172,11 @@ wait_up() {
   return 1
 }
 
-# -- files: who writes where (issue 9 items 2 and 8) -----------------------------------------------
-# chain DIR: w=root when every directory from / down to DIR is root's and writable by no one else;
-# w=USER when a non-root user owns one (the write then runs as that user, so root never touches a
-# path the user controls); w=unsafe (w_why says why) for a group/other-writable directory (a sticky
-# one only above an entry it holds), a root directory inside a user's, or two users. A root-owned
-# symbolic link is followed; beyond a user's the write runs as the user anyway. w_dir: the deepest
-# directory that exists (the writer creates the rest).
+# -- files (issue 9 items 2, 8). chain DIR: w=root when every directory from / to DIR is root's and
+# writable by no one else; w=USER when a user owns one (the write runs as that user: root never touches
+# a path a user controls); w=unsafe (w_why) for a group/other-writable one (sticky: only above an entry
+# it holds), root's inside a user's, or two users. Root's links are followed (a user's: the user's
+# problem). w_dir: the deepest existing directory (the writer creates the rest).
 chain() {
   ch_p=$1 ch_hops=0
   while :; do
@@ -248,9 +230,8 @@ mkdirs() {  # DIR: create what is missing below w_dir (root 0755, or as the user
     md_q=$md_q/$md_c; [ -d "$md_q" ] || as_w mkdir -m 0755 "$md_q" || return 1
   done
 }
-# The writer (sh -c, as root or as the user who controls the directory): OP check|write, KIND
-# file|merge, MODE OWNER GROUP (- keeps; ?GROUP: when allowed), TARGET, the merge awk; stdin: the
-# content or the wanted lines. Prints same | differs | changed. Never follows a link at the target.
+# WRITER OP(check|write) KIND(file|merge) MODE OWNER GROUP(- keeps, ?G: if allowed) TARGET MERGE_AWK,
+# stdin the content or wanted lines, run as the writer: prints same|differs|changed, never follows a link
 WRITER='set -euf; cd /; umask 077
 op=$1 kind=$2 mode=$3 own=$4 grp=$5 t=$6 d=${6%/*}
 [ -n "$d" ] || d=/
@@ -269,13 +250,11 @@ fi
 [ "$own" = - ] || chown "$own" "$new"
 case $grp in -) ;; \?*) chgrp "${grp#?}" "$new" 2>/dev/null || :;; *) chgrp "$grp" "$new";; esac
 chmod "$mode" "$new"; mv -f "$new" "$t"; trap - EXIT; echo changed'
-# The .env merge (and its scan for `state`), python-dotenv's reading: lines assigning an owned key
-# (KEY=, export KEY=, blanks around =) are replaced in place by the wanted line, later duplicates
-# dropped, missing keys appended, every other line kept byte for byte (CRLF files get CRLF lines).
-# A quoted owned key, or an owned value whose quote does not close on its line, is refused. Lines
-# inside another key's multi-line quoted value are values, not assignments.
-# Input: the wanted KEY=value lines (merge) then the file; scan="K1 K2" reads only the file and prints
-# `crlf 0|1`, `key KEY LINENO` per owned assignment and `bad LINENO REASON`.
+# The .env merge, read as python-dotenv reads: a line assigning an owned key (KEY=, export KEY=, blanks
+# around =) is replaced in place, later ones dropped, missing keys appended, other lines kept byte for
+# byte (CRLF kept). A quoted owned key, or an owned value whose quote does not close on its line, is
+# refused; lines inside another key's multi-line value are not assignments. Input: wanted lines, then
+# the file; with scan="K1 K2" only the file: prints `crlf 0|1`, `key KEY LINE`, `bad LINE REASON`.
 MERGE_AWK='
 function closes(s, q,   i, c, p) {
   p = ""; for (i = 1; i <= length(s); i++) { c = substr(s, i, 1); if (c == q && p != "\\") return i; p = c }
@@ -314,7 +293,7 @@ END {
     exit 0
   }
   for (i = 1; i <= n; i++) if (i in why) {
-    printf "hsi-redis: %s line %d: %s (%s): nothing was changed\n", f, i, "the deploy cannot merge this line", why[i] > "/dev/stderr"
+    printf "hsi-redis: %s line %d: the deploy cannot merge this line (%s): nothing was changed\n", f, i, why[i] > "/dev/stderr"
     bad = 1
   }
   if (bad) exit 3
@@ -326,8 +305,7 @@ END {
   for (i = 1; i <= nw; i++) if (!(order[i] in done)) print want[order[i]] e
 }'
 
-# -- bundles ---------------------------------------------------------------------------------------
-# `file MODE USER GROUP FLAGS PATH` / `merge FLAGS USER GROUP PATH`, base64 lines, `.`; `end` last.
+# -- bundles: `file MODE USER GROUP FLAGS PATH` | `merge FLAGS USER GROUP PATH`, base64 lines, `.`; `end`
 BUNDLE_AWK='
 BEGIN { n = 0 }
 function fail(m) { print "line " NR ": " m; bad = 1; exit 1 }
@@ -360,7 +338,7 @@ mk_tmp() {  # a root-only scratch directory inside the state directory, removed 
   tmp=$(mktemp -d "$sd/.tmp.XXXXXX") || die "cannot create a temporary directory in $sd"
   trap 'rm -rf "$tmp"' EXIT; trap 'exit 1' HUP INT TERM
 }
-read_bundle() {  # decode stdin's bundle into $tmp before anything changes: a bad or cut one changes nothing
+read_bundle() {  # stdin's bundle decoded into $tmp before anything changes: a bad or cut one changes nothing
   mk_tmp; : > "$tmp/m"
   cat > "$tmp/in" || die "could not read the bundle"
   rb_why=$(awk -v dir="$tmp" "$BUNDLE_AWK" "$tmp/in") || die "the bundle is malformed (${rb_why:-?}): nothing was changed"
@@ -376,10 +354,10 @@ is_rfile() {  # the current entry is a file the server reads
   for ir in $rfiles; do [ "$ir" = "$e_p" ] && return 0; done
   return 1
 }
-# entry OP [SOURCE]: check or write the current entry (e_k e_m e_u e_g e_f e_p; content in SOURCE,
-# default the decoded bundle file) as the writer of its directory. Sets e_res; 1 (said why) when refused.
+# entry OP [SOURCE]: check or write the entry e_* (content: SOURCE or its decoded file) as the writer of
+# its directory. Sets e_res; 1 (said why) when refused.
 entry() {
-  en_src=${2:-$tmp/$e_i} en_d=${e_p%/*}; [ -n "$en_d" ] || en_d=/
+  en_op=$1 en_src=${2:-$tmp/$e_i} en_d=${e_p%/*}; [ -n "$en_d" ] || en_d=/
   chain "$en_d"
   [ "$w" != unsafe ] || { say "$e_p: $w_why: refused, nothing written"; return 1; }
   [ ! -L "$e_p" ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
@@ -401,10 +379,10 @@ entry() {
     en_o=-
   fi
   case $en_g in '?'|'?-') en_g=-;; esac
-  if [ "$1" = write ]; then mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
+  if [ "$en_op" = write ]; then mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0
   fi
-  e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$1" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" < "$en_src") \
+  e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$en_op" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" < "$en_src") \
     || { say "$e_p: not written"; return 1; }
 }
 unit_changed=0 repo_changed=0 wrote=0
@@ -419,25 +397,20 @@ write_entries() {  # PHASE (now: all but `after` entries; after; all): prints ch
     ! flag repo || repo_changed=1
   done 3< "$tmp/m"
 }
-place() {  # SOURCE TARGET MODE OWNER GROUP: write one file from SOURCE (root's copy) link-safely
-  e_k=file e_p=$2 e_m=$3 e_u=$4 e_g=$5 e_f=-
-  entry write "$1"
+place() {  # SOURCE TARGET MODE OWNER GROUP: one file, written link-safely
+  e_k=file e_p=$2 e_m=$3 e_u=$4 e_g=$5 e_f=-; entry write "$1"
 }
+private() { cp "$1" "$2.tmp" && chmod 600 "$2.tmp" && mv -f "$2.tmp" "$2"; }  # SRC DST in root's own directory
 
-# -- data safety -----------------------------------------------------------------------------------
+# -- data safety
 mtime() { stat -c %Y "$1" 2>/dev/null || echo -; }
 aof_mtime() {  # newest file of the AOF in DATADIR, or -
   am=$(find "$1/appendonlydir" "$1/appendonly.aof" -type f -exec stat -c %Y {} + 2>/dev/null | sort -n | tail -n 1)
   echo "${am:--}"
 }
 save_last_good() {  # the config and credential the server runs with now, root 0700/0600
-  install -d -m 0700 "$sd" "$sd/last-good" || return 1
-  cp "$config" "$(lgc).tmp" && chmod 600 "$(lgc).tmp" && mv -f "$(lgc).tmp" "$(lgc)" || return 1
-  if [ -s "$sd/cli.auth" ]; then
-    cp "$sd/cli.auth" "$sd/last-good/cli.auth.tmp" && chmod 600 "$sd/last-good/cli.auth.tmp" \
-      && mv -f "$sd/last-good/cli.auth.tmp" "$sd/last-good/cli.auth"
-  else rm -f "$sd/last-good/cli.auth"
-  fi
+  install -d -m 0700 "$sd" "$sd/last-good" && private "$config" "$(lgc)" || return 1
+  if [ -s "$sd/cli.auth" ]; then private "$sd/cli.auth" "$sd/last-good/cli.auth"; else rm -f "$sd/last-good/cli.auth"; fi
 }
 keep_last_good() {  # save them when the server runs healthy on the current config (no restart pending)
   [ ! -f "$sd/restart-pending" ] && find_now && [ "$now_cfg" = "$config" ] && pick || return 0
@@ -450,35 +423,30 @@ restore_files() {  # the last good config and credential back in place
   [ -s "$(lgc)" ] || return 1
   set -- $(stat -c '%a %U %G' "$config" 2>/dev/null || echo "640 root $sgroup")
   place "$(lgc)" "$config" "$1" "$2" "$3" || return 1
-  if [ -s "$sd/last-good/cli.auth" ]; then
-    cp "$sd/last-good/cli.auth" "$sd/cli.auth.tmp" && chmod 600 "$sd/cli.auth.tmp" && mv -f "$sd/cli.auth.tmp" "$sd/cli.auth"
-  else rm -f "$sd/cli.auth"
-  fi
+  if [ -s "$sd/last-good/cli.auth" ]; then private "$sd/last-good/cli.auth" "$sd/cli.auth"; else rm -f "$sd/cli.auth"; fi
 }
-# secure_aof NEWAOF: before a restart turns AOF on, the data must be in an AOF (FACTS.md: a server
-# whose data is only in dump.rdb, restarted with appendonly yes, starts EMPTY, then overwrites it).
+# secure_aof NEWAOF: before a restart turns AOF on, the data must be in an AOF (FACTS.md: data only in
+# dump.rdb + appendonly yes + restart = an EMPTY server, which then overwrites dump.rdb)
 secure_aof() {
   [ "$1" = yes ] || return 0
   if ! find_now; then
     reach "$config"; sa_dd=${datadir:-$r_dir}; sa_rdb=$(mtime "$sa_dd/dump.rdb"); sa_aof=$(aof_mtime "$sa_dd")
     [ "$sa_rdb" != - ] || return 0
-    # which AOF setting the server last ran with: the last good config knows best
-    if reach "$(lgc)"; then sa_ran=$r_aof; else reach "$config"; sa_ran=$r_aof; fi
+    # stale AOF: the server last ran without AOF (the last good config knows best) and the RDB is newer
+    reach "$(lgc)" || reach "$config"
     if [ "$sa_aof" != - ]; then
-      { [ "$sa_ran" = yes ] || [ "$sa_aof" -ge "$sa_rdb" ]; } && return 0
+      { [ "$r_aof" = yes ] || [ "$sa_aof" -ge "$sa_rdb" ]; } && return 0
       sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T')), which the server did not keep up to date"
     else sa_what="its data is only in $sa_dd/dump.rdb"
     fi
-    # start it once on a config with AOF off, then turn AOF on live
+    # start it once on a config with AOF off (the last good one while a restart is pending), AOF on live
     reach "$config"
     if [ "$r_aof" = yes ]; then
       reach "$(lgc)" && [ "$r_aof" = no ] && [ -f "$sd/restart-pending" ] && restore_files \
-        || die "$service is stopped, $sa_what, and its config turns AOF on: starting it would load an empty or stale dataset. Start it once with appendonly no (the server then has the data in memory) and run again"
+        || die "$service is stopped, $sa_what, and its config turns AOF on: starting it would load an empty or stale dataset. Start it once with appendonly no and run again"
     fi
-    svc reset-failed >/dev/null 2>&1; svc start >/dev/null 2>&1
-    find_now; wait_up || die "$service did not answer after starting it on its current config to move its data into an AOF"
+    bounce start; find_now; wait_up && find_now || die "$service did not answer after starting it to move its data into an AOF"
     echo started=1
-    find_now || die "$service does not answer after starting"
   fi
   pick || die "the running server refuses the deploy's credentials (without a password: '$noauth', with $sd/cli.auth: '$p_reply'); its data cannot be moved into an AOF safely, so nothing was changed. Put its current password in $sd/cli.auth (root, 0600) and run again"
   sa_i=$(ask info persistence)
@@ -511,14 +479,18 @@ snapshot() {  # memory to disk before a restart (SCHEDULE waits for an AOF rewri
   done
   [ "$sn_n" -lt 6000 ] && [ "$(field "$sn_i" rdb_last_bgsave_status)" = ok ]
 }
-# sed: the arguments of the config line Redis quotes in a fatal error (">>> 'directive args'") and of
-# any password-bearing directive hidden
+# sed: hides the arguments of the config line a fatal error quotes (">>> 'directive args'") and of any
+# password-bearing directive
 REDACT='s/^(.*>>> '"'"'[^ '"'"']*).*/\1 <arguments hidden>'"'"'/; s/((requirepass|masterauth|masteruser|tls-key-file-pass|tls-client-key-file-pass)[[:space:]]+).*/\1<hidden>/I; s/(user[[:space:]]+[^[:space:]]+)[[:space:]].*[>#<].*/\1 <hidden>/I'
 # systemd's own lines around restarts say nothing about why the server failed
 NOISE='Scheduled restart job|Deactivated successfully|^Stopped |^Starting |^Started |Start request repeated|Failed with result|^Failed to start '
-reasons() {  # SINCE LOGSIZE: why the server did not come up (its log and journal since), redacted
-  [ -z "$lf" ] || [ ! -f "$lf" ] || tail -c +$(($2 + 1)) "$lf" | grep -v '^$' | tail -n 3 | sed -E "$REDACT" | sed 's/^/log: /' >&2
-  svc journal "$service" "$1" 2>/dev/null | grep -v '^$' | grep -v -E "$NOISE" | awk '!seen[$0]++' | tail -n 6 \
+bounce() {  # ACTION: reset-failed, then start or restart, noting where the log and journal stand
+  reach "$config"; bo_l=${log:-$r_log} bo_z=0; [ ! -f "$bo_l" ] || bo_z=$(wc -c < "$bo_l")
+  bo_t=$(date '+%Y-%m-%d %H:%M:%S'); svc reset-failed >/dev/null 2>&1; svc "$1" >/dev/null 2>&1
+}
+reasons() {  # why the server did not come up: its log and journal since the last bounce, redacted
+  [ ! -f "$bo_l" ] || tail -c +$((bo_z + 1)) "$bo_l" | grep -v '^$' | tail -n 3 | sed -E "$REDACT" | sed 's/^/log: /' >&2
+  svc journal "$service" "$bo_t" 2>/dev/null | grep -v '^$' | grep -v -E "$NOISE" | awk '!seen[$0]++' | tail -n 6 \
     | sed -E "$REDACT" | sed 's/^/journal: /' >&2
 }
 # do_restart: snapshot, restart, check; back to the last good config when the new one does not serve
@@ -530,12 +502,11 @@ do_restart() {
     snapshot || { restore_files; die "the snapshot before the restart failed (disk full?): not restarted, the config was put back from the last good copy"; }
   elif reach "$(lgc)" || reach "$config"; then dr_old=$r_dir
   fi
-  reach "$config"; dr_new=$r_dir lf=${log:-$r_log}
+  reach "$config"; dr_new=$r_dir
   case $dr_new in /*) ;; *) dr_new=;; esac
   case $dr_old in /*) ;; *) dr_old=;; esac
   if [ -n "$dr_old" ] && [ -n "$dr_new" ] && [ "${dr_old%/}" != "${dr_new%/}" ]; then move_data "${dr_old%/}" "${dr_new%/}"; fi
-  dr_since=$(date '+%Y-%m-%d %H:%M:%S'); dr_ls=0; [ -z "$lf" ] || [ ! -f "$lf" ] || dr_ls=$(wc -c < "$lf")
-  svc reset-failed >/dev/null 2>&1; svc restart >/dev/null 2>&1
+  bounce restart
   use "$config"; c_user=$admin; c_pass=$(cat "$sd/cli.auth" 2>/dev/null)
   [ -n "$c_pass" ] || c_user=
   if wait_up && [ "$(ask ping)" = PONG ]; then
@@ -545,18 +516,17 @@ do_restart() {
       || die "keys without a TTL dropped across the restart: $dr_bp before, $2 after ($dr_b/$1 with TTL keys); check the data"
     echo "restarted=$dr_b $1"; return 0
   fi
-  reasons "$dr_since" "$dr_ls"
+  reasons
   [ -s "$(lgc)" ] || die "$service does not answer PING after the restart with the new config, and there is no last good config to restore"
   restore_files || die "$service does not answer PING with the new config, and the last good config could not be put back"
-  svc reset-failed >/dev/null 2>&1; svc restart >/dev/null 2>&1
-  use "$config"
+  bounce restart; use "$config"
   if wait_up && pick; then
     set -- $(count); rm -f "$sd/restart-pending"
     die "$service did not answer PING with the new config; rolled back to the last good config, which serves $1 keys (before: $dr_b). Fix the settings and run again"
   fi
   die "$service did not answer PING with the new config, and not after restoring the last good config either: see journalctl -u $service"
 }
-move_data() {  # OLD NEW: the data follows the server (stopped first, so the files are final; what NEW held is kept aside)
+move_data() {  # OLD NEW: the data follows the server (stopped: the files are final; NEW's are kept aside)
   chain "$2"
   case $w in root|"$suser") ;; *) die "the new data directory $2 is not safe to fill as root (${w_why:-it belongs to $w}): not restarted";; esac
   svc stop >/dev/null 2>&1 || die "could not stop $service to move its data to $2"
@@ -572,7 +542,7 @@ move_data() {  # OLD NEW: the data follows the server (stopped first, so the fil
   echo "data_moved=$1 $2"
 }
 
-# -- state and verify ------------------------------------------------------------------------------
+# -- state and verify
 ssha() { { printf '%s' "$salt"; cat "$1"; } | sha256sum | cut -c1-64; }
 kind() {  # PATH: f d l o(ther) -
   if [ -L "$1" ]; then echo l; elif [ -f "$1" ]; then echo f; elif [ -d "$1" ]; then echo d
@@ -607,8 +577,8 @@ path_reports() {
     pr_n=$((pr_n + 1))
   done
 }
-# awk over the admin batch (--csv): INFO fields, key counts, CONFIG GET pairs, the auth failures of ACL
-# LOG parsed as data (usernames may hold newlines, spaces, quotes: CSV quotes and escapes them)
+# awk over the batch (--csv): INFO fields, keys, CONFIG GET pairs, ACL LOG's auth failures parsed as data
+# (a username may hold newlines, spaces, quotes: CSV quotes and escapes it)
 CSV_FN='
 function csv(s,   i, c, t, n, inq) {
   n = 0; t = ""; inq = 0
@@ -636,19 +606,19 @@ sec == "acl" {
   n = csv($0); for (i = 1; i < n; i += 2) { if (T[i] == "count") c = T[i + 1]; else if (T[i] == "reason" && T[i + 1] == "auth") sum += c }
 }
 END { print "keys=" keys + 0; print "persistent=" keys - ex; print "#acl " (acl ? sum + 0 : "-") " " (run == "" ? "-" : run) }'
-DEC_AWK=$CSV_FN'
-/^AUTH failed/ { print; next } { n = csv($0); r = T[1]; if (T[1] == "ERROR" && n > 1) r = T[2]; print r }'
-server_report() {  # RECORD: the server part of state/verify (RECORD=1 moves the auth-failure counter on)
+BACKEND_AWK=$CSV_FN'
+/^AUTH failed/ { a = $0; next } { n = csv($0); r[++i] = (T[1] == "ERROR" && n > 1) ? T[2] : T[1] }
+END { print "backend.ping=" (a == "" ? r[1] : a); print "backend.flushall=" r[3]; print "backend.config_set=" r[6] }'
+server_report() {  # the server part of state/verify (record=1: moves the auth-failure counter on)
   printf 'server.active=%s\nserver.enabled=%s\n' "$(svc is-active)" "$(svc is-enabled)"
-  if ! command -v "$cli" >/dev/null 2>&1; then echo server.cli=0; echo server.via=none; data_report; return; fi
-  echo server.cli=1
+  command -v "$cli" >/dev/null 2>&1 || { printf 'server.cli=0\nserver.via=none\n'; data_report; return; }
   sr_via=none sr_cfg=-
   if find_now; then sr_via=plain; [ "$c_tls" = 0 ] || sr_via=tls; sr_cfg=last-good; [ "$now_cfg" != "$config" ] || sr_cfg=current; fi
-  printf 'server.via=%s\nserver.addr=%s\nserver.port=%s\nserver.tls_port=%s\nserver.config=%s\nserver.noauth=%s\n' \
+  printf 'server.cli=1\nserver.via=%s\nserver.addr=%s\nserver.port=%s\nserver.tls_port=%s\nserver.config=%s\nserver.noauth=%s\n' \
     "$sr_via" "$c_addr" "$r_port" "$r_tport" "$sr_cfg" "$noauth"
   [ "$sr_via" != none ] || { data_report; return; }
   sr_pp=$r_port sr_tp=$r_tport sr_ca=$r_ca
-  pick; sr_auth=$p_reply; [ "$ident" = refused ] || sr_auth=PONG
+  pick; sr_auth=PONG; [ "$ident" != refused ] || sr_auth=$p_reply
   printf 'server.auth=%s\nserver.identity=%s\n' "$sr_auth" "$ident"
   if [ "$ident" != refused ]; then
     sr_o=$(printf '%s\n' 'ECHO @@info' INFO 'ECHO @@conf' 'CONFIG GET maxmemory' 'CONFIG GET maxmemory-policy' \
@@ -656,35 +626,26 @@ server_report() {  # RECORD: the server part of state/verify (RECORD=1 moves the
       'ECHO @@acl' 'ACL LOG 100000' 'ECHO @@end' | ask --csv | awk "$STATE_AWK")
     printf '%s\n' "$sr_o" | grep -v '^#'
     set -- $(printf '%s\n' "$sr_o" | sed -n 's/^#acl //p')
-    if [ "${1:--}" != - ]; then
-      echo "acl.failures=$1"
+    echo "acl.failures=$1"
+    if [ "$1" != - ]; then
       [ ! -s "$sd/auth-failures" ] || echo "acl.previous=$(head -n 1 "$sd/auth-failures")"
-      if [ "$record" = 1 ] && [ -d "$sd" ]; then
-        sr_t=$(mktemp "$sd/.auth-failures.XXXXXX") && printf '%s %s %s\n' "$2" "$1" "$(date +%s)" > "$sr_t" \
-          && mv -f "$sr_t" "$sd/auth-failures"
-      fi
-    else echo acl.failures=-
+      [ "$record" = 0 ] || [ ! -d "$sd" ] || { sr_t=$(mktemp "$sd/.auth-failures.XXXXXX") \
+        && echo "$2 $1 $(date +%s)" > "$sr_t" && mv -f "$sr_t" "$sd/auth-failures"; }
     fi
   fi
-  if [ -s "$sd/backend.auth" ]; then
-    # FLUSHALL and CONFIG SET queued inside MULTI and discarded: NOPERM when denied, QUEUED when
-    # allowed; their arguments are invalid too, so even outside a transaction they change nothing
-    sr_o=$(printf '%s\n' PING MULTI 'FLUSHALL HSI-PROBE' DISCARD MULTI 'CONFIG SET hsi-probe x' DISCARD \
-      | { c_user='' c_pass=$(cat "$sd/backend.auth"); ask --csv; } | awk "$DEC_AWK")
-    case $sr_o in "AUTH failed"*) sr_b=$(printf '%s\n' "$sr_o" | head -n 1); sr_o=${sr_o#*"$NL"};; *) sr_b=;; esac
-    printf 'backend.ping=%s\n' "${sr_b:-$(printf '%s\n' "$sr_o" | sed -n 1p)}"
-    printf 'backend.flushall=%s\nbackend.config_set=%s\n' "$(printf '%s\n' "$sr_o" | sed -n 3p)" "$(printf '%s\n' "$sr_o" | sed -n 6p)"
-  fi
+  # FLUSHALL and CONFIG SET as the backend, queued in MULTI and discarded: NOPERM when denied, QUEUED
+  # when allowed; their arguments are invalid too, so even outside a transaction they change nothing
+  [ ! -s "$sd/backend.auth" ] || printf '%s\n' PING MULTI 'FLUSHALL HSI-PROBE' DISCARD MULTI 'CONFIG SET hsi-probe x' \
+    DISCARD | { c_user='' c_pass=$(cat "$sd/backend.auth"); ask --csv; } | awk "$BACKEND_AWK"
   if [ "$sr_tp" -gt 0 ] && [ -n "$sr_ca" ]; then
-    if [ "$sr_via" = tls ]; then echo "tls.ping=$sr_auth"
-    else echo "tls.ping=$(c_port=$sr_tp c_tls=1 c_ca=$sr_ca; ask ping | head -n 1)"
-    fi
+    [ "$sr_via" = tls ] || sr_auth=$(c_port=$sr_tp c_tls=1 c_ca=$sr_ca; ask ping | head -n 1)
+    echo "tls.ping=$sr_auth"
     echo "tls.nocert=$(c_port=$sr_tp c_tls=1 c_ca=$sr_ca c_cert=0 c_user='' c_pass=''; ask ping | head -n 1)"
   fi
+  # the plain port, or while TLS-only the one the last good config had: closed?
   [ "$sr_pp" -gt 0 ] || { reach "$(lgc)" && sr_pp=$r_port; } || sr_pp=0
-  if [ "$sr_pp" -gt 0 ]; then
-    echo "plain.ping=$(c_port=$sr_pp c_tls=0 c_user='' c_pass=''; ask ping | head -n 1)"
-  fi
+  [ "$sr_via" = plain ] || [ "$sr_pp" = 0 ] || noauth=$(c_port=$sr_pp c_tls=0 c_user='' c_pass=''; ask ping | head -n 1)
+  [ "$sr_pp" = 0 ] || echo "plain.ping=$noauth"
   data_report
 }
 data_report() {
@@ -725,7 +686,7 @@ packages_report() {
         /^[^ ]/ { p = $0; sub(/:$/, "", p) } $1 == "Installed:" { i[p] = $2 } $1 == "Candidate:" { c[p] = $2 }
         END { n = split(want, w, " "); for (k = 1; k <= n; k++) { a = i[w[k]]; b = c[w[k]]
           if (a == "" || a == "(none)") a = "-"; if (b == "" || b == "(none)") b = "-"; print "pkg=" w[k], a, b } }'
-      pr_t=$(stat -c %Y "${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}" 2>/dev/null) \
+      pr_t=$(stat -c %Y "$STAMP" 2>/dev/null) \
         && echo "apt_lists_age=$(($(date +%s) - pr_t))" || echo apt_lists_age=-1;;
     dnf)
       for pr_p in $pkgs; do
@@ -759,79 +720,70 @@ kernel_report() {
   [ ! -r "$kr_f" ] || sed -n 's/.*\[\(.*\)\].*/thp=\1/p' "$kr_f"
 }
 
-# -- install ---------------------------------------------------------------------------------------
+# -- install
 first_err() { printf '%s\n' "$1" | grep -m 1 -E '^(E:|Err:|Error:)' || printf '%s\n' "$1" | grep . | tail -n 1; }
-apt_update() {  # retried while another process holds the lists lock (apt-get update does not wait itself)
+pm_do() {  # WHAT CMD...: a package-manager step; on failure the tool's first error line is the reason
+  pd_w=$1; shift; pd_o=$(DEBIAN_FRONTEND=noninteractive "$@" 2>&1) || die "$pd_w failed: $(first_err "$pd_o")"
+}
+apt_update() {  # retried while another process holds the lists lock (apt-get update does not wait for it)
   au_0=$(date +%s)
-  while :; do
-    au_o=$(DEBIAN_FRONTEND=noninteractive apt-get -q -o "DPkg::Lock::Timeout=$locktime" update 2>&1) && break
+  while ! au_o=$(apt-get -q -o "DPkg::Lock::Timeout=$locktime" update 2>&1); do
     case $au_o in *"Could not get lock"*|*"Unable to lock"*) ;; *) die "apt-get update failed: $(first_err "$au_o")";; esac
     au_h=$(printf '%s\n' "$au_o" | grep -m 1 -o 'held by process.*')
     au_e=$(($(date +%s) - au_0))
     [ "$au_e" -lt "$locktime" ] || die "the apt lists lock stayed held for $locktime s (${au_h:-another apt run}); try again later"
     echo "waiting=apt lists lock ${au_h:-held}"
-    au_s=$((locktime - au_e)); [ "$au_s" -le 3 ] || au_s=3; sleep "$au_s"
+    au_e=$((locktime - au_e)); [ "$au_e" -le 3 ] || au_e=3; sleep "$au_e"
   done
-  au_f=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}
-  mkdir -p "${au_f%/*}" && touch "$au_f"
-  echo updated=1
-}
-apt_install() {
-  ai_m=
-  for ai_p in $pkgs; do
-    case $(dpkg-query -W -f="\${Status}" "$ai_p" 2>/dev/null) in *" installed") ;; *) ai_m="$ai_m $ai_p";; esac
-  done
-  [ -n "$ai_m" ] || [ "$pinned" = 1 ] || [ "$repo_changed" = 1 ] || return 0
-  ai_t=$(stat -c %Y "${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}" 2>/dev/null) || ai_t=0
-  [ "$repo_changed" = 0 ] && [ $(($(date +%s) - ai_t)) -le "$maxage" ] || apt_update
-  ai_o=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef \
-    -o Dpkg::Options::=--force-confold -o "DPkg::Lock::Timeout=$locktime" $pkgs 2>&1) \
-    || die "apt-get install failed: $(first_err "$ai_o")"
-  set -- $pkgs; echo "installed=$*"
-}
-dnf_install() {
-  if [ -n "$mstream" ]; then
-    di_m=${mstream%%:*}
-    di_c=$(dnf -q module list --enabled "$di_m" 2>/dev/null | awk -v m="$di_m" '$1 == m { print $2; exit }')
-    if [ "$di_c" != "${mstream#*:}" ]; then
-      # dnf refuses a second enabled stream of a module: reset the other one first
-      [ -z "$di_c" ] || di_o=$(dnf module reset -y -q "$di_m" 2>&1) || die "dnf module reset $di_m failed: $(first_err "$di_o")"
-      di_o=$(dnf module enable -y -q "$mstream" 2>&1) || die "dnf module enable $mstream failed: $(first_err "$di_o")"
-      echo "module=$mstream"
-    fi
-  fi
-  di_m=
-  for di_p in $pkgs; do rpm -q "$di_p" >/dev/null 2>&1 || di_m=1; done
-  [ -n "$di_m" ] || [ -n "$dnfspec" ] || return 0
-  set -- $pkgs; [ -z "$dnfspec" ] || { [ $# = 0 ] || shift; set -- "$dnfspec" "$@"; }
-  di_o=$(dnf install -y -q "$@" 2>&1) || die "dnf install failed: $(first_err "$di_o")"
-  echo "installed=$*"
-}
-selinux_ports() {
-  [ -n "$seports" ] || return 0
-  sp_m=$(getenforce 2>/dev/null) || sp_m=Disabled; [ "$sp_m" != Disabled ] || return 0
-  if ! command -v semanage >/dev/null 2>&1; then
-    if [ "$pm" = apt ]; then sp_o=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q $setools 2>&1)
-    else sp_o=$(dnf install -y -q $setools 2>&1); fi || die "installing $setools (semanage) failed: $(first_err "$sp_o")"
-  fi
-  sp_t=$(port_types)
-  for sp_p in $seports; do
-    sp_h=$(printf '%s\n' "$sp_t" | awk -v p="$sp_p" '$1 == p { print $2; exit }')
-    [ "$sp_h" != "$setype" ] || continue
-    sp_x=-a; [ -z "$sp_h" ] || sp_x=-m
-    sp_o=$(semanage port "$sp_x" -t "$setype" -p tcp "$sp_p" 2>&1) || die "semanage port $sp_x -t $setype -p tcp $sp_p failed: $(first_err "$sp_o")"
-    echo "selinux_port=$sp_p $setype"
-  done
+  mkdir -p "${STAMP%/*}" && touch "$STAMP"; echo updated=1
 }
 do_install() {
   case $pm in apt|dnf) ;; *) die "--pm must be apt or dnf";; esac
   if [ ! -t 0 ]; then read_bundle; write_entries all || exit 1; fi
-  [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
-  if [ "$pm" = apt ]; then apt_install; else dnf_install; fi
-  selinux_ports
+  [ "$unit_changed" = 0 ] || svc daemon-reload || die "systemctl daemon-reload failed"
+  in_m=''
+  if [ "$pm" = apt ]; then
+    for in_p in $pkgs; do
+      case $(dpkg-query -W -f="\${Status}" "$in_p" 2>/dev/null) in *" installed") ;; *) in_m=1;; esac
+    done
+    if [ -n "$in_m" ] || [ "$pinned$repo_changed" != 00 ]; then
+      in_t=$(stat -c %Y "$STAMP" 2>/dev/null) || in_t=0
+      [ "$repo_changed" = 0 ] && [ $(($(date +%s) - in_t)) -le "$maxage" ] || apt_update
+      pm_do "apt-get install" apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef \
+        -o Dpkg::Options::=--force-confold -o "DPkg::Lock::Timeout=$locktime" $pkgs
+      set -- $pkgs; echo "installed=$*"
+    fi
+  else
+    if [ -n "$mstream" ]; then
+      in_s=$(dnf -q module list --enabled "${mstream%%:*}" 2>/dev/null | awk -v m="${mstream%%:*}" '$1 == m { print $2; exit }')
+      if [ "$in_s" != "${mstream#*:}" ]; then
+        # dnf refuses a second enabled stream of a module: reset the other one first
+        [ -z "$in_s" ] || pm_do "dnf module reset" dnf module reset -y -q "${mstream%%:*}"
+        pm_do "dnf module enable" dnf module enable -y -q "$mstream"; echo "module=$mstream"
+      fi
+    fi
+    for in_p in $pkgs; do rpm -q "$in_p" >/dev/null 2>&1 || in_m=1; done
+    if [ -n "$in_m$dnfspec" ]; then
+      set -- $pkgs; [ -z "$dnfspec" ] || { [ $# = 0 ] || shift; set -- "$dnfspec" "$@"; }
+      pm_do "dnf install" dnf install -y -q "$@"; echo "installed=$*"
+    fi
+  fi
+  # SELinux: the server's ports labelled (-m when another type holds one), semanage installed first
+  [ -n "$seports" ] || return 0
+  in_s=$(getenforce 2>/dev/null) && [ "$in_s" != Disabled ] || return 0
+  command -v semanage >/dev/null 2>&1 || if [ "$pm" = apt ]; then pm_do "installing $setools" apt-get install -y -q $setools
+    else pm_do "installing $setools" dnf install -y -q $setools; fi
+  in_t=$(port_types)
+  for in_p in $seports; do
+    in_h=$(printf '%s\n' "$in_t" | awk -v p="$in_p" '$1 == p { print $2; exit }')
+    [ "$in_h" != "$setype" ] || continue
+    in_x=-a; [ -z "$in_h" ] || in_x=-m
+    pm_do "semanage port $in_x -t $setype -p tcp $in_p" semanage port "$in_x" -t "$setype" -p tcp "$in_p"
+    echo "selinux_port=$in_p $setype"
+  done
 }
 
-# -- apply, rotate ---------------------------------------------------------------------------------
+# -- apply, rotate
 need_cli() { command -v "$cli" >/dev/null 2>&1 || die "$cli is not installed"; }
 do_apply() {
   read_bundle; need_cli
@@ -854,9 +806,7 @@ do_apply() {
   if [ "$enable" = 1 ]; then
     [ "$(svc is-enabled)" = enabled ] || { svc enable >/dev/null 2>&1 || die "could not enable $service"; echo enabled=1; }
     if [ "$(svc is-active)" != active ]; then
-      reach "$config"; lf=${log:-$r_log}; ap_s=$(date '+%Y-%m-%d %H:%M:%S'); ap_l=0; [ -z "$lf" ] || [ ! -f "$lf" ] || ap_l=$(wc -c < "$lf")
-      svc reset-failed >/dev/null 2>&1; svc start >/dev/null 2>&1
-      use "$config"; wait_up || { reasons "$ap_s" "$ap_l"; die "$service did not answer after starting it"; }
+      bounce start; use "$config"; wait_up || { reasons; die "$service did not answer after starting it"; }
       echo started=1
     fi
   fi
@@ -866,56 +816,47 @@ do_apply() {
 pwcount() {  # how many passwords `default` has (asked as the admin)
   ask acl getuser default | awk '/^passwords$/ { p = 1; next } p && length($0) == 64 && /^[0-9a-f]+$/ { n++; next } p { p = 0 } END { print n + 0 }'
 }
-pong_as_default() { [ "$(c_user='' c_pass=$1; ask ping </dev/null)" = PONG ]; }
-# rotate: zero-downtime password change of the backend identity `default`; each step decides from
-# what the server accepts, so an interrupted rotation is simply run again
+pong_as() { [ "$(c_user='' c_pass=$1; ask ping </dev/null)" = PONG ]; }  # PASSWORD: as `default`
+setuser() { ro_r=$(printf 'ACL SETUSER default %s#%s\n' "$1" "$ro_sha" | ask); [ "$ro_r" = OK ] || die "ACL SETUSER failed: $ro_r"; }
+# rotate: zero-downtime password change of the backend identity `default`; each step decides from what
+# the server accepts, so an interrupted rotation is simply run again
 do_rotate() {
   need_cli; mk_tmp
-  IFS= read -r ro_l || die "no new password on stdin"
-  case $ro_l in "password "*) ;; *) die "stdin must start with a 'password <base64>' line";; esac
+  IFS= read -r ro_l; case $ro_l in "password "*) ;; *) die "stdin must start with a 'password <base64>' line";; esac
   ro_new=$(printf '%s' "${ro_l#password }" | base64 -d 2>/dev/null) && [ -n "$ro_new" ] || die "the new password is not valid base64"
-  ro_l=
   [ "$verb" != rotate ] || read_bundle
   find_now || die "$service does not answer; nothing was changed"
-  pick; [ "$ident" = "$admin" ] || die "the server refuses the admin identity ($admin) with $sd/cli.auth ('$p_reply'); nothing was changed"
-  ro_sha=$(printf '%s' "$ro_new" | sha256sum | cut -c1-64)
-  ro_old=$(cat "$sd/backend.auth" 2>/dev/null)
-  ro_did=0
-  # 1. add: the new password beside the old one (asked of the admin: a trial AUTH would land in ACL LOG)
+  pick; [ "$ident" = "$admin" ] || die "the server refuses $admin with $sd/cli.auth ('$p_reply'); nothing was changed"
+  ro_sha=$(printf '%s' "$ro_new" | sha256sum | cut -c1-64) ro_old=$(cat "$sd/backend.auth" 2>/dev/null) ro_did=0
+  # 1. the new password beside the old one (asked of the admin: a trial AUTH would land in ACL LOG)
   if [ "$verb" != rotate-drop ] && ! ask acl getuser default | grep -qx "$ro_sha"; then
-    [ -n "$ro_old" ] && pong_as_default "$ro_old" \
-      || die "the server accepts neither the new password nor the one in $sd/backend.auth: run the deploy first"
-    ro_r=$(printf 'ACL SETUSER default #%s\n' "$ro_sha" | ask)
-    [ "$ro_r" = OK ] || die "ACL SETUSER failed: $ro_r"
-    pong_as_default "$ro_new" || die "the server does not accept the new password after adding it"
+    [ -n "$ro_old" ] && pong_as "$ro_old" || die "the server accepts neither the new password nor the one in $sd/backend.auth: run the deploy first"
+    setuser ''; pong_as "$ro_new" || die "the server does not accept the new password after adding it"
     echo added=1; ro_did=1
   fi
   [ "$verb" != rotate-add ] || return 0
   if [ "$verb" = rotate ]; then
-    # 2. the files, without a restart: the running server already accepts the new password
+    # 2. the files, no restart: the running server accepts the new password already
     write_entries all || exit 1
-    [ "$wrote" = 0 ] || ro_did=1
-    [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
-    keep_last_good
+    [ "$unit_changed" = 0 ] || svc daemon-reload || die "systemctl daemon-reload failed"
+    keep_last_good; ro_did=$ro_did$wrote
   fi
   ro_n=$(pwcount)
   if [ "$verb" = rotate ]; then
-    # 3. consumers, only while the rotation is not finished (a rerun of a done one restarts nothing)
-    if [ "$ro_did" = 1 ] || { [ "$drop" = 1 ] && [ "$ro_n" -gt 1 ]; }; then
+    # 3. the consumers, while the rotation is unfinished (a rerun of a finished one restarts nothing)
+    if [ "$ro_did" != 00 ] || { [ "$drop" = 1 ] && [ "$ro_n" -gt 1 ]; }; then
       for ro_u in $runits; do
         svc try-restart "$ro_u" >/dev/null 2>&1 || die "restarting $ro_u failed; the old password stays valid until it runs with the new one"
         echo "restarted_unit=$ro_u"
       done
     fi
-    if [ "$drop" = 0 ]; then [ "$ro_n" -le 1 ] || echo kept_old=1; return 0; fi
+    [ "$drop" = 1 ] || { [ "$ro_n" -le 1 ] || echo kept_old=1; return 0; }
   fi
-  # 4. drop: one atomic command leaves only the new password
+  # 4. one atomic command leaves only the new password
   [ "$ro_n" -gt 1 ] || return 0
-  pong_as_default "$ro_new" || die "the server does not accept the new password: run the rotation again"
-  ro_r=$(printf 'ACL SETUSER default resetpass #%s\n' "$ro_sha" | ask)
-  [ "$ro_r" = OK ] || die "ACL SETUSER resetpass failed: $ro_r"
-  pong_as_default "$ro_new" || die "the server does not accept the new password after dropping the old"
-  [ -z "$ro_old" ] || [ "$ro_old" = "$ro_new" ] || ! pong_as_default "$ro_old" || die "the old password still works after dropping it"
+  pong_as "$ro_new" || die "the server does not accept the new password: run the rotation again"
+  setuser 'resetpass '; pong_as "$ro_new" || die "the server does not accept the new password after dropping the old"
+  [ -z "$ro_old" ] || [ "$ro_old" = "$ro_new" ] || ! pong_as "$ro_old" || die "the old password still works after dropping it"
   echo "dropped=$((ro_n - 1))"
 }
 
@@ -926,7 +867,7 @@ case $verb in
   verify) path_reports; choose_layout && server_report;;
   install) do_install;;
   apply) do_apply;;
-  restart) need_cli; do_restart;;
+  restart) need_cli; reach "$config"; secure_aof "$r_aof"; do_restart;;
   secure-aof) need_cli; secure_aof yes;;
   keep-last-good) need_cli; keep_last_good;;
   rotate|rotate-add|rotate-drop) do_rotate;;

@@ -177,8 +177,9 @@ class Host:
         return path.read_text().splitlines() if path.exists() else []
 
     def wait_pong(self, **kw) -> None:
+        """Until the server answers (PONG, or a refusal of the credential: it is up)."""
         for _ in range(100):
-            if self.cli("ping", **kw) == "PONG":
+            if self.cli("ping", **kw).startswith(("PONG", "NOAUTH", "AUTH failed", "WRONGPASS")):
                 return
             time.sleep(0.05)
         raise AssertionError(f"server on {kw.get('port', self.port)} does not answer")
