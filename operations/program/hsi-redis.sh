@@ -51,6 +51,7 @@ done
 for o in "--timeout $T" "--wait $W" "--update-max-age $maxage" "--lock-timeout $locktime" "--drop $drop"; do
   case ${o#* } in ''|*[!0-9]*) bad "${o%% *} must be a whole number, got '${o#* }'";; esac
 done
+[ "$T" -gt 0 ] && [ "$W" -gt 0 ] || bad "--timeout and --wait must be above 0 (timeout 0 waits forever)"
 case $salt in *[!0-9a-fA-F]*) bad "--salt must be hex";; esac
 case $drop in 0|1) ;; *) bad "--drop must be 0 or 1";; esac
 [ "$(printf '%s' "$envs" | grep -c '')" = "$(printf '%s' "$envkeys" | grep -c '')" ] \
@@ -335,6 +336,7 @@ mk_tmp() {  # a root-only scratch directory inside the state directory, removed 
   chain "$sd"
   [ "$w" = root ] || die "$sd must be a root-only directory ($w${w_why:+: $w_why})"
   [ -d "$sd" ] || install -d -m 0700 "$sd" || die "cannot create $sd"
+  find "$sd" -maxdepth 1 -name '.tmp.*' -mmin +60 -exec rm -rf {} + 2>/dev/null  # a killed run's
   tmp=$(mktemp -d "$sd/.tmp.XXXXXX") || die "cannot create a temporary directory in $sd"
   trap 'rm -rf "$tmp"' EXIT; trap 'exit 1' HUP INT TERM
 }
@@ -450,34 +452,32 @@ secure_aof() {
   fi
   pick || die "the running server refuses the deploy's credentials (without a password: '$noauth', with $sd/cli.auth: '$p_reply'); its data cannot be moved into an AOF safely, so nothing was changed. Put its current password in $sd/cli.auth (root, 0600) and run again"
   sa_i=$(ask info persistence)
-  case $NL$sa_i$NL in *"${NL}aof_enabled:1$NL"*) return 0;; esac
+  [ "$(field "$sa_i" aof_enabled)" != 1 ] || return 0
+  sa_e=$(field "$sa_i" aof_last_bgrewrite_status) sa_n=0
   sa_r=$(ask config set appendonly yes | head -n 1)
   [ "$sa_r" = OK ] || die "CONFIG SET appendonly yes failed: $sa_r; the config was not changed"
-  sa_n=0
-  while :; do
-    sa_i=$(ask info persistence)
-    [ "$(field "$sa_i" aof_rewrite_in_progress)$(field "$sa_i" aof_rewrite_scheduled)" = 00 ] && break
-    sa_n=$((sa_n + 1)); [ "$sa_n" -lt 6000 ] || die "the AOF rewrite did not finish in 600 s; the config was not changed"
-    sleep 0.1
+  # until the rewrite is done; a failed one is retried by the server (stop on the first failure)
+  while sa_i=$(ask info persistence); sa_s=$(field "$sa_i" aof_last_bgrewrite_status)
+    [ "$(field "$sa_i" aof_rewrite_in_progress)$(field "$sa_i" aof_rewrite_scheduled)" != 00 ]; do
+    [ "$sa_s$sa_e$(field "$sa_i" aof_rewrite_in_progress)" != errok0 ] || break
+    sa_n=$((sa_n + 1)); [ "$sa_n" -lt 6000 ] || { sa_s=timeout; break; }; sleep 0.1
   done
-  [ "$(field "$sa_i" aof_last_bgrewrite_status)" = ok ] \
-    || die "the AOF rewrite failed (disk full?): the server keeps running with AOF off, the config was not changed"
+  [ "$sa_s" = ok ] || { ask config set appendonly no >/dev/null
+    die "the AOF rewrite failed ($sa_s; disk full?): AOF is off again, the server keeps running, the config was not changed"; }
   echo aof=enabled
 }
-snapshot() {  # memory to disk before a restart (SCHEDULE waits for an AOF rewrite in progress)
-  sn_i=$(ask info persistence); sn_s=$(field "$sn_i" rdb_saves); sn_t=$(field "$sn_i" rdb_last_save_time)
-  ask bgsave schedule >/dev/null
+# snapshot: memory to disk before a restart. BGSAVE, again while another child (an AOF rewrite, a save)
+# runs, then its own outcome: a failed save moves neither LASTSAVE nor rdb_saves, so waiting for them hangs
+snapshot() {
   sn_n=0
-  while [ "$sn_n" -lt 6000 ]; do
-    sn_i=$(ask info persistence)
-    if [ "$(field "$sn_i" rdb_bgsave_in_progress)" = 0 ]; then
-      if [ -n "$sn_s" ]; then [ "$(field "$sn_i" rdb_saves)" = "$sn_s" ] || break
-      else [ "$(field "$sn_i" rdb_last_save_time)" = "$sn_t" ] || break
-      fi
-    fi
-    sn_n=$((sn_n + 1)); sleep 0.1
+  while sn_r=$(ask bgsave | head -n 1); [ "$sn_r" != "Background saving started" ]; do
+    case $sn_r in *"in progress"*|*"child process"*) ;; *) return 1;; esac
+    sn_n=$((sn_n + 1)); [ "$sn_n" -lt 6000 ] || return 1; sleep 0.1
   done
-  [ "$sn_n" -lt 6000 ] && [ "$(field "$sn_i" rdb_last_bgsave_status)" = ok ]
+  while sn_i=$(ask info persistence); [ "$(field "$sn_i" rdb_bgsave_in_progress)" != 0 ]; do
+    sn_n=$((sn_n + 1)); [ "$sn_n" -lt 6000 ] || return 1; sleep 0.1
+  done
+  [ "$(field "$sn_i" rdb_last_bgsave_status)" = ok ]
 }
 # sed: hides the arguments of the config line a fatal error quotes (">>> 'directive args'") and of any
 # password-bearing directive
@@ -499,7 +499,8 @@ do_restart() {
   if find_now && pick; then
     set -- $(count); dr_b=$1 dr_bp=$2
     dr_old=$(ask config get dir | sed -n 2p)
-    snapshot || { restore_files; die "the snapshot before the restart failed (disk full?): not restarted, the config was put back from the last good copy"; }
+    snapshot || { restore_files && dr_b="put back from the last good copy" || dr_b="left as written"
+      die "the snapshot before the restart failed (disk full?): not restarted, the config $dr_b"; }
   elif reach "$(lgc)" || reach "$config"; then dr_old=$r_dir
   fi
   reach "$config"; dr_new=$r_dir

@@ -4,6 +4,7 @@ rollback, data-directory moves, a stale AOF."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 from .conftest import SERVICE
@@ -177,3 +178,31 @@ def test_a_stale_aof_with_a_config_that_turns_aof_on_is_refused(make_host):
     r = h.run("restart")
     assert r.code == 0 and r.keys["aof"] == "enabled", r.err
     assert h.dbsize() == 12
+
+
+def test_a_failed_snapshot_means_no_restart_and_the_config_put_back(host):
+    """The data directory vanished under the running server: BGSAVE fails (like a full disk)."""
+    host.fill(6)
+    assert host.run("keep-last-good").code == 0
+    good = host.config.read_text()
+    pid = host.cli("info", "server").split("process_id:")[1].split()[0]
+    host.write_config(extra=["hz 17"])
+    shutil.rmtree(host.data)
+    started = time.monotonic()
+    r = host.run("restart")
+    assert r.code == 1 and "the snapshot before the restart failed" in r.err and "put back" in r.err, r.err
+    assert time.monotonic() - started < 10
+    assert host.config.read_text() == good
+    assert host.cli("info", "server").split("process_id:")[1].split()[0] == pid and host.dbsize() == 6
+
+
+def test_a_failed_aof_rewrite_leaves_aof_off_and_the_data_in_memory(make_host):
+    h = make_host(appendonly=False)
+    h.start()
+    h.fill(6)
+    shutil.rmtree(h.data)
+    started = time.monotonic()
+    r = h.run("secure-aof")
+    assert r.code == 1 and time.monotonic() - started < 10, r.err
+    assert "the config was not changed" in r.err
+    assert h.cli("config", "get", "appendonly").split() == ["appendonly", "no"] and h.dbsize() == 6
