@@ -206,3 +206,13 @@ def test_a_failed_aof_rewrite_leaves_aof_off_and_the_data_in_memory(make_host):
     assert r.code == 1 and time.monotonic() - started < 10, r.err
     assert "the config was not changed" in r.err
     assert h.cli("config", "get", "appendonly").split() == ["appendonly", "no"] and h.dbsize() == 6
+
+
+def test_a_data_move_that_fails_after_the_stop_serves_on_the_last_good_config(host):
+    host.fill(4)
+    assert host.run("keep-last-good").code == 0
+    new = host.root / "newdata"
+    host.write_config(data=new)
+    r = host.run("restart", "--user", "no-such-user-hsi")  # the new directory cannot be given to it
+    assert r.code == 1 and "copying the data" in r.err and "runs on the last good one" in r.err, r.err
+    assert host.cli("config", "get", "dir").split() == ["dir", str(host.data)] and host.dbsize() == 4
