@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "operations" / "program" / "hsi-redis.sh"
 FAKE_CTL = Path(__file__).with_name("fake-systemctl.sh")
 PLAT = TABLE[("debian", "12")]["redis"]
+# dash is Debian's sh; HSI_PROGRAM_SHELL=bash runs the same tests the way RHEL's /bin/sh (bash) would
+SHELL = os.environ.get("HSI_PROGRAM_SHELL", "dash")
 SERVICE = "redis-test"
 ADMIN_PW = "admin-Pw-0123456789abcdef"
 BACKEND_PW = "backend-Pw-0123456789abcdef"
@@ -216,14 +218,14 @@ class Host:
                 "--timeout", "3", "--wait", "15"]
 
     def run(self, verb: str, *args: str, stdin: bytes | str | None = None, env: dict | None = None,
-            common: bool = True, shell: str = "dash") -> Result:
+            common: bool = True, shell: str = SHELL) -> Result:
         return run_program(verb, *(self.common() if common else []), *args, stdin=stdin,
                            env={"HSI_REDIS_SERVICE_CTL": str(FAKE_CTL), "HSI_FAKE_DIR": str(self.fake),
                                 **(env or {})}, shell=shell)
 
 
 def run_program(verb: str, *args: str, stdin: bytes | str | None = None, env: dict | None = None,
-                shell: str = "dash", timeout: int = 120) -> Result:
+                shell: str = SHELL, timeout: int = 120) -> Result:
     """`sh -c "<program text>" hsi-redis VERB ARGS`, as the deploy sends it."""
     data = stdin.encode() if isinstance(stdin, str) else (stdin if stdin is not None else b"")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("HSI_", "REDISCLI"))}
