@@ -531,17 +531,13 @@ move_data() {  # OLD NEW: the data follows the server (stopped: the files are fi
   chain "$2"
   case $w in root|"$suser") ;; *) die "the new data directory $2 is not safe to fill as root (${w_why:-it belongs to $w}): not restarted";; esac
   svc stop >/dev/null 2>&1 || die "could not stop $service to move its data to $2"
+  # the copy runs as the server's user, who owns both directories (root never works inside them)
   { [ -d "$2" ] || { (umask 022; mkdir -p "${2%/*}") && install -d -o "$suser" -g "$sgroup" -m 0750 "$2"; }; } \
-    && md_s=$(date +%Y%m%d%H%M%S) || md_s=''
-  for md_f in dump.rdb appendonlydir appendonly.aof; do
-    [ -n "$md_s" ] || break
-    { [ ! -e "$2/$md_f" ] && [ ! -L "$2/$md_f" ]; } || mv "$2/$md_f" "$2/$md_f.hsi-before-$md_s" || md_s=''
-    [ ! -e "$1/$md_f" ] || { cp -a "$1/$md_f" "$2/$md_f" && chown -R "$suser:$sgroup" "$2/$md_f"; } || md_s=''
-  done
-  if [ -z "$md_s" ]; then  # the old directory is untouched: back to the config that uses it
+    && w=$suser && as_w sh -c 'set -e; s=$(date +%Y%m%d%H%M%S); for f in dump.rdb appendonlydir appendonly.aof; do
+      if [ -e "$2/$f" ] || [ -L "$2/$f" ]; then mv "$2/$f" "$2/$f.hsi-before-$s"; fi; [ ! -e "$1/$f" ] || cp -a "$1/$f" "$2/$f"
+      done' hsi-redis-move "$1" "$2" || {  # the old directory is untouched: back to the config that uses it
     restore_files && bounce start
-    die "copying the data from $1 to $2 failed: not restarted on the new config; $service runs on the last good one"
-  fi
+    die "copying the data from $1 to $2 failed: not restarted on the new config; $service runs on the last good one"; }
   echo "data_moved=$1 $2"
 }
 

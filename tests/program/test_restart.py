@@ -216,3 +216,30 @@ def test_a_data_move_that_fails_after_the_stop_serves_on_the_last_good_config(ho
     r = host.run("restart", "--user", "no-such-user-hsi")  # the new directory cannot be given to it
     assert r.code == 1 and "copying the data" in r.err and "runs on the last good one" in r.err, r.err
     assert host.cli("config", "get", "dir").split() == ["dir", str(host.data)] and host.dbsize() == 4
+
+
+def test_a_data_move_is_copied_by_the_servers_user(tmp_path):
+    """The new directory belongs to the server's user: the copy runs as that user, not as root."""
+    import pwd
+    import tempfile
+    from pathlib import Path
+
+    from .conftest import Host, _kill_servers, free_port
+
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))
+    shared.chmod(0o755)
+    h = Host(shared / "h", free_port())
+    try:
+        h.start()
+        h.fill(9)
+        new = shared / "srv" / "redis"
+        h.write_config(data=new)
+        r = h.run("restart", "--user", "nobody", "--group", "nogroup")
+        assert r.code == 0 and r.keys["restarted"] == "9 9", r.err
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert new.stat().st_uid == nobody and oct(new.stat().st_mode & 0o777) == "0o750"
+        assert (new / "dump.rdb").stat().st_uid == nobody  # written by nobody: a copy, not root's
+        assert h.dbsize() == 9
+    finally:
+        _kill_servers(h.fake)
+        shutil.rmtree(shared)
