@@ -116,12 +116,13 @@ def server(target: Target, state: HostState, salt: str):
     entries = [e for e in [*server_entries(target), *kernel] if _differs(state, salt, e)]
     entries += clients.entries(target, state, salt)
     unit = state.unit(target.row.service)
+    # a changed container drop-in is written by the install step, which leaves a restart pending
     dropin = install.needs_dropin(target, state) and not state.file(install.dropin_path(target)).same(
         salt, render.container_dropin(state.container).encode(), 0o644, "root", "root")
     start = not (unit.running and unit.enabled == "enabled")
     if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units):
         host.noop(f"{target.row.service} runs with this configuration")
         return
-    options = {**target.layout_options(), "enable": start or None, "restart": dropin or None,
+    options = {**target.layout_options(), "enable": start,
                "sysctl": SYSCTL_FILE if sysctl_now else None, "enable_units": " ".join(thp_units) or None}
     yield program.command("apply", *program.options(**options), stdin=program.bundle(entries))

@@ -112,8 +112,8 @@ def server_package(target: Target, state: HostState, salt: str):
     if not (entries or missing or ports or stream_missing):
         host.noop(f"{' '.join(row.packages)} installed, nothing to prepare")
         return
-    options = {"pm": row.package_manager, "packages": " ".join(row.packages) if missing else None,
-               "lock_timeout": PACKAGE_LOCK_TIMEOUT}
+    options = {**target.layout_options(), "pm": row.package_manager,
+               "packages": " ".join(row.packages) if missing else None, "lock_timeout": PACKAGE_LOCK_TIMEOUT}
     if row.package_manager == "apt":
         options.update(update_max_age=APT_CACHE_SECONDS, apt_pinned=row.source == "upstream")
     else:

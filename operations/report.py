@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyinfra.api.state import BaseStateCallback, StateStage
@@ -115,7 +115,7 @@ class RunReport:
         path = report_path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            document = {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            document = {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                         "ok": all(entry["status"] == "ok" for _, entry in rows),
                         "hosts": dict(rows)}
             path.write_text(self.encoded(document) + "\n")

@@ -245,7 +245,7 @@ def _bind_addresses(reader: _Reader) -> tuple[str, ...]:
     addresses = []
     for item in value:
         address = str(item)
-        plain = address[1:] if address.startswith("-") else address
+        plain = address.removeprefix("-")
         if plain == "*":
             addresses.append(address)
             continue

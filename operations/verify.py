@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyinfra import host
 from pyinfra import state as run_state
 from pyinfra.api import operation
 

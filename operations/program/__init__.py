@@ -27,9 +27,17 @@ STATE_DIR = "/etc/hsi-redis"
 
 
 @functools.cache
-def text() -> str:
-    """The program's source (package data)."""
+def source() -> str:
+    """The program as it is kept in the repository (package data)."""
     return resources.files(__name__).joinpath("hsi-redis.sh").read_text()
+
+
+@functools.cache
+def text() -> str:
+    """The program as it is sent: comment lines and indentation dropped (a third of its size in argv;
+    comments are whole lines and no string in it starts a line with blanks that matter)."""
+    kept = (line.strip() for line in source().splitlines())
+    return "\n".join(line for line in kept if line and not line.startswith("#")) + "\n"
 
 
 def sha256() -> str:
@@ -41,17 +49,20 @@ def _quoted(value: str | int) -> QuoteString:
 
 
 def options(**values) -> list:
-    """`--name value` pairs (underscores become dashes); None and False are left out, True is `1`."""
+    """`--name value` pairs (underscores become dashes); None and False are left out, True is the bare
+    flag (`--kernel`), a list repeats the option."""
     bits: list = []
     for name, value in values.items():
         if value is None or value is False:
             continue
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, (list, tuple)):
+        if value is True:
+            bits.append(flag)
+        elif isinstance(value, (list, tuple)):
             for item in value:
                 bits += [flag, _quoted(item)]
         else:
-            bits += [flag, _quoted(1 if value is True else value)]
+            bits += [flag, _quoted(value)]
     return bits
 
 
@@ -102,10 +113,11 @@ class MergeEntry:
 
 
 def bundle(entries: Iterable[FileEntry | MergeEntry], password: str | None = None) -> list[str]:
-    """The stdin of install/apply/rotate: an optional new password first, then the entries."""
+    """The stdin of install/apply/rotate: an optional new password first, then the entries, then `end`
+    (so a bundle cut between two entries is refused whole). Nothing to send: empty stdin."""
     lines: list[str] = []
     if password is not None:
         lines.append("password " + base64.b64encode(password.encode()).decode())
     for entry in entries:
         lines += entry.lines()
-    return lines
+    return [*lines, "end"] if lines else []

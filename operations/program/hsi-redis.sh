@@ -24,7 +24,7 @@ verb=${1:-}; [ $# -gt 0 ] && shift
 sd=/etc/hsi-redis admin=hsi-admin service=redis-server config=/etc/redis/redis.conf cli=redis-cli
 suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' envs='' envkeys='' pkgs='' units='' layouts=''
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
-setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0
+setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     --update-max-age) maxage=$v;; --lock-timeout) locktime=$v;; --module-stream) mstream=$v;;
     --dnf-spec) dnfspec=$v;; --apt-pinned) pinned=1;; --selinux-type) setype=$v;;
     --selinux-tools) setools=$v;; --restart-files) rfiles=$v;; --enable) enable=1;;
-    --restart-units) runits=$v;; --drop) drop=$v;;
+    --restart-units) runits=$v;; --drop) drop=$v;; --sysctl) sysctl=$v;; --enable-units) eunits=$v;;
     *) bad "unknown option $o";;
   esac
 done
@@ -59,7 +59,7 @@ case $drop in 0|1) ;; *) bad "--drop must be 0 or 1";; esac
 
 # svc ACTION [UNIT...] (default: the server's unit; `journal UNIT SINCE`): systemd, or the tests' stand-in
 svc() {
-  sv_a=$1; shift; [ $# -gt 0 ] || set -- "$service"
+  sv_a=$1; shift; [ $# -gt 0 ] || [ "$sv_a" = daemon-reload ] || set -- "$service"
   sv_t=''; case $sv_a in start|stop|restart|try-restart) sv_t="timeout $W";; esac
   if [ -n "${HSI_REDIS_SERVICE_CTL:-}" ]; then $sv_t "$HSI_REDIS_SERVICE_CTL" "$sv_a" "$@"; return; fi
   case $sv_a in
@@ -216,6 +216,15 @@ chain() {
   done
   [ "$w" = unsafe ] || [ "$ch_sticky" = 0 ] || { w=unsafe w_why="$w_dir is writable by others"; }
 }
+staged() {  # DIR: DIR is a plain directory others cannot write, on the state directory's filesystem,
+  # and every directory above it is root's: a rename into it can be neither redirected nor followed
+  [ -d "$1" ] && [ ! -L "$1" ] && [ -n "$tmp" ] || return 1
+  set -- "$1" $(stat -c '%a %d' "$1" "$tmp")
+  [ $((0$2 & 002)) = 0 ] && [ "$3" = "$5" ] || return 1
+  sg_w=$w sg_why=$w_why; chain "${1%/*}/"
+  [ "$w" = root ] && return 0
+  w=$sg_w w_why=$sg_why; return 1
+}
 as_w() {  # CMD...: run CMD as the writer $w
   [ "$w" != root ] || { "$@"; return; }
   aw_g=$(id -gn "$w") || return 1
@@ -238,7 +247,7 @@ op=$1 kind=$2 mode=$3 own=$4 grp=$5 t=$6 d=${6%/*}
 [ -n "$d" ] || d=/
 if [ -L "$t" ] || { [ -e "$t" ] && [ ! -f "$t" ]; }; then
   echo "hsi-redis: $t is a symbolic link or not a regular file: refused (never followed)" >&2; exit 1; fi
-new=$(mktemp "$d/.${t##*/}.hsi-XXXXXX"); trap "rm -f \"\$new\"" EXIT
+new=$(mktemp "${8:-$d}/.${t##*/}.hsi-XXXXXX"); trap "rm -f \"\$new\"" EXIT
 if [ "$kind" = merge ]; then cur=/dev/null; [ ! -f "$t" ] || cur=$t; awk -v f="$t" "$7" - "$cur" > "$new"
 else cat > "$new"; fi
 same=0; [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(sha256sum < "$t")" ] || same=1
@@ -250,7 +259,7 @@ if [ $same = 1 ]; then
 fi
 [ "$own" = - ] || chown "$own" "$new"
 case $grp in -) ;; \?*) chgrp "${grp#?}" "$new" 2>/dev/null || :;; *) chgrp "$grp" "$new";; esac
-chmod "$mode" "$new"; mv -f "$new" "$t"; trap - EXIT; echo changed'
+chmod "$mode" "$new"; mv -fT "$new" "$t"; trap - EXIT; echo changed'
 # The .env merge, read as python-dotenv reads: a line assigning an owned key (KEY=, export KEY=, blanks
 # around =) is replaced in place, later ones dropped, missing keys appended, other lines kept byte for
 # byte (CRLF kept). A quoted owned key, or an owned value whose quote does not close on its line, is
@@ -360,7 +369,10 @@ is_rfile() {  # the current entry is a file the server reads
 # its directory. Sets e_res; 1 (said why) when refused.
 entry() {
   en_op=$1 en_src=${2:-$tmp/$e_i} en_d=${e_p%/*}; [ -n "$en_d" ] || en_d=/
-  chain "$en_d"
+  chain "$en_d"; en_stage=''
+  # a whole file in a directory only the server's user or group controls (/etc/redis on Debian), its
+  # parents root's: staged in root's own directory and renamed in, with its owner and mode already set
+  if [ "$w" != root ] && [ "$e_k" = file ] && staged "$en_d"; then w=root en_stage=$tmp; fi
   [ "$w" != unsafe ] || { say "$e_p: $w_why: refused, nothing written"; return 1; }
   [ ! -L "$e_p" ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
   en_named=$e_u
@@ -384,7 +396,8 @@ entry() {
   if [ "$en_op" = write ]; then mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0
   fi
-  e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$en_op" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" < "$en_src") \
+  e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$en_op" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" \
+    "$en_stage" < "$en_src") \
     || { say "$e_p: not written"; return 1; }
 }
 unit_changed=0 repo_changed=0 wrote=0
@@ -400,7 +413,7 @@ write_entries() {  # PHASE (now: all but `after` entries; after; all): prints ch
   done 3< "$tmp/m"
 }
 place() {  # SOURCE TARGET MODE OWNER GROUP: one file, written link-safely
-  e_k=file e_p=$2 e_m=$3 e_u=$4 e_g=$5 e_f=-; entry write "$1"
+  mk_tmp; e_k=file e_p=$2 e_m=$3 e_u=$4 e_g=$5 e_f=-; entry write "$1"
 }
 private() { cp "$1" "$2.tmp" && chmod 600 "$2.tmp" && mv -f "$2.tmp" "$2"; }  # SRC DST in root's own directory
 
@@ -738,7 +751,15 @@ apt_update() {  # retried while another process holds the lists lock (apt-get up
 }
 do_install() {
   case $pm in apt|dnf) ;; *) die "--pm must be apt or dnf";; esac
-  if [ ! -t 0 ]; then read_bundle; write_entries all || exit 1; fi
+  if [ ! -t 0 ]; then
+    read_bundle
+    # a file the installed server reads (the container drop-in) changes: the next apply must restart
+    while read -r e_i e_k e_m e_u e_g e_f e_p <&3; do
+      is_rfile || continue; entry check || exit 1
+      [ "$e_res" = same ] || [ ! -f "$config" ] || : > "$sd/restart-pending" || die "cannot write $sd/restart-pending"
+    done 3< "$tmp/m"
+    write_entries all || exit 1
+  fi
   [ "$unit_changed" = 0 ] || svc daemon-reload || die "systemctl daemon-reload failed"
   in_m=''
   if [ "$pm" = apt ]; then
@@ -802,6 +823,12 @@ do_apply() {
   write_entries now || exit 1
   [ "$unit_changed" = 0 ] || { unit_changed=0; svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"; }
   [ "$ap_need" = 0 ] || do_restart
+  # kernel settings (a sysctl.d file just written) into the running kernel; helper units on
+  if [ -n "$sysctl" ]; then sysctl -q -p "$sysctl" || die "sysctl -p $sysctl failed"; echo kernel=applied; fi
+  for ap_u in $eunits; do
+    svc enable "$ap_u" >/dev/null 2>&1 && svc start "$ap_u" >/dev/null 2>&1 || die "could not enable and start $ap_u"
+    echo "enabled=$ap_u"
+  done
   if [ "$enable" = 1 ]; then
     [ "$(svc is-enabled)" = enabled ] || { svc enable >/dev/null 2>&1 || die "could not enable $service"; echo enabled=1; }
     if [ "$(svc is-active)" != active ]; then

@@ -16,6 +16,7 @@ import runpy
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from unittest import mock
 
 from pyinfra.api import Config, Inventory, State
@@ -156,6 +157,8 @@ def _parse_bundle(lines: list[str]) -> tuple[tuple[Entry, ...], str | None]:
     password = None
     it = iter(lines)
     for line in it:
+        if line == "end":
+            break
         if line.startswith("password "):
             password = base64.b64decode(line.split(" ", 1)[1]).decode()
             continue
@@ -211,7 +214,7 @@ class Result:
 
 
 class _Recorder(BaseStateCallback):
-    current: dict[str, str] = {}
+    current: ClassVar[dict[str, str]] = {}
 
     @staticmethod
     def operation_host_start(state, host, op_hash):

@@ -16,18 +16,16 @@ import signal
 import socket
 import subprocess
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from operations import acl
+from operations import acl, program
 from operations.certs import ensure_pki, pki_layout
-from operations.configure import SAVE_RULES, render
 from operations.encoding import redis_conf_quote
-from operations.platform import TABLE
-from operations.secrets import Secret
+from operations.render import SAVE_RULES, render
+from operations.rows import TABLE
 from operations.settings import DENIED_COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +47,7 @@ def free_port() -> int:
 
 def user_lines(backend: str, admin: str) -> list[str]:
     """The `user` lines operations/acl.py renders for these passwords."""
-    conf = types.SimpleNamespace(password=Secret(backend), acl_denied=DENIED_COMMANDS)
-    return [acl.default_user_rule(conf, PLAT), acl.admin_user_rule(Secret(admin), PLAT)]
+    return [acl.default_user_rule(DENIED_COMMANDS, PLAT, backend), acl.admin_user_rule(admin, PLAT)]
 
 
 def b64_lines(data: bytes) -> list[str]:
@@ -229,7 +226,7 @@ def run_program(verb: str, *args: str, stdin: bytes | str | None = None, env: di
     """`sh -c "<program text>" hsi-redis VERB ARGS`, as the deploy sends it."""
     data = stdin.encode() if isinstance(stdin, str) else (stdin if stdin is not None else b"")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("HSI_", "REDISCLI"))}
-    done = subprocess.run([shell, "-c", PROGRAM.read_text(), "hsi-redis", verb, *args], input=data,
+    done = subprocess.run([shell, "-c", program.text(), "hsi-redis", verb, *args], input=data,
                           capture_output=True, env={**environment, **(env or {})}, timeout=timeout, check=False)
     return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
 

@@ -7,14 +7,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import types
 from pathlib import Path
 
 import pytest
 
 from operations import acl
-from operations.facts import salted_sha256
-from operations.secrets import Secret
+from operations.hoststate import salted_sha256
 
 from .conftest import ADMIN_PW, BACKEND_PW, PLAT, SERVICE, free_port, give_client_pair, tls_context
 
@@ -41,7 +39,7 @@ def test_plain_server_one_call_reports_everything(host):
 
 def test_flushall_allowed_is_queued_and_discarded(make_host):
     h = make_host()
-    open_rule = acl.default_user_rule(types.SimpleNamespace(password=Secret(BACKEND_PW), acl_denied=("acl",)), PLAT)
+    open_rule = acl.default_user_rule(("acl",), PLAT, BACKEND_PW)
     h.write_config(h.render().replace(h.render().split("\nuser default ")[1].split("\n")[0],
                                       open_rule.removeprefix("user default ")))
     h.start()

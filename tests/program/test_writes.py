@@ -54,12 +54,22 @@ def test_a_symlinked_target_is_refused_and_its_target_unchanged(h, tmp_path):
     assert r.code == 1 and victim.read_text() == "keep me\n"
 
 
-def test_a_group_writable_directory_is_refused(h, shared):
+def test_a_group_writable_directory_takes_whole_files_by_rename_and_refuses_merges(h, shared):
+    """Like Debian's /etc/redis (redis:redis 2770): a whole file is staged in root's own directory and
+    renamed in, owner and mode set before it appears; a merge (which reads the file) is refused."""
     loose = shared / "loose"
     loose.mkdir()
-    loose.chmod(0o775)
-    r = apply(h, ("file", "0600", "root", "root", "-", str(loose / "f"), "x\n"))
-    assert r.code == 1 and "writable by its group or others" in r.err and not (loose / "f").exists()
+    loose.chmod(0o2775)
+    r = apply(h, ("file", "0640", "root", "root", "-", str(loose / "f"), "x\n"))
+    assert r.code == 0 and r.out == f"changed={loose / 'f'}\n", r.err
+    assert (loose / "f").read_text() == "x\n" and oct((loose / "f").stat().st_mode & 0o777) == "0o640"
+    assert not any(p.name.startswith(".f.hsi-") for p in loose.iterdir()), "nothing staged beside it"
+    r = apply(h, ("merge", "-", "-", "-", str(loose / ".env"), "REDIS_URL=x\n"))
+    assert r.code == 1 and "writable by its group or others" in r.err and not (loose / ".env").exists()
+    deeper = loose / "sub"
+    deeper.mkdir()
+    r = apply(h, ("file", "0600", "root", "root", "-", str(deeper / "f"), "x\n"))
+    assert r.code == 1 and "writable by its group or others" in r.err and not (deeper / "f").exists()
     r = apply(h, ("file", "0600", "root", "root", "-", "/tmp/hsi-redis-test-never", "x\n"))
     assert r.code == 1 and not Path("/tmp/hsi-redis-test-never").exists()  # straight into sticky /tmp: no
 
@@ -74,8 +84,12 @@ def test_a_directory_a_user_owns_is_written_as_that_user(h, shared):
     for path in (env, env.parent):
         assert (path.stat().st_uid, path.stat().st_gid) == (shutil._get_uid("nobody"), shutil._get_gid("nogroup"))
     assert oct(env.stat().st_mode & 0o777) == "0o600" and env.read_text() == "REDIS_URL=redis://u\n"
+    # a whole file right in the user's directory (its parents root's) keeps the owner it asks for: staged
+    # in root's own directory and renamed in; one level deeper the user controls the path, so no
     r = apply(h, ("file", "0600", "root", "root", "-", str(app / "x"), "x\n"))
-    assert r.code == 1 and "belongs to nobody" in r.err and not (app / "x").exists()
+    assert r.code == 0 and (app / "x").stat().st_uid == 0, r.err
+    r = apply(h, ("file", "0600", "root", "root", "-", str(app / "sub" / "x"), "x\n"))
+    assert r.code == 1 and "belongs to nobody" in r.err and not (app / "sub" / "x").exists()
     r = apply(h, ("file", "0640", "nobody", "nogroup", "-", str(app / "y"), "y\n"))
     assert r.code == 0 and (app / "y").stat().st_uid == shutil._get_uid("nobody")
 
