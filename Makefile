@@ -32,8 +32,9 @@ test: images
 unit: venv
 	$(PY) -m pytest tests/unit tests/commands
 
+## hsi-redis against a minimal 5-operation deploy on 1, 10 and 20 fresh hosts (BENCH_ARGS="--hosts 1 2").
 bench: images
-	$(PY) bench/provision.py
+	$(PY) bench/compare.py $(BENCH_ARGS)
 
 demo-clean:
 	$(PY) -m tests.hosts.demo --remove
