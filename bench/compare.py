@@ -175,8 +175,11 @@ def start_hosts(names: list[str], suite: str, run_id: str) -> None:
         raise RuntimeError(f"{len(errors)} of {len(names)} hosts did not start: {errors[0]}")
 
 
-def measure(count: int, first: str, args, workdir: Path, run_id: str) -> list[tuple]:
-    """Start 2*count hosts, run both deploys; rows (count, run, hsi Run, minimal Run or None)."""
+def measure(count: int, first: str, args, workdir: Path, run_id: str) -> tuple[list[tuple], float]:
+    """Start 2*count hosts, run both deploys.
+
+    Returns rows (count, run, hsi Run, minimal Run or None) and the load average when timing began.
+    """
     names = {kind: [f"hsi-bench-{run_id}-{count}{kind[0]}{i}" for i in range(count)]
              for kind in (HSI, MINIMAL)}
     deploys = {HSI: "deploy.py", MINIMAL: "minimal_deploy.py"}
@@ -189,8 +192,9 @@ def measure(count: int, first: str, args, workdir: Path, run_id: str) -> list[tu
     try:
         started = time.monotonic()
         start_hosts(names[HSI] + names[MINIMAL], args.suite, run_id)
+        load = os.getloadavg()[0]
         print(f"== {count} host(s) per deploy: {2 * count} hosts up in {time.monotonic() - started:.0f} s; "
-              f"{first} goes first; load {os.getloadavg()[0]:.2f}", flush=True)
+              f"{first} goes first; load {load:.2f}", flush=True)
         for run in (FIRST, NOOP):
             result = {}
             for kind in order:
@@ -209,7 +213,7 @@ def measure(count: int, first: str, args, workdir: Path, run_id: str) -> list[tu
         else:
             fleet.remove_hosts(*names[HSI], *names[MINIMAL])
             remove_run_hosts(run_id)  # any a start interrupted half-way
-    return rows
+    return rows, load
 
 
 def remove_run_hosts(run_id: str) -> None:
@@ -272,9 +276,9 @@ def table(rows: list[tuple]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in body)]
 
 
-def notes(rows: list[tuple], firsts: dict[int, str], loads: dict[int, float]) -> list[str]:
-    lines = [f"N={c}: {firsts[c]} ran first; load average {loads[c]:.2f} before the hosts started"
-             for c in firsts]
+def notes(rows: list[tuple], firsts: dict[int, str], loads: dict[int, tuple[float, float]]) -> list[str]:
+    lines = [f"N={c}: {firsts[c]} ran first; load average {loads[c][0]:.2f} before the hosts started, "
+             f"{loads[c][1]:.2f} when timing began" for c in loads]
     seen, host_runs = collections.Counter(), 0
     for _count, _run, hsi, minimal in rows:
         for run in (hsi, minimal):
@@ -331,9 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for index, count in enumerate(args.hosts):
             firsts[count] = HSI if index % 2 == 0 else MINIMAL
-            loads[count] = os.getloadavg()[0]
+            before = os.getloadavg()[0]
             try:
-                rows += measure(count, firsts[count], args, workdir, run_id)
+                measured, load = measure(count, firsts[count], args, workdir, run_id)
+                rows += measured
+                loads[count] = (before, load)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # hosts did not start
                 print(f"!! N={count}: not measured: {exc}", file=sys.stderr)
                 broken.append(count)

@@ -39,8 +39,9 @@ def fresh_debian(monkeypatch):
         return run_command(self, command, print_output=print_output, print_input=print_input, **arguments)
 
     def call(self, host, cls, *args, **kwargs):
-        if cls.__name__ == "Directory":  # /etc/redis exists once the package is in, redis.conf is a file
-            return {"mode": 0o755, "user": "redis", "group": "redis"} if kwargs["path"] == "/etc/redis" else None
+        if cls.__name__ == "Directory":  # /etc/redis exists once the package is in
+            is_dir = kwargs["path"] == "/etc/redis"
+            return {"mode": 0o755, "user": "redis", "group": "redis"} if is_dir else None
         if cls.__name__ == "TmpDir":
             return "/tmp"
         return answer(self, host, cls, *args, **kwargs)

@@ -109,3 +109,18 @@ def test_a_failed_or_timed_out_run_is_not_judged():
     assert verify_cmds.endswith("not run at these host counts")
     table = "\n".join(compare.table(rows))
     assert "900.0 (timed out)" in table and "5.0 (exit 1)" in table
+
+
+def test_the_markdown_report_holds_table_targets_and_conditions():
+    from datetime import datetime, timezone
+
+    rows = [(10, compare.NOOP, _run(5.0, [17] * 10), _run(10.0, [9] * 10))]
+    rows[0][2].other.update({"container inspect": 10})
+    now = datetime.now(timezone.utc)
+    text = compare.report(rows, {10: compare.MINIMAL}, {10: (1.0, 2.5)}, "bookworm", now)
+    assert "| 10 | no-op rerun | 5.0 | 10.0 | 0.50x | 17 | 9 |" in text.splitlines()
+    assert ("- no-op rerun: at most 0.6x the minimal deploy's wall time at 10 and 20 hosts: "
+            "N=10: 0.50x -> met") in text
+    assert ("N=10: minimal ran first; load average 1.00 before the hosts started, "
+            "2.50 when timing began") in text
+    assert "`docker container inspect` ran 10 time(s) in 20 host-runs" in text
