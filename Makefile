@@ -36,8 +36,9 @@ test: images tools
 unit: venv tools
 	$(PY) -m pytest tests/unit tests/commands tests/program
 
+## hsi-redis against a minimal 5-operation deploy on 1, 10 and 20 fresh hosts (BENCH_ARGS="--hosts 1 2").
 bench: images
-	$(PY) bench/provision.py
+	$(PY) bench/compare.py $(BENCH_ARGS)
 
 demo-clean:
 	$(PY) -m tests.hosts.demo --remove
