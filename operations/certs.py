@@ -3,7 +3,8 @@
 Pre-flight (`check_tls_files`) runs while settings are validated, before any host is touched:
 each file parses, each key matches its certificate, each certificate chains to the CA, none
 has expired (a warning when one expires within `EXPIRY_WARNING_DAYS`), the server
-certificate's subjectAltName covers the name the backend puts in `REDIS_URL`, and the CA
+certificate's subjectAltName covers the name the backend puts in `REDIS_URL` (a client
+certificate needs none: Redis checks its chain, not its names), and the CA
 carries what strict clients (Python 3.13+, OpenSSL's X509_STRICT) demand: basicConstraints
 CA=true (critical), keyUsage keyCertSign and a subject key identifier; certificates it
 issues need an authority key identifier. Each problem reads `setting: file: cause`.
@@ -29,7 +30,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -194,10 +195,64 @@ def _issuer_problem(leaf: x509.Certificate, chain: list[x509.Certificate], cas: 
             f"{leaf.issuer.rfc4514_string()} (another CA with the same name?)")
 
 
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)  # the issuer's name, then the signature
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _weak(cert: x509.Certificate) -> str | None:
+    """What OpenSSL at Debian's default security level (2) refuses in a certificate."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+        return f"{_name(cert)} has a {key.key_size}-bit RSA key (at least 2048 needed)"
+    digest = cert.signature_hash_algorithm
+    if digest is not None and digest.name in ("md5", "sha1"):
+        return f"{_name(cert)} is signed with {digest.name.upper()} (too weak)"
+    return None
+
+
+def client_chain_problem(leaf: x509.Certificate, chain: list[x509.Certificate],
+                         cas: list[x509.Certificate], now: dt.datetime) -> str | None:
+    """Why the server (OpenSSL) would refuse `leaf` as a client certificate, or None.
+
+    What Redis checks, without the web PKI's name rules: a client certificate needs no
+    subjectAltName (`openssl req -subj /CN=...` makes none; `openssl x509 -req` without
+    extensions even an X.509 v1 one). Checked: an extendedKeyUsage, where present, allows
+    clientAuth; each signature up to a CA in the CA file; each intermediate is a CA, valid
+    now; no weak key or digest.
+    """
+    usage = _extension(leaf, x509.ExtendedKeyUsage)
+    allowed = {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    if usage is not None and not allowed & set(usage.value):
+        return "its extendedKeyUsage does not allow clientAuth (TLS client authentication); the server rejects it"
+    current, left = leaf, list(chain)
+    while True:
+        weak = _weak(current)
+        if weak:
+            return f"the server rejects it: {weak}"
+        if any(_signed_by(current, ca) for ca in cas):
+            return None
+        issuer = next((c for c in left if _signed_by(current, c)), None)
+        if issuer is None:
+            return f"{_name(current)} is not issued by the CA in the CA file ({', '.join(_name(c) for c in cas)})"
+        constraints = _extension(issuer, x509.BasicConstraints)
+        if constraints is None or not constraints.value.ca:
+            return f"its issuer {_name(issuer)} (in the certificate file) is not a CA certificate"
+        problem, _ = validity(issuer, now)
+        if problem:
+            return f"intermediate {_name(issuer)}: {problem}"
+        left.remove(issuer)
+        current = issuer
+
+
 def check_leaf(cert_data: bytes, key_data: bytes, cas: list[x509.Certificate], now: dt.datetime,
                server_name: str | None) -> tuple[dict[str, str], list[str]]:
     """Check a certificate file and its key. `server_name` given: a server certificate that must
-    cover it; None: a client certificate. Returns ({"cert"|"key": cause}, warnings)."""
+    cover it; None: a client certificate (no name needed, see `client_chain_problem`).
+    Returns ({"cert"|"key": cause}, warnings)."""
     problems: dict[str, str] = {}
     warnings: list[str] = []
     try:
@@ -230,16 +285,19 @@ def check_leaf(cert_data: bytes, key_data: bytes, cas: list[x509.Certificate], n
     if issuer:
         problems["cert"] = issuer
         return problems, warnings
+    if server_name is None:
+        # The server (OpenSSL) checks a client certificate: the web PKI's rules (a SAN, v3, key
+        # identifiers) that Python applies to the server's certificate do not apply here.
+        problem = client_chain_problem(leaf, chain, cas, now) if cas else None
+        if problem:
+            problems["cert"] = problem
+        return problems, warnings
     if _extension(leaf, x509.AuthorityKeyIdentifier) is None and leaf.issuer != leaf.subject:
         problems["cert"] = "has no authorityKeyIdentifier (Python 3.13+ clients reject it)"
         return problems, warnings
     if cas:
-        builder = PolicyBuilder().store(Store(cas)).time(now)
         try:
-            if server_name is not None:
-                builder.build_server_verifier(_subject(server_name)).verify(leaf, chain)
-            else:
-                builder.build_client_verifier().verify(leaf, chain)
+            PolicyBuilder().store(Store(cas)).time(now).build_server_verifier(_subject(server_name)).verify(leaf, chain)
         except VerificationError as exc:
             problems["cert"] = f"a strict client rejects it: {exc}"
     return problems, warnings

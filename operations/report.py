@@ -3,7 +3,8 @@
 One `RunReport` per pyinfra run (`of(state)`; kept on the run's State object). Verification records
 what it found; a state callback notes, for hosts that fail earlier, which operation failed and the last
 lines it printed (commands never carry secrets, and everything is scrubbed of the run's secrets anyway,
-before and after encoding). When the pyinfra process exits, the summary is printed and the JSON report
+before and after encoding). Every failure gets a problem (the operation's own `hsi-redis: ` reason,
+else the tool's first error line, e.g. apt's `E: ...`) and a fix (see `_FIXES`). When the pyinfra process exits, the summary is printed and the JSON report
 written to `reports/last-run.json` in the working directory (or `$HSI_REDIS_REPORT`). pyinfra's own exit
 code is non-zero when any host failed.
 """
@@ -28,6 +29,77 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REASON_PREFIX = "hsi-redis: "
 MASK = "********"
 CONNECT_FIX = "check that the host is up and reachable (ssh, or the container is running)"
+# A tool's own error line, by how each tool starts it; earlier patterns win (apt's `E:` says
+# more than the `Err:` line of the fetch that caused it).
+_TOOL_ERRORS = tuple(re.compile(p) for p in (
+    r"E: ",                      # apt-get, apt-cache
+    r"Error: ",                  # dnf
+    r"Job for \S+ failed",       # systemctl start/restart
+    r"Failed to ",               # systemctl, systemd tools
+    r"dpkg: error",
+    r"Err:\d*",                  # apt: a fetch that failed
+    r"[\w.-]+: (cannot|can't|failed|invalid)",  # coreutils: "mv: cannot move ..."
+))
+# What to do: (pattern in the problem, pattern in the failed step's name, fix); the first row with a
+# match wins, `_FALLBACK_FIX` else. The host program's reasons quote the tool ("apt-get update failed:
+# E: Malformed ..."), so problem patterns are searched anywhere.
+_FIXES = (
+    (r"[Cc]ould not get lock|[Uu]nable to lock|lock stayed held", None,
+     "another apt/dnf run holds the package lock: let it finish (`ps aux | grep -e apt -e dpkg -e dnf` "
+     "on the host shows it), then run deploy.py again"),
+    (r"apt-get update failed|E: (Malformed|The list of sources|Failed to fetch|Type |Conflicting|Invalid)|Err:",
+     None,
+     "fix the host's apt sources (`apt-get update` on the host shows the error; see /etc/apt/sources.list "
+     "and /etc/apt/sources.list.d/), then run deploy.py again"),
+    (r"(apt-get install|dnf install|dnf module \w+) failed|E: |Error: |dpkg: ", r"^Install ",
+     "run the same install on the host (`apt-get install PACKAGE` or `dnf install PACKAGE`) to see why it "
+     "fails; fix that (repository, disk space, a broken package), then run deploy.py again"),
+    (r"semanage|SELinux", None,
+     "check SELinux on the host (`semanage port -l`, `ausearch -m avc`), then run deploy.py again"),
+    (r"sysctl", None,
+     "check the kernel settings on the host (`sysctl -p /etc/sysctl.d/60-hsi-redis.conf` shows the "
+     "error), or set redis_kernel_tuning=false; then run deploy.py again"),
+    (r"Job for |Failed to (start|restart)|did not answer|does not answer|rolled back", None,
+     "see why the server does not start: `systemctl status SERVICE` and `journalctl -u SERVICE` on the "
+     "host; fix the cause or the setting, then run deploy.py again"),
+    (r"refused|not written|symbolic link|writable by", None,
+     "check the path the problem names on the host (its owner, its directory's owner and mode, no "
+     "symbolic link); fix it, then run deploy.py again"),
+    (None, r"^platform$",
+     "run it on a supported platform with systemd running (see the README's platform table)"),
+    (None, r"^version policy$",
+     "install a server that meets redis_minimum_version (redis_source=upstream), or lower "
+     "redis_minimum_version; then run deploy.py again"),
+)
+_FALLBACK_FIX = ("do what the problem says, or read the output above (run again with -v to see each "
+                 "command, -vvv its output); fix the cause on the host, then run the same command again")
+
+
+def problem_in(stderr: list[str], stdout: list[str]) -> str | None:
+    """What a failed operation's output says went wrong: its last `hsi-redis: ` reason, else the
+    tool's first error line (stderr before stdout), else its last line; None if it printed nothing."""
+    reasons = [line[len(REASON_PREFIX):] for line in stderr if line.startswith(REASON_PREFIX)]
+    if reasons:
+        return reasons[-1].strip()
+    lines = [line.strip() for line in stderr + stdout if line.strip()]
+    for pattern in _TOOL_ERRORS:
+        for line in lines:
+            if pattern.match(line):
+                return line
+    return (stderr and stderr[-1].strip()) or (lines[-1] if lines else None)
+
+
+def fix_for(step: str, problem: str) -> str:
+    """What the operator should do about a failure, from the step's name and the problem.
+
+    >>> fix_for("Provision Redis for HSI | Install the server", "apt-get update failed: E: Malformed")[:28]
+    "fix the host's apt sources ("
+    """
+    operation = step.rsplit(" | ", 1)[-1]  # "Provision Redis for HSI | Install the server": the step's own name
+    for in_problem, in_step, fix in _FIXES:
+        if (in_problem and re.search(in_problem, problem)) or (in_step and re.search(in_step, operation)):
+            return fix
+    return _FALLBACK_FIX
 
 
 def report_path() -> Path:
@@ -70,8 +142,12 @@ class RunReport:
 
     # -- scrubbing ---------------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
+        """`text` with every known secret, and its JSON-escaped forms, replaced by asterisks."""
+        forms = set()
+        for secret in self.secrets:
+            forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+        for form in sorted(forms, key=len, reverse=True):  # a secret inside a longer one: the longer first
+            text = text.replace(form, MASK)
         return text
 
     def redact_all(self, value):
@@ -85,12 +161,8 @@ class RunReport:
         return value
 
     def encoded(self, document: dict) -> str:
-        """The JSON text: scrubbed before encoding, and every encoded form of a secret scrubbed after."""
-        text = json.dumps(self.redact_all(document), indent=2, sort_keys=True)
-        for secret in self.secrets:
-            for form in (json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]):
-                text = text.replace(form, MASK)
-        return text
+        """The JSON text: every string scrubbed before encoding, the encoded text once more."""
+        return self.redact(json.dumps(self.redact_all(document), indent=2, sort_keys=True))
 
     # -- the end of the run ------------------------------------------------------------------------
     def connect_reason(self, host_name: str) -> str:
@@ -125,7 +197,7 @@ class RunReport:
 
     def _host_entry(self, state, host) -> dict:
         entry = self.entry(host.name)
-        changed, names, failure = _op_summary(state, host, self.redact)
+        changed, names, failure, output_problem = _op_summary(state, host, self.redact)
         entry["changes"] = changed
         entry["changed_operations"] = names
         if host.name not in {h.name for h in state.activated_hosts}:
@@ -137,20 +209,24 @@ class RunReport:
             entry.setdefault("problem", "failed before verification")
             if failure:
                 entry.setdefault("output", failure)
-                reasons = [line[len(REASON_PREFIX):] for line in failure if line.startswith(REASON_PREFIX)]
-                if reasons and entry["problem"].startswith("operation failed"):
-                    entry["problem"] = reasons[-1]  # the operation's own words; failed_step names it
-            entry["failures"] = [{"step": entry.get("failed_step", "unknown"), "problem": entry["problem"],
-                                  "output": entry.get("output", []), "fix": entry.get("fix", "")}]
+            if entry.pop("_problem_from_output", False):
+                if output_problem:
+                    entry["problem"] = output_problem  # the tool's own words; failed_step names the step
+                else:
+                    entry["problem"] += " (it printed nothing; run again with -vvv to see the command)"
+            step = entry.get("failed_step", "unknown")
+            entry.setdefault("fix", fix_for(step, entry["problem"]))
+            entry["failures"] = [{"step": step, "problem": entry["problem"],
+                                  "output": entry.get("output", []), "fix": entry["fix"]}]
         else:
             entry.setdefault("status", "dry run" if getattr(state.config, "DRY", False) else "unverified")
         if "started" in entry and "finished" in entry:
             entry["seconds"] = round(entry["finished"] - entry["started"], 2)
         entry.setdefault("failures", [])
         entry.setdefault("timings", {})
-        for key in ("started", "finished", "_op_started"):
+        for key in ("started", "finished", "_op_started", "_problem_from_output"):
             entry.pop(key, None)
-        return entry
+        return self.redact_all(entry)
 
     def _print(self, rows: list[tuple[str, dict]]) -> None:
         width = max([len(name) for name, _ in rows] + [4])
@@ -178,9 +254,10 @@ def _op_name(state, op_hash) -> str:
     return ", ".join(sorted(state.get_op_meta(op_hash).names))
 
 
-def _op_summary(state, host, redact) -> tuple[int, list[str], list[str]]:
-    """Changed operation count, their names, and the output of a failed operation (if any)."""
-    changed, names, failure = 0, [], []
+def _op_summary(state, host, redact) -> tuple[int, list[str], list[str], str | None]:
+    """Changed operation count, their names, and of a failed operation (if any) the last lines it
+    printed and the problem they state (see `problem_in`)."""
+    changed, names, failure, problem = 0, [], [], None
     for op_hash, op_data in state.ops.get(host, {}).items():
         meta = op_data.operation_meta
         if not meta.is_complete():
@@ -190,10 +267,12 @@ def _op_summary(state, host, redact) -> tuple[int, list[str], list[str]]:
             names.append(_op_name(state, op_hash))
         elif meta.did_error() and not failure:
             try:
-                failure = [redact(line) for line in (meta.stderr_lines or meta.stdout_lines)[-8:]]
+                stderr, stdout = meta.stderr_lines, meta.stdout_lines
             except (AssertionError, RuntimeError):
-                failure = []
-    return changed, names, failure
+                stderr, stdout = [], []
+            failure = [redact(line) for line in (stderr or stdout)[-8:]]
+            problem = problem_in([redact(line) for line in stderr], [redact(line) for line in stdout])
+    return changed, names, failure, problem
 
 
 class _ErrorLog(logging.Handler):
@@ -235,7 +314,7 @@ class _Callbacks(BaseStateCallback):
         if entry.get("status") == "failed":
             return  # the step that failed already said why (verification, safety checks)
         name = _op_name(state, op_hash)
-        entry.update(status="failed", failed_step=name, problem=f"operation failed: {name}")
+        entry.update(status="failed", failed_step=name, problem=f"{name} failed", _problem_from_output=True)
 
     def _timing(self, state, host, op_hash) -> None:
         """Seconds each operation took on the host (the report's `timings`)."""

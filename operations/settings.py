@@ -64,8 +64,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_flavour", "auto", "`redis`, `valkey`, or `auto` (Redis where the distro ships it)."),
     Setting("redis_backend_env_path", "/opt/hsi/backend/.env", "The HSI backend's `.env` to merge the "
             "Redis keys into; empty to skip."),
-    Setting("redis_backend_env_owner", "root", "Owner of the backend `.env` (it is written 0600)."),
-    Setting("redis_backend_env_group", None, "Group of the backend `.env`; unset, the owner's name."),
+    Setting("redis_backend_env_owner", None, "Owner of the backend `.env` and its TLS files; unset, an existing "
+            "`.env` keeps its owner, new files belong to the user owning their directory (root when the deploy "
+            "creates it). See \"The backend's files\"."),
+    Setting("redis_backend_env_group", None, "Group of the backend `.env` and its TLS files; unset, an existing "
+            "`.env` keeps its group, else the owner's login group. A new `.env` with it set is 0640, else 0600."),
     Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
     Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
     Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
@@ -102,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     # Security (issue 5): least privilege, auth-failure monitoring, host hardening.
     Setting("redis_acl_denied_commands", list(DENIED_COMMANDS), "Commands the backend's identity (the "
             "`default` user) may not run; `NAME` or `NAME|SUBCOMMAND`. The admin user keeps them all."),
+    Setting("redis_backend_config_set", False, "Let the backend's identity run CONFIG SET (Redis 7.0+ only; "
+            "see Least privilege: it can then switch authentication off). Off: CONFIG GET only."),
     Setting("redis_auth_failure_warn", 10, "Failed authentications since the last run (ACL LOG) at or above "
             "which the summary warns."),
     Setting("redis_kernel_tuning", True, "Set vm.overcommit_memory=1, net.core.somaxconn and THP off "
@@ -113,18 +118,50 @@ SETTINGS: tuple[Setting, ...] = (
             "before restoring the last good config."),
     Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
             "writing the new password into its `.env` (unset: not restarted)."),
+    Setting("redis_exporter_unit", None, "systemd unit of the exporter that `rotate.py` restarts after "
+            "rewriting its environment file (unset: not restarted)."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
-_MEMORY_RE = re.compile(r"^([1-9][0-9]{0,14})(b|k|kb|m|mb|g|gb)?$", re.IGNORECASE)
+# Every pattern is used with `fullmatch` (see `_whole`): `$` would also match before a trailing
+# newline, and "localhost\n" would pass.
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\$?")
+_HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
+_MEMORY_RE = re.compile(r"([1-9][0-9]{0,14})(b|k|kb|m|mb|g|gb)?", re.IGNORECASE)
 # Redis' own units: k/m/g are powers of 1000, kb/mb/gb powers of 1024.
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
 _MEMORY_MIN = 1024**2  # below 1mb the server cannot even hold its own bookkeeping
-_COMMAND_RE = re.compile(r"^[a-z][a-z0-9_.-]*(\|[a-z][a-z0-9_.-]*)?$")
-_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
-_LISTEN_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")
+_COMMAND_RE = re.compile(r"[a-z][a-z0-9_.-]*(\|[a-z][a-z0-9_.-]*)?")
+_PATH_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
+_LISTEN_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}")
+# An IP address as ipaddress reads it, but with a scope (`fe80::1%eth0`) of name characters only:
+# ipaddress takes any text after `%`, line breaks included.
+_ADDRESS_RE = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]{1,64})?")
+# The text form of a list setting ("a, b c"): commas and spaces separate, no control characters.
+_LIST_TEXT_RE = re.compile(r"[^\x00-\x1f\x7f]*")
+
+
+def _whole(pattern: re.Pattern, value: Any) -> bool:
+    """Whether `value` is text and `pattern` matches all of it (not a prefix, not up to a newline)."""
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def _ip_address(value: Any) -> bool:
+    """Whether `value` is an IPv4/IPv6 address (a scope of name characters allowed)."""
+    if not _whole(_ADDRESS_RE, value):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _list_items(value: Any) -> Any:
+    """A list setting's items: its text form is split at commas and spaces."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split(" ") if _whole(_LIST_TEXT_RE, value) else [value]
+    return value
 
 
 class SettingsError(PyinfraError):
@@ -151,8 +188,8 @@ class RedisSettings:
     appendfsync: str
     flavour: str
     backend_env_path: str | None
-    backend_env_owner: str
-    backend_env_group: str
+    backend_env_owner: str | None  # None: an existing .env keeps its owner (see backend_env.py)
+    backend_env_group: str | None
     backend_host: str
     backend_db: int
     verify_only: bool
@@ -166,6 +203,7 @@ class RedisSettings:
     exporter_owner: str = "root"
     exporter_listen: str = "127.0.0.1:9121"
     acl_denied: tuple[str, ...] = ()
+    backend_config_set: bool = False
     auth_failure_warn: int = 10
     kernel_tuning: bool = True
     # Not fatal, but the operator must hear about them (printed in the summary).
@@ -173,6 +211,7 @@ class RedisSettings:
     extra_config: tuple[str, ...] = ()
     restart_wait: int = 60
     backend_unit: str | None = None
+    exporter_unit: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -229,7 +268,7 @@ class _Reader:
 
     def text(self, name: str, pattern: re.Pattern, what: str) -> str:
         value = self.raw(name)
-        if not isinstance(value, str) or not pattern.match(value):
+        if not _whole(pattern, value):
             self.fail(name, f"{value!r} is not {what}")
             return str(DEFAULTS[name])
         return value
@@ -238,20 +277,14 @@ class _Reader:
 def _bind_addresses(reader: _Reader) -> tuple[str, ...]:
     value = reader.raw("redis_bind")
     if isinstance(value, str):
-        value = value.replace(",", " ").split()
+        value = [item for item in _list_items(value) if item]
     if not isinstance(value, (list, tuple)) or not value:
         reader.fail("redis_bind", f"expected a list of addresses, got {value!r}")
         return tuple(DEFAULTS["redis_bind"])
     addresses = []
-    for item in value:
-        address = str(item)
-        plain = address.removeprefix("-")
-        if plain == "*":
-            addresses.append(address)
-            continue
-        try:
-            ipaddress.ip_address(plain)
-        except ValueError:
+    for address in value:
+        plain = address[1:] if isinstance(address, str) and address.startswith("-") else address
+        if plain != "*" and not _ip_address(plain):
             reader.fail("redis_bind", f"{address!r} is not an IP address (optionally prefixed with '-')")
             continue
         addresses.append(address)
@@ -265,7 +298,8 @@ def _is_loopback(address: str) -> bool:
 
 def memory_bytes(value: str) -> int | None:
     """Bytes in a Redis size such as ``256mb`` or ``1g``; None when it is not one."""
-    match = _MEMORY_RE.match(str(value).strip())
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = _MEMORY_RE.fullmatch(text.strip(" ")) if isinstance(text, str) else None
     if not match:
         return None
     return int(match.group(1)) * _MEMORY_UNITS[(match.group(2) or "").lower()]
@@ -274,20 +308,27 @@ def memory_bytes(value: str) -> int | None:
 def _denied_commands(reader: _Reader) -> tuple[str, ...]:
     value = reader.raw("redis_acl_denied_commands")
     if isinstance(value, str):
-        value = value.replace(",", " ").split()
+        value = [item for item in _list_items(value) if item]
     if not isinstance(value, (list, tuple)):
         reader.fail("redis_acl_denied_commands", f"expected a list of command names, got {value!r}")
         return DENIED_COMMANDS
     commands = []
     for item in value:
-        name = str(item).strip().lower()
-        if not _COMMAND_RE.match(name):
+        name = item.strip(" ").lower() if isinstance(item, str) else item
+        if not _whole(_COMMAND_RE, name):
             reader.fail("redis_acl_denied_commands", f"{item!r} is not a command name (NAME or NAME|SUBCOMMAND)")
         elif name.split("|")[0] in ESSENTIAL_COMMANDS:
             reader.fail("redis_acl_denied_commands", f"{name!r} cannot be denied: the backend needs it to connect")
         elif name not in commands:
             commands.append(name)
     return tuple(commands)
+
+
+def _backend_config_set(reader: _Reader, denied: tuple[str, ...]) -> bool:
+    allowed = reader.boolean("redis_backend_config_set")
+    if allowed and {"config", "config|set"} & set(denied):
+        reader.fail("redis_backend_config_set", "true, but redis_acl_denied_commands denies CONFIG SET")
+    return allowed
 
 
 def _network_warnings(bind: tuple[str, ...], tls_enabled: bool) -> tuple[str, ...]:
@@ -353,7 +394,7 @@ def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
         reader.fail("redis_tls_auth_clients", f"{auth!r} is not one of: yes, optional, no")
     backend_dir = reader.raw("redis_tls_backend_dir") or (
         f"{env_path.rsplit('/', 1)[0] or ''}/redis-tls" if env_path else None)
-    if backend_dir is not None and (not isinstance(backend_dir, str) or not _PATH_RE.match(backend_dir)):
+    if backend_dir is not None and not _whole(_PATH_RE, backend_dir):
         reader.fail("redis_tls_backend_dir", f"{backend_dir!r} is not an absolute directory path")
     if not enabled:
         if only:
@@ -385,7 +426,7 @@ def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
     )
 
 
-_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@-]{1,250}$")
+_UNIT_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,250}")
 
 
 def _extra_config(reader: _Reader) -> tuple[str, ...]:
@@ -411,7 +452,7 @@ def _unit_name(reader: _Reader, name: str) -> str | None:
     value = reader.raw(name)
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or not _UNIT_RE.match(value):
+    if not _whole(_UNIT_RE, value):
         reader.fail(name, f"{value!r} is not a systemd unit name")
         return None
     return value if "." in value else f"{value}.service"
@@ -432,31 +473,32 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
     elif memory_bytes(maxmemory) < _MEMORY_MIN:
         reader.fail("redis_maxmemory", f"{maxmemory!r} is below 1mb")
     env_path = reader.raw("redis_backend_env_path") or None
-    if env_path is not None and (not isinstance(env_path, str) or not _PATH_RE.match(env_path)
+    if env_path is not None and (not _whole(_PATH_RE, env_path)
                                  or env_path.endswith("/") or "/../" in env_path + "/"
                                  or "/./" in env_path + "/"):
         reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
-    owner = reader.text("redis_backend_env_owner", _USER_RE, "a valid user name")
-    group_value = reader.data.get("redis_backend_env_group") or owner
-    if not _USER_RE.match(str(group_value)):
+    owner = reader.raw("redis_backend_env_owner") or None  # unset: decided on the host (backend_env.py)
+    if owner is not None and not _whole(_USER_RE, owner):
+        reader.fail("redis_backend_env_owner", f"{owner!r} is not a valid user name")
+    group_value = reader.raw("redis_backend_env_group") or None
+    if group_value is not None and not _whole(_USER_RE, group_value):
         reader.fail("redis_backend_env_group", f"{group_value!r} is not a valid group name")
-    backend_host = str(reader.raw("redis_backend_host"))
-    try:
-        ipaddress.ip_address(backend_host)
-    except ValueError:
-        if not _HOSTNAME_RE.match(backend_host):
-            reader.fail("redis_backend_host", f"{backend_host!r} is not a host name or IP address")
+    backend_host = reader.raw("redis_backend_host")
+    if not _ip_address(backend_host) and not _whole(_HOSTNAME_RE, backend_host):
+        reader.fail("redis_backend_host", f"{backend_host!r} is not a host name or IP address")
+        backend_host = str(DEFAULTS["redis_backend_host"])
     warnings: list[str] = []
     port = reader.integer("redis_port", 1, 65535)
     tls = _tls(reader, backend_host, env_path, port, warnings)
     exporter_path = reader.raw("redis_exporter_env_path") or None
-    if exporter_path is not None and (not isinstance(exporter_path, str) or not _PATH_RE.match(exporter_path)
+    if exporter_path is not None and (not _whole(_PATH_RE, exporter_path)
                                       or exporter_path.endswith("/")):
         reader.fail("redis_exporter_env_path", f"{exporter_path!r} is not an absolute file path")
-    exporter_listen = str(reader.raw("redis_exporter_listen"))
-    if not _LISTEN_RE.match(exporter_listen):
+    exporter_listen = reader.raw("redis_exporter_listen")
+    if not _whole(_LISTEN_RE, exporter_listen):
         reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
 
+    acl_denied = _denied_commands(reader)
     settings = RedisSettings(
         host_name=host_name,
         password=password or Secret(""),
@@ -470,8 +512,8 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         appendfsync=reader.choice("redis_appendfsync", ("always", "everysec", "no")),
         flavour=reader.choice("redis_flavour", ("auto", "redis", "valkey")),
         backend_env_path=env_path,
-        backend_env_owner=owner,
-        backend_env_group=str(group_value),
+        backend_env_owner=owner and str(owner),
+        backend_env_group=group_value and str(group_value),
         backend_host=backend_host,
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),
@@ -480,14 +522,18 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, l
         exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
         exporter_listen=exporter_listen,
         **sources.parse_source_settings(reader),
-        acl_denied=_denied_commands(reader),
+        acl_denied=acl_denied,
+        backend_config_set=_backend_config_set(reader, acl_denied),
         auth_failure_warn=reader.integer("redis_auth_failure_warn", 1, 1_000_000),
         kernel_tuning=reader.boolean("redis_kernel_tuning"),
         warnings=tuple(warnings) + _network_warnings(bind, tls is not None),
         extra_config=_extra_config(reader),
         restart_wait=reader.integer("redis_restart_wait", 5, 3600),
         backend_unit=_unit_name(reader, "redis_backend_unit"),
+        exporter_unit=_unit_name(reader, "redis_exporter_unit"),
     )
+    if settings.exporter_unit and exporter_path is None:
+        reader.fail("redis_exporter_unit", "needs redis_exporter_env_path (the file the exporter reads)")
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:
         reader.fail(key, "unknown setting (a typo?); see the README's settings table")

@@ -27,7 +27,7 @@ from .rows import Row
 
 ARMOR_BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
 ARMOR_END = "-----END PGP PUBLIC KEY BLOCK-----"
-_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+_FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}")
 
 
 class KeyProblem(ValueError):
@@ -97,11 +97,11 @@ def parse_source_settings(reader) -> dict:
         if isinstance(reader.raw(name), float):  # 7.10 would read as 7.1
             reader.fail(name, f'write the version as text, e.g. "{reader.raw(name)}" in quotes')
     minimum = str(reader.raw("redis_minimum_version") or "")
-    if minimum and not versions.SETTING_RE.match(minimum):
+    if minimum and not versions.SETTING_RE.fullmatch(minimum):
         reader.fail("redis_minimum_version", f"{minimum!r} is not a version such as 7.4 or 7.4.2")
         minimum = ""
     series = str(reader.raw("redis_upstream_version") or "")
-    if not versions.SETTING_RE.match(series) or series.count(".") < 1:
+    if not versions.SETTING_RE.fullmatch(series) or series.count(".") < 1:
         reader.fail(
             "redis_upstream_version",
             f"{series!r} is not a release series such as 7.4, or a version such as 7.4.2",
@@ -136,7 +136,7 @@ def _key(reader) -> tuple[str, str]:
             "https://packages.redis.io/gpg and name the file here",
         )
         return "", ""
-    if not _FINGERPRINT_RE.match(wanted):
+    if not _FINGERPRINT_RE.fullmatch(wanted):
         reader.fail(
             "redis_upstream_key_fingerprint",
             "required with redis_source upstream/auto: the key's 40-digit fingerprint as you confirmed it",

@@ -23,7 +23,8 @@ RECOMMENDED = {"redis": (7, 4), "valkey": (7, 2)}
 VALKEY_EQUIVALENT = {(7, 2): (7, 4)}
 
 _VERSION_RE = re.compile(r"^(?:\d+:)?(\d+(?:\.\d+){0,2})")
-SETTING_RE = re.compile(r"^\d+(\.\d+){0,2}$")
+# A version setting, matched whole (`fullmatch`: `$` would pass "7.4\n").
+SETTING_RE = re.compile(r"\d+(\.\d+){0,2}")
 
 
 def parse(version: str) -> tuple[int, int, int] | None:

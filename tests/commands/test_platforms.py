@@ -231,9 +231,13 @@ def test_install_config_service_and_verify_commands(name):
         if command != "touch /var/lib/apt/periodic/update-success-stamp"
     ]
     restart = next(t for t in texts if t.startswith(f"svc={expect.service}; cli={expect.cli};"))
+    # A pending restart is recorded before the config changes (restart_pending.py).
+    mark = next(t for t in texts if t.startswith("umask 077; mkdir -p /etc/hsi-redis; [ -e /etc/hsi-redis/restart-"))
+    assert f"cp {expect.config} /etc/hsi-redis/restart-pending.tmp" in mark
     assert texts == [
         *install,
         *hardening,
+        mark,
         config_write,
         next(t for t in texts if "/etc/hsi-redis/cli.auth;" in t),
         next(t for t in texts if "/etc/hsi-redis/backend.auth;" in t),
@@ -350,3 +354,39 @@ def test_selinux_default_port_and_disabled_hosts_need_nothing():
     assert default.fact_kwargs("el9", "TcpPortTypes")[0] == {"ports": (6379,)}
     disabled = run_deploy({"el9": (HostFixture("rocky-9"), {"redis_port": 6390})})
     assert not any("semanage" in t or "policycoreutils" in t for t in disabled.texts("el9"))
+
+
+def _tls_data(directory, **extra) -> dict:
+    """Settings for a TLS host with files made by the certificate helper (as in test_certs.py)."""
+    from operations import certs
+
+    paths = certs.pki_layout(directory, "@fake/el9")
+    certs.ensure_pki(directory, {"@fake/el9": ["localhost"]})
+    return {"redis_tls": True, "redis_tls_ca_cert": str(paths.ca), "redis_tls_cert": str(paths.cert),
+            "redis_tls_key": str(paths.key), **extra}
+
+
+TLS_SERVER = dict(HEALTHY_SERVER, via="tls", tls_port="6380")
+
+
+def test_selinux_labels_the_tls_port(tmp_path):
+    """Item 13 of issue 9: an enforcing host with TLS on labels the TLS port before the server binds it."""
+    data = _tls_data(tmp_path / "pki")
+    enforcing = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing", server=TLS_SERVER), data)})
+    assert enforcing.report["el9"]["status"] == "ok", enforcing.report["el9"]
+    texts = enforcing.texts("el9")
+    assert enforcing.fact_kwargs("el9", "TcpPortTypes")[0] == {"ports": (6379, 6380)}
+    assert "semanage port -a -t redis_port_t -p tcp 6380" in texts
+    assert not any("tcp 6379" in t for t in texts), "6379 has the type already"
+    assert texts.index("semanage port -a -t redis_port_t -p tcp 6380") < texts.index(
+        next(t for t in texts if "/etc/redis/redis.conf;" in t)
+    ), "labelled before the server listens there"
+    assert "\ntls-port 6380\n" in enforcing.uploaded("el9", "/etc/redis/redis.conf")
+    # TLS-only: the plain port is closed, only the TLS port needs the type.
+    only = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing"),
+                               dict(data, redis_tls_only=True, redis_tls_port=6390))})
+    assert only.fact_kwargs("el9", "TcpPortTypes")[0] == {"ports": (6390,)}
+    assert "semanage port -a -t redis_port_t -p tcp 6390" in only.texts("el9")
+    labelled = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing",
+                                               port_types={6379: "redis_port_t", 6380: "redis_port_t"}), data)})
+    assert not any("semanage port -a" in t or "semanage port -m" in t for t in labelled.texts("el9"))

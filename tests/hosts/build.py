@@ -1,6 +1,7 @@
 """Build the Docker test-host images: systemd-booted Debian hosts without python3.
 
-    python -m tests.hosts.build [--ssh] [SUITE ...]      (default: bookworm trixie)
+    python -m tests.hosts.build              every image the test suite and the demo use
+    python -m tests.hosts.build SUITE ...    only the plain host images of these suites
 
 Images are built once and reused by tag:
   hsi-redis/host:<suite>      systemd as PID 1, nothing else (targets need no Python)
@@ -14,6 +15,8 @@ without one it is bootstrapped with debootstrap and imported. Both paths end in
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import shutil
 import subprocess
 import sys
@@ -21,6 +24,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 SUITES = ("bookworm", "trixie")
+# The suite of the SSH host (tests/integration/test_ssh.py starts it with ssh=True).
+SSH_SUITES = ("bookworm",)
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,ca-certificates,procps"
 HOST_IMAGE = "hsi-redis/host:{suite}"
 SSH_IMAGE = "hsi-redis/ssh-host:{suite}"
@@ -70,7 +75,9 @@ def _run_and_commit(source: str, tag: str, script: str) -> None:
     name = f"hsi-redis-build-{tag.replace('/', '-').replace(':', '-')}"
     docker("rm", "-f", name, check=False)
     try:
-        docker("run", "--name", name, source, "/bin/sh", "-c", script, timeout=900)
+        # labelled like test hosts, so a build killed half-way is cleaned up with them
+        docker("run", "--name", name, "--label", "hsi-redis.test=1", source, "/bin/sh", "-c", script,
+               timeout=900)
         docker("commit", *_commit_args(), name, tag)
     except subprocess.CalledProcessError as exc:
         raise SystemExit(f"building {tag} failed:\n{exc.stdout}\n{exc.stderr}") from exc
@@ -106,13 +113,29 @@ def _debootstrap_base(suite: str) -> str:
     return tag
 
 
+# Test workers (pytest-xdist) may ask for the same image at once: one builds it, the others wait.
+LOCK_FILE = "/tmp/hsi-redis-image-{name}.lock"
+
+
+@contextlib.contextmanager
+def _build_lock(tag: str):
+    with open(LOCK_FILE.format(name=tag.replace("/", "-").replace(":", "-")), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _ensure(tag: str, make_source_and_script) -> str:
     """Reuse `tag` when present; otherwise run the script in its source image and commit it."""
     if image_exists(tag):
-        log(f"{tag}: present")
         return tag
-    source, script = make_source_and_script()
-    _run_and_commit(source, tag, script)
+    with _build_lock(tag):
+        if image_exists(tag):  # built by another process while this one waited
+            return tag
+        source, script = make_source_and_script()
+        _run_and_commit(source, tag, script)
     log(f"{tag}: built")
     return tag
 
@@ -157,15 +180,26 @@ def build_ssh_host(suite: str) -> str:
     return _ensure(SSH_IMAGE.format(suite=suite), source_and_script)
 
 
+def required_images() -> list[str]:
+    """Every image the test suite and the demo start (fleet.start_host), by tag."""
+    return [HOST_IMAGE.format(suite=s) for s in SUITES] + [SSH_IMAGE.format(suite=s) for s in SSH_SUITES]
+
+
+def build_all(suites: tuple[str, ...] = SUITES, ssh_suites: tuple[str, ...] = SSH_SUITES) -> list[str]:
+    """Build (or reuse) the host images of `suites` and the SSH images of `ssh_suites`."""
+    with ThreadPoolExecutor(max_workers=max(1, len(suites))) as pool:
+        built = list(pool.map(build_host, suites))
+    return built + [build_ssh_host(suite) for suite in ssh_suites]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suites", nargs="*", default=list(SUITES))
-    parser.add_argument("--ssh", action="store_true", help="also build the SSH host image (first suite)")
+    parser.add_argument("suites", nargs="*", help="only these suites' plain host images")
     args = parser.parse_args(argv)
-    with ThreadPoolExecutor(max_workers=len(args.suites)) as pool:
-        list(pool.map(build_host, args.suites))
-    if args.ssh:
-        build_ssh_host(args.suites[0])
+    if args.suites:
+        build_all(tuple(args.suites), ())
+    else:
+        build_all()
     return 0
 
 

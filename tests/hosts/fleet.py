@@ -47,7 +47,7 @@ def start_host(name: str, suite: str = "bookworm", ssh: bool = False, publish: t
     return name
 
 
-def wait_for_systemd(name: str, timeout: float = 60) -> None:
+def wait_for_systemd(name: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:

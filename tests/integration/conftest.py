@@ -40,7 +40,7 @@ def docker_engine():
 
 @pytest.fixture(scope="session")
 def images(docker_engine):
-    build.main([])  # builds what is missing, reuses the rest
+    build.build_all()  # every image the suite starts: builds what is missing, reuses the rest
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,13 @@ def host_factory(images):
 
     def start(name: str, suite: str = "bookworm", **kwargs) -> Host:
         container = f"hsi-t-{RUN_ID}-{name}"
+        # a host never depends on an image some earlier run happened to leave behind
+        if kwargs.get("ssh"):
+            build.build_ssh_host(suite)
+        else:
+            build.build_host(suite)
+        started.append(container)  # before the start: a host that fails to come up is removed too
         fleet.start_host(container, suite, labels={"hsi-redis.run": RUN_ID}, **kwargs)
-        started.append(container)
         return Host(container)
 
     yield start

@@ -78,3 +78,26 @@ def test_one_missing_host_does_not_stop_the_others(host_factory, run_pyinfra):
     waited = result.host(locked)["timings"]["Install the server | Update apt lists (waits for a held apt lock)"]
     assert waited >= WAIT_WHILE_LOCKED - 1, result.host(locked)["timings"]
     assert locked.sh("pgrep -x perl", check=False).returncode == 1, "the lock holder should be gone"
+
+
+def test_broken_apt_sources_report_apts_own_error_and_a_fix(host_factory, run_pyinfra):
+    """A host whose apt sources are broken fails at the apt step; the report names that step, gives
+    apt's own first error as the problem and says what to do (issue 9, item 15)."""
+    host = host_factory("fleet-broken-apt")
+    # A malformed line (no suite): apt refuses it at once, no network needed.
+    host.sh("echo 'deb http://127.0.0.1:9/nothing' > /etc/apt/sources.list.d/broken.list")
+    result = run_pyinfra([host])
+    assert result.returncode != 0, result.output
+    entry = result.host(host)
+    assert entry["status"] == "failed", entry
+    assert entry["failed_step"].endswith("Update apt lists (waits for a held apt lock)"), entry
+    assert entry["problem"].startswith("E: Malformed entry 1 in list file /etc/apt/sources.list.d/broken.list"), \
+        entry
+    assert "apt sources" in entry["fix"] and "deploy.py again" in entry["fix"], entry
+    assert entry["failures"] == [{"step": entry["failed_step"], "problem": entry["problem"],
+                                  "output": entry["output"], "fix": entry["fix"]}]
+    assert any(line.startswith("E: Malformed entry") for line in entry["output"]), entry["output"]
+    summary = result.output.split("hsi-redis summary", 1)[1]
+    assert f"{host.inventory_name}  FAILED E: Malformed entry 1" in summary, summary
+    assert f"fix: {entry['fix']}" in summary, summary
+    assert host.sh("command -v redis-server", check=False).returncode != 0, "nothing is installed"

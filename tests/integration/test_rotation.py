@@ -1,4 +1,5 @@
-"""Zero-downtime rotation under load, and resuming a rotation that was interrupted."""
+"""Zero-downtime rotation under load, resuming a rotation that was interrupted, rotation on a
+TLS-only server, and the old password kept until every consumer of it runs with the new one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import io
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,7 +15,7 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import secrets
+from operations import certs, secrets
 from tests.hosts import fleet
 
 from .conftest import generated_password, stored_secret_path
@@ -21,6 +23,13 @@ from .conftest import generated_password, stored_secret_path
 BACKEND_UNIT = (
     "printf '[Unit]\\nDescription=stand-in for the HSI backend\\n[Service]\\nExecStart=/bin/sleep infinity\\n' "
     "> /etc/systemd/system/hsi-backend.service && systemctl daemon-reload && systemctl start hsi-backend"
+)
+EXPORTER_ENV = "/etc/hsi-exporter/redis_exporter.env"
+# A stand-in for redis_exporter that reads its environment file as the real unit does.
+EXPORTER_UNIT = (
+    "printf '[Unit]\\nDescription=stand-in for redis_exporter\\n[Service]\\n"
+    f"EnvironmentFile={EXPORTER_ENV}\\nExecStart=/bin/sleep infinity\\n' "
+    "> /etc/systemd/system/hsi-exporter.service && systemctl daemon-reload"
 )
 DATA = {"redis_bind": ["0.0.0.0"], "redis_backend_unit": "hsi-backend"}
 LOOP_LIMIT_SECONDS = 120
@@ -132,6 +141,121 @@ def test_interrupted_rotation_resumes(served):
     result = runner({host: DATA}, entry="rotate.py")
     assert result.returncode == 0, result.output
     assert not pending.exists() and store.read_text().strip() == new
+    assert env_password(host) == new
+    assert host.redis_cli("ping", password=new) == "PONG"
+    assert "WRONGPASS" in host.redis_cli("ping", password=old)
+
+
+# -- TLS-only (issue 9, item 12) ------------------------------------------------------------------
+
+def tls_cli(host, password: str, *args: str) -> str:
+    """redis-cli over TLS on 6380 with the backend's client pair; the password on stdin."""
+    tls = ("--tls --cacert /etc/redis/tls/ca.crt --cert /opt/hsi/backend/redis-tls/client.crt "
+           "--key /opt/hsi/backend/redis-tls/client.key")
+    script = f'REDISCLI_AUTH="$(cat)" timeout 5 redis-cli --no-auth-warning -p 6380 {tls} {" ".join(args)}'
+    return host.sh(script + " 2>&1", check=False, stdin=password).stdout.strip()
+
+
+def test_rotation_on_a_tls_only_server(host_factory, tmp_path_factory):
+    from .conftest import make_runner
+
+    runner = make_runner(tmp_path_factory)
+    host = host_factory("rotate-tls")
+    pki = Path(runner.secrets_dir) / "pki"
+    certs.ensure_pki(pki, {host.inventory_name: ["127.0.0.1", "localhost"]})
+    host.sh(BACKEND_UNIT)
+    data = {"redis_tls": True, "redis_tls_only": True, "redis_backend_host": "127.0.0.1",
+            "redis_tls_client_cert": str(pki / "backend-client.crt"),
+            "redis_tls_client_key": str(pki / "backend-client.key"), "redis_backend_unit": "hsi-backend"}
+    deployed = runner({host: data})
+    assert deployed.returncode == 0, deployed.output
+    old = generated_password(runner, host)
+    assert tls_cli(host, old, "ping") == "PONG"
+
+    result = runner({host: data}, entry="rotate.py")
+    assert result.returncode == 0, result.output
+    assert result.host(host)["status"] == "ok", result.host(host)
+    new = generated_password(runner, host)
+    assert new != old and env_password(host) == new
+    assert tls_cli(host, new, "ping") == "PONG"
+    assert "WRONGPASS" in tls_cli(host, old, "ping")
+    plain = host.sh("timeout 5 redis-cli -p 6379 ping 2>&1", check=False).stdout
+    assert "Connection refused" in plain, plain
+    assert old not in result.output and new not in result.output
+
+
+# -- consumers: the old password goes only when every one of them runs with the new one ----------
+
+def main_pid(host, unit: str) -> str:
+    return host.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+def environ(host, unit: str, name: str) -> str:
+    """A variable from the environment the unit's running process got."""
+    out = host.sh(f"tr '\\0' '\\n' < /proc/{main_pid(host, unit)}/environ").stdout
+    return next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith(f"{name}="))
+
+
+def test_without_a_backend_unit_a_second_run_drops_the_old_password(host_factory, tmp_path_factory):
+    from .conftest import make_runner
+
+    runner = make_runner(tmp_path_factory)
+    host = host_factory("rotate-nounit")
+    deployed = runner([host])
+    assert deployed.returncode == 0, deployed.output
+    old = generated_password(runner, host)
+    store = stored_secret_path(runner, host)
+    pending = store.with_name(store.name + secrets.PENDING_SUFFIX)
+
+    first = runner([host], entry="rotate.py")
+    assert first.returncode == 0, first.output
+    entry = first.host(host)
+    assert entry["status"] == "ok", entry
+    warning = next(w for w in entry["warnings"] if "rotation not finished" in w)
+    assert "/opt/hsi/backend/.env" in warning and "run rotate.py again" in warning
+    assert "rotation not finished" in first.output  # in the printed summary too
+    new = pending.read_text().strip()
+    assert store.read_text().strip() == old, "the new password stays pending until the old one is dropped"
+    assert env_password(host) == new
+    assert host.redis_cli("ping", password=old) == "PONG"
+    assert host.redis_cli("ping", password=new) == "PONG"
+    assert host.stat("/etc/hsi-redis/rotation-notice") == "600 root root"
+
+    second = runner([host], entry="rotate.py")
+    assert second.returncode == 0, second.output
+    assert not any("rotation not finished" in w for w in second.host(host).get("warnings", []))
+    assert not pending.exists() and generated_password(runner, host) == new
+    assert host.redis_cli("ping", password=new) == "PONG"
+    assert "WRONGPASS" in host.redis_cli("ping", password=old)
+    assert old not in first.output + second.output and new not in first.output + second.output
+    again = runner([host])
+    assert again.returncode == 0 and again.host(host)["changes"] == 0, again.output
+
+
+def test_backend_and_exporter_units_are_restarted_and_the_old_password_dropped_in_one_run(
+        host_factory, tmp_path_factory):
+    from .conftest import make_runner
+
+    runner = make_runner(tmp_path_factory)
+    host = host_factory("rotate-units")
+    host.sh(BACKEND_UNIT)
+    data = {"redis_backend_unit": "hsi-backend", "redis_exporter_env_path": EXPORTER_ENV,
+            "redis_exporter_unit": "hsi-exporter"}
+    deployed = runner({host: data})
+    assert deployed.returncode == 0, deployed.output
+    host.sh(EXPORTER_UNIT + " && systemctl start hsi-exporter")
+    old = generated_password(runner, host)
+    assert environ(host, "hsi-exporter", "REDIS_PASSWORD") == old
+    backend_pid, exporter_pid = main_pid(host, "hsi-backend"), main_pid(host, "hsi-exporter")
+
+    result = runner({host: data}, entry="rotate.py")
+    assert result.returncode == 0, result.output
+    assert not any("rotation not finished" in w for w in result.host(host).get("warnings", []))
+    new = generated_password(runner, host)
+    assert new != old
+    assert main_pid(host, "hsi-backend") not in ("0", backend_pid)
+    assert main_pid(host, "hsi-exporter") not in ("0", exporter_pid)
+    assert environ(host, "hsi-exporter", "REDIS_PASSWORD") == new, "restarted after its file was rewritten"
     assert env_password(host) == new
     assert host.redis_cli("ping", password=new) == "PONG"
     assert "WRONGPASS" in host.redis_cli("ping", password=old)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import subprocess
 import time
 
@@ -78,6 +77,19 @@ def assert_no_secret(text: str, values: list[str], where: str) -> None:
         assert hashlib.sha256(value.encode()).hexdigest() not in text, f"a password's SHA-256 appears in {where}"
 
 
+def report_strings(value):
+    """Every string in a decoded JSON document, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from report_strings(key)
+            yield from report_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from report_strings(item)
+
+
 def test_bad_settings_stop_the_run_and_touch_no_host(hosts, runner):
     bad = inventory(hosts, **{
         "exposed-12": {"redis_password": "two\nlines and long enough"},
@@ -130,7 +142,8 @@ def test_first_run_at_vvv_leaks_nothing(first_run, hosts, runner):
         assert_no_secret(listing, values, f"{name}'s process listing")
     assert any("/etc/hsi-redis/auth-failures" in listing for listing in listings.values()), \
         "no listing caught the verification step"
-    assert_no_secret(json.dumps(result.report, ensure_ascii=False), values, "the JSON report")
+    # Decoded: a password escaped in the file (\", \\, \u00e9) reads back as itself here.
+    assert_no_secret("\n".join(report_strings(result.report)), values, "the JSON report")
     for name, host in hosts.items():
         server = SERVER[name]
         logs = host.sh(f"cat /var/log/{server}/*.log; journalctl -u {server}-server -o cat --no-pager").stdout
@@ -165,6 +178,7 @@ def test_report_flags_no_tls_and_skips_kernel_tuning_in_containers(first_run, ho
         entry = result.host(host)
         assert entry["status"] == "ok", entry
         assert entry["checks"]["backend_ping"] == "PONG" and entry["checks"]["flushall_denied"] is True
+        assert entry["checks"]["config_set_denied"] is True
         assert any("kernel tuning skipped" in note and "docker container" in note for note in entry["notes"])
         warned = any("without TLS" in warning for warning in entry.get("warnings", []))
         assert warned == (name in EXPOSED), entry
@@ -180,18 +194,23 @@ def _client(host, **auth) -> redis.Redis:
 @pytest.mark.parametrize("name", EXPOSED)
 def test_backend_identity_keeps_what_it_needs_and_nothing_more(first_run, hosts, name):
     backend = _client(hosts[name], password=NASTY[name])
-    for command in (("FLUSHALL",), ("FLUSHDB",), ("DEBUG", "SLEEP", "0"), ("SHUTDOWN", "NOSAVE"),
+    with pytest.raises(redis.ResponseError):  # refused to everyone first (enable-debug-command no)
+        backend.execute_command("DEBUG", "SLEEP", "0")
+    for command in (("FLUSHALL",), ("FLUSHDB",), ("SHUTDOWN", "NOSAVE"),
                     ("CONFIG", "REWRITE"), ("ACL", "SETUSER", "intruder", "on", ">x", "+@all"),
                     ("ACL", "LIST"), ("MODULE", "LIST"), ("REPLICAOF", "127.0.0.1", "1"),
-                    ("SLAVEOF", "NO", "ONE"), ("MIGRATE", "127.0.0.1", "1", "k", "0", "100")):
-        with pytest.raises(redis.ResponseError):
+                    ("SLAVEOF", "NO", "ONE"), ("MIGRATE", "127.0.0.1", "1", "k", "0", "100"),
+                    # Issue 9: CONFIG SET would let the backend's password switch authentication off.
+                    ("CONFIG", "SET", "requirepass", ""), ("CONFIG", "SET", "maxmemory", "1mb"),
+                    ("CONFIG", "SET", "dir", "/tmp")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
             backend.execute_command(*command)
-    # What the HSI backend does, all through the same identity.
+    with pytest.raises(redis.AuthenticationError):
+        _client(hosts[name]).ping()
+    # What the HSI backend does, all through the same identity (CONFIG GET, not SET).
     assert backend.ping() is True
     assert "redis_version" in backend.info()
-    before = backend.config_get("maxmemory")["maxmemory"]
-    assert backend.config_set("maxmemory", "150mb") is True
-    assert backend.config_set("maxmemory", before) is True
+    assert backend.config_get("maxmemory")["maxmemory"] == str(100 * 1024 * 1024)
     pubsub = backend.pubsub()
     pubsub.subscribe("hsi:events")
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"
@@ -246,13 +265,24 @@ def test_debug_and_diff_runs_leak_nothing(first_run, hosts, runner):
     assert_no_secret(diff.output, values, "--diff output")
 
 
-def test_auth_failures_since_the_last_run_are_reported(first_run, hosts, runner):
-    host = hosts["local-12"]
-    data = inventory(hosts, **{"local-12": {"redis_auth_failure_warn": 3}})
+# Failed AUTHs under hostile usernames, as redis-cli reads them from stdin ("\n" inside double
+# quotes is a newline): 25 under one name holding a newline, then one each under names holding
+# newlines and field names, a space, quotes, a backslash. Raw line-based reading of ACL LOG
+# counted such a series as 1.
+HOSTILE_AUTH = ['AUTH "evil\\nname" wrong'] * 25 + [
+    'AUTH "x\\nreason\\nauth\\ncount\\n999" wrong', 'AUTH "two words" wrong', 'AUTH "dq\\"uote" wrong',
+    "AUTH \"sq'uote\" wrong", 'AUTH "back\\\\slash" wrong', "AUTH count wrong", "AUTH reason wrong",
+]
+
+
+@pytest.mark.parametrize("name", ["local-12", "valkey-13"])
+def test_auth_failures_since_the_last_run_are_reported(first_run, hosts, runner, name):
+    host, cli = hosts[name], f"{SERVER[name]}-cli"
+    data = inventory(hosts, **{name: {"redis_auth_failure_warn": 3}})
     quiet = runner({host: data[host]}, entry="verify.py")
     assert quiet.returncode == 0, quiet.output
     for attempt in range(3):
-        assert "NOAUTH" in host.redis_cli("ping", password=f"guess-{attempt}")
+        assert "NOAUTH" in host.redis_cli("ping", password=f"guess-{attempt}", cli=cli)
     time.sleep(0.2)
     noisy = runner({host: data[host]}, entry="verify.py")
     assert noisy.returncode == 0, noisy.output
@@ -263,6 +293,12 @@ def test_auth_failures_since_the_last_run_are_reported(first_run, hosts, runner)
     calm = runner({host: data[host]}, entry="verify.py")
     assert calm.host(host)["auth_failures_since_last_run"] == 0
     assert not any("failed authentication" in w for w in calm.host(host).get("warnings", []))
+    replies = host.sh(f"{cli} --no-auth-warning", stdin="\n".join(HOSTILE_AUTH) + "\n").stdout
+    assert replies.count("WRONGPASS") == len(HOSTILE_AUTH), replies
+    hostile = runner({host: data[host]}, entry="verify.py")
+    assert hostile.returncode == 0, hostile.output
+    assert hostile.host(host)["auth_failures_since_last_run"] == len(HOSTILE_AUTH) == 32, hostile.host(host)
+    assert "32 failed authentication" in hostile.output
 
 
 def _generated_passwords(count: int, seed: int) -> list[str]:
@@ -323,3 +359,32 @@ def test_generated_passwords_round_trip_through_a_real_server(first_run, hosts, 
     assert len(replies) == len(passwords), result.stdout + result.stderr
     for line, password in zip(replies, passwords, strict=True):
         assert line.split(" ", 1)[1] == "PONG 1", (password, line)
+
+
+def test_backend_config_set_setting_allows_it_and_then_says_what_it_allows(first_run, hosts, runner):
+    """With redis_backend_config_set on 7.0+ (Redis 7.0, Valkey 8.1) the backend may CONFIG SET;
+    dir/dbfilename stay protected (as the README says), and turning it off denies it again."""
+    chosen = {hosts[name]: name for name in ("exposed-12", "valkey-13")}
+    data = inventory(hosts)
+    allowed = runner({host: {**data[host], "redis_backend_config_set": True} for host in chosen})
+    assert allowed.returncode == 0, allowed.output
+    for host, name in chosen.items():
+        entry = allowed.host(host)
+        assert entry["status"] == "ok" and entry["checks"]["config_set_denied"] is False, entry
+        backend = _client(host, password=NASTY[name])
+        assert backend.config_set("maxmemory", "150mb") is True
+        with pytest.raises(redis.ResponseError, match="protected"):
+            backend.config_set("dir", "/tmp")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            backend.execute_command("FLUSHALL")
+        backend.close()
+    denied = runner({host: data[host] for host in chosen})
+    assert denied.returncode == 0, denied.output
+    for host, name in chosen.items():
+        assert denied.host(host)["checks"]["config_set_denied"] is True
+        backend = _client(host, password=NASTY[name])
+        assert backend.config_get("maxmemory")["maxmemory"] == str(100 * 1024 * 1024), "restart restored it"
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            backend.config_set("requirepass", "")
+        backend.close()
+        assert "NOAUTH" in host.redis_cli("ping", cli=f"{SERVER[name]}-cli")

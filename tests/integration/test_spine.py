@@ -103,7 +103,7 @@ def test_existing_env_keeps_every_other_line(host_factory, run_pyinfra):
         "REDIS_URL=redis://old-host:6380/3"
     ), "the owned key stays where it was"
     assert sum(line.startswith("REDIS_PASSWORD=") for line in after.splitlines()) == 1
-    assert host.stat("/srv/hsi/.env") == "600 hsi hsi"
+    assert host.stat("/srv/hsi/.env") == "640 hsi hsi"  # written 0644: others lose read, the rest stays
     # What the backend reads (python-dotenv) is exactly the server's password.
     import io
 

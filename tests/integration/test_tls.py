@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import redis
+from cryptography import x509
 from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -164,6 +166,26 @@ def test_second_run_changes_nothing(tls_host, tls_runner, pki):
     assert result.returncode == 0, result.output
     assert result.host(tls_host)["changes"] == 0, result.host(tls_host)["changed_operations"]
     assert re.search(r"run_id:(\w+)", tls_cli(tls_host, "info", "server")).group(1) == run_id
+
+
+def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_runner, pki, tmp_path):
+    """A backend client made the common way (`openssl req -subj /CN=...`, signed with `openssl x509
+    -req`) has no subjectAltName: pre-flight lets it through, and Redis accepts it (issue 9, item 14)."""
+    key, csr, cert = tmp_path / "plain.key", tmp_path / "plain.csr", tmp_path / "plain.crt"
+    for command in (
+        f"openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {key} "
+        f"-subj /CN=hsi-backend-plain -out {csr}",
+        f"openssl x509 -req -in {csr} -CA {pki / 'ca.crt'} -CAkey {pki / 'ca.key'} -set_serial 9 -days 30 "
+        f"-out {cert}",
+    ):
+        subprocess.run(command.split(), check=True, capture_output=True)
+    assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
+    result = run(tls_runner, tls_host, pki, redis_tls_client_cert=str(cert), redis_tls_client_key=str(key))
+    assert result.returncode == 0, result.output
+    assert result.host(tls_host)["status"] == "ok", result.host(tls_host)  # verified with this client
+    assert tls_host.sh("cat /opt/hsi/backend/redis-tls/client.crt").stdout == cert.read_text()
+    assert tls_cli(tls_host, "ping") == "PONG"
+    assert "PONG" not in tls_cli(tls_host, "ping", cert=False)
 
 
 def test_bad_key_is_refused_before_the_host_changes(tls_host, tls_runner, pki):

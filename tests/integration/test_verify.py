@@ -17,8 +17,11 @@ def test_verify_classifies_failures_and_deploy_heals(host_factory, run_pyinfra):
     assert ok.returncode == 0 and ok.host(host)["status"] == "ok", ok.output
 
     # The server's backend identity now wants another password than the one deployed (the
-    # deploy's own checks log in as the admin identity, so this is named precisely).
-    host.redis_cli("config", "set", "requirepass", "someone-else-changed-it", password="verify-test-password-0123")
+    # deploy's own checks log in as the admin identity, so this is named precisely). Only the
+    # admin may change it: the backend identity is denied CONFIG SET.
+    assert "NOPERM" in host.redis_cli("config", "set", "requirepass", "x", password="verify-test-password-0123")
+    host.sh('REDISCLI_AUTH="$(cat /etc/hsi-redis/cli.auth)" redis-cli --no-auth-warning --user hsi-admin '
+            "config set requirepass someone-else-changed-it")
     wrong = run_pyinfra(data, entry="verify.py")
     assert wrong.returncode != 0 and wrong.host(host)["kind"] == "WRONGPASS (backend identity)"
     assert "verify failed: WRONGPASS (backend identity)" in wrong.output and "Fix:" in wrong.output

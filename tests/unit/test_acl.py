@@ -5,8 +5,13 @@ from __future__ import annotations
 import hashlib
 import stat
 
-from operations import acl, configure, platform, secrets, settings
+import pytest
+import redis
 
+from operations import acl, configure, platform, secrets, settings
+from operations.encoding import redis_conf_quote
+
+from .local_redis import client, local_server, needs_server
 from .redis_args import split_args
 
 PASSWORD = "p w'\"#$x\\%@é${HOME}€ end "
@@ -28,14 +33,29 @@ def test_backend_identity_is_denied_the_dangerous_commands_only():
     assert {"~*", "&*", "+@all"} <= set(rule)
     denied = {word[1:] for word in rule if word.startswith("-")}
     assert denied == {"flushall", "flushdb", "debug", "shutdown", "module", "replicaof", "slaveof",
-                      "migrate", "acl", "config|rewrite"}
-    # The backend tunes memory at run time: CONFIG GET/SET stay.
-    assert "config" not in denied and "config|set" not in denied
+                      "migrate", "acl", "config|rewrite", "config|set"}
+    # CONFIG SET could switch authentication off (requirepass ""); CONFIG GET stays.
+    assert "config" not in denied and "config|get" not in denied
 
 
 def test_denied_list_is_configurable():
     rule = acl.default_user_rule(_conf(redis_acl_denied_commands=["flushall", "keys"]), DEBIAN_12)
-    assert rule.endswith("+@all -flushall -keys")
+    assert rule.endswith("+@all -flushall -keys -config|set")
+
+
+def test_config_set_is_allowed_back_only_by_its_setting_on_7_0_and_later():
+    rule = acl.default_user_rule(_conf(redis_backend_config_set=True), DEBIAN_12).split()
+    assert "-config|set" not in rule and "-config" not in rule and "-config|rewrite" in rule
+    assert acl.config_set_allowed(_conf(redis_backend_config_set=True), DEBIAN_12)
+    assert not acl.config_set_allowed(_conf(), DEBIAN_12)
+    # Before 7.0 CONFIG SET reaches dir/dbfilename (no protected configs): denied whatever the setting.
+    for plat in (UBUNTU_22, EL_8):
+        assert not acl.config_set_allowed(_conf(redis_backend_config_set=True), plat)
+        assert acl.default_user_rule(_conf(redis_backend_config_set=True), plat) == \
+            acl.default_user_rule(_conf(), plat)
+        assert "CONFIG SET" in acl.config_set_warning(_conf(redis_backend_config_set=True), plat)
+        assert acl.config_set_warning(_conf(), plat) is None
+    assert acl.config_set_warning(_conf(redis_backend_config_set=True), DEBIAN_12) is None
 
 
 def test_admin_identity_has_everything_and_its_own_generated_password():
@@ -76,19 +96,57 @@ def test_secret_store_is_private_even_if_loosened(tmp_path, monkeypatch):
     assert first.reveal() not in repr(first) and first.reveal() not in str(first)
 
 
-def test_servers_before_7_deny_whole_commands_and_keep_config_get_set():
+def test_servers_before_7_deny_whole_commands_and_keep_config_get_only():
     # Redis 6.0 (Ubuntu 22.04): no `-cmd|sub`, no channel rules.
     rule = acl.default_user_rule(_conf(), UBUNTU_22).split()
-    assert "&*" not in rule and "-config|rewrite" not in rule
-    assert rule[rule.index("-config"):rule.index("-config") + 5] == [
-        "-config", "+config|get", "+config|set", "+config|resetstat", "+config|help"]
+    assert "&*" not in rule and "-config|rewrite" not in rule and "+config|set" not in rule
+    assert rule[rule.index("-config"):rule.index("-config") + 4] == [
+        "-config", "+config|get", "+config|resetstat", "+config|help"]
     assert "&*" not in acl.admin_user_rule(acl.admin_password("nvr-1"), UBUNTU_22)
     # Redis 6.2 (EL8): channel rules yes, subcommand denial no.
     rule = acl.default_user_rule(_conf(redis_acl_denied_commands=["config|rewrite", "config|resetstat",
                                                                   "script|flush"]), EL_8).split()
     assert "&*" in rule
-    assert rule[rule.index("+@all") + 1:] == ["-config", "+config|get", "+config|set", "+config|help",
+    assert rule[rule.index("+@all") + 1:] == ["-config", "+config|get", "+config|help",
                                               "-script", "+script|load", "+script|exists", "+script|help"]
     # A whole command denied stays denied whole.
     rule = acl.default_user_rule(_conf(redis_acl_denied_commands=["config", "config|rewrite"]), UBUNTU_22)
     assert rule.endswith("+@all -config")
+
+
+@needs_server
+@pytest.mark.parametrize("plat", [DEBIAN_12, UBUNTU_22, EL_8], ids=lambda p: p.name)
+def test_rendered_rules_load_into_a_real_server_and_deny_config_set(tmp_path, plat):
+    """The rules of each row, loaded into the local 7.0 server: they parse, and the backend
+    gets NOPERM for CONFIG SET (`requirepass ""` would switch auth off) but keeps CONFIG GET."""
+    lines = [f"requirepass {redis_conf_quote(PASSWORD)}",
+             *acl.user_rules(_conf(), plat, acl.admin_password("nvr-1"))]
+    with local_server(tmp_path, lines) as port:
+        backend = client(port, password=PASSWORD)
+        for args in (("CONFIG", "SET", "requirepass", ""), ("CONFIG", "SET", "dir", "/tmp"),
+                     ("CONFIG", "SET", "dbfilename", "x.rdb"), ("CONFIG", "SET", "maxmemory", "1mb"),
+                     ("FLUSHALL",), ("CONFIG", "REWRITE"), ("ACL", "WHOAMI")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                backend.execute_command(*args)
+        assert backend.config_get("maxmemory") == {"maxmemory": "0"}
+        assert backend.execute_command("CONFIG", "RESETSTAT") in (b"OK", True)
+        with pytest.raises(redis.AuthenticationError):
+            client(port).ping()
+        backend.close()
+
+
+@needs_server
+def test_with_the_setting_the_backend_may_config_set_on_7_0(tmp_path):
+    conf = _conf(redis_backend_config_set=True)
+    lines = [f"requirepass {redis_conf_quote(PASSWORD)}",
+             *acl.user_rules(conf, DEBIAN_12, acl.admin_password("nvr-1"))]
+    with local_server(tmp_path, lines) as port:
+        backend = client(port, password=PASSWORD)
+        assert backend.config_set("maxmemory", "150mb") is True
+        # What the README warns about: protected configs stay blocked (Redis 7 default) ...
+        with pytest.raises(redis.ResponseError, match="protected config"):
+            backend.config_set("dir", "/tmp")
+        # ... but authentication can be switched off.
+        assert backend.config_set("requirepass", "") is True
+        assert client(port).ping() is True
+        backend.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,107 @@ def test_client_certificate_from_another_ca(tmp_path):
     _, problems = parse(ours, redis_tls_client_cert=str(theirs.client_cert),
                         redis_tls_client_key=str(theirs.client_key))
     only_problem(problems, "redis_tls_client_cert", theirs.client_cert, "not by the CA")
+
+
+# -- client certificates without a subjectAltName (issue 9, item 14) ------------------------------
+# Redis checks a client certificate's chain, signature and dates, not its names: a client made
+# with `openssl req -subj /CN=...` (no SAN; on OpenSSL 3.0 even an X.509 v1 certificate) works.
+
+def _ca(paths: certs.TlsPaths):
+    return (x509.load_pem_x509_certificate(paths.ca.read_bytes()),
+            serialization.load_pem_private_key(paths.ca.with_name("ca.key").read_bytes(), None))
+
+
+def _client(issuer, issuer_key, path: Path, *, days=(-1, 30), eku=ExtendedKeyUsageOID.CLIENT_AUTH,
+            ca=False, chain=()) -> tuple[Path, Path]:
+    """A client certificate without subjectAltName signed by `issuer`; returns (cert, key) paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, path.stem)]))
+               .issuer_name(issuer.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW + dt.timedelta(days=days[0])).not_valid_after(NOW + dt.timedelta(days=days[1]))
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                              critical=False))
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    if ca:
+        builder = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *chain)))
+    path.with_suffix(".key").write_bytes(certs._key_pem(key))
+    return path, path.with_suffix(".key")
+
+
+def _with_client(paths: certs.TlsPaths, cert: Path, key: Path):
+    return parse(paths, redis_tls_client_cert=str(cert), redis_tls_client_key=str(key))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_client_certificate_made_with_openssl_req_has_no_san_and_passes(tmp_path):
+    paths = make_pki(tmp_path / "pki")
+    key, csr, cert = tmp_path / "client.key", tmp_path / "client.csr", tmp_path / "client.crt"
+    for command in (
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-subj", "/CN=hsi-backend", "-out", str(csr)],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(paths.ca), "-CAkey", str(paths.ca.with_name("ca.key")),
+         "-set_serial", "7", "-days", "90", "-out", str(cert)],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
+    conf, problems = _with_client(paths, cert, key)
+    assert problems == [] and conf.tls.mtls and conf.tls.client_cert_pem == cert.read_text()
+
+
+@pytest.mark.parametrize("eku", [ExtendedKeyUsageOID.CLIENT_AUTH, None])
+def test_client_certificate_without_san_passes(tmp_path, eku):
+    paths = make_pki(tmp_path / "pki")
+    cert, key = _client(*_ca(paths), tmp_path / "client.crt", eku=eku)
+    conf, problems = _with_client(paths, cert, key)
+    assert problems == [] and conf.tls.mtls
+
+
+def test_client_certificate_through_an_intermediate_without_san_passes(tmp_path):
+    paths = make_pki(tmp_path / "pki")
+    root, root_key = _ca(paths)
+    middle_path, middle_key_path = _client(root, root_key, tmp_path / "middle.crt", eku=None, ca=True)
+    middle = x509.load_pem_x509_certificate(middle_path.read_bytes())
+    middle_key = serialization.load_pem_private_key(middle_key_path.read_bytes(), None)
+    cert, key = _client(middle, middle_key, tmp_path / "client.crt", chain=(middle,))
+    assert _with_client(paths, cert, key)[1] == []
+    # an intermediate that is no CA cannot issue
+    fake_path, fake_key_path = _client(root, root_key, tmp_path / "notca.crt", eku=None)
+    fake = x509.load_pem_x509_certificate(fake_path.read_bytes())
+    fake_key = serialization.load_pem_private_key(fake_key_path.read_bytes(), None)
+    cert, key = _client(fake, fake_key, tmp_path / "client2.crt", chain=(fake,))
+    only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "not a CA")
+
+
+def test_client_certificate_without_san_keeps_the_other_checks(tmp_path):
+    paths, other = make_pki(tmp_path / "pki"), make_pki(tmp_path / "other")
+    ca, ca_key = _ca(paths)
+    cert, key = _client(*_ca(other), tmp_path / "foreign.crt")
+    only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "not by the CA")
+    cert, key = _client(ca, ca_key, tmp_path / "expired.crt", days=(-90, -1))
+    only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "expired on")
+    cert, key = _client(ca, ca_key, tmp_path / "future.crt", days=(2, 90))
+    only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "not valid before")
+    cert, key = _client(ca, ca_key, tmp_path / "server-only.crt", eku=ExtendedKeyUsageOID.SERVER_AUTH)
+    only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "clientAuth")
+    cert, _ = _client(ca, ca_key, tmp_path / "mismatch.crt")
+    only_problem(_with_client(paths, cert, paths.client_key)[1], "redis_tls_client_key", paths.client_key,
+                 "does not match the certificate")
+    # a CA with the same name but another key
+    impostor, impostor_key = certs.make_ca(NOW, ca.subject.rfc4514_string().split("=", 1)[1])
+    cert, key = _client(impostor, impostor_key, tmp_path / "impostor.crt")
+    only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "not issued by the CA")
+
+
+def test_server_certificate_still_needs_a_san(tmp_path):
+    paths = make_pki(tmp_path / "pki")
+    cert, key = _client(*_ca(paths), tmp_path / "server.crt", eku=ExtendedKeyUsageOID.SERVER_AUTH)
+    _, problems = parse(paths, redis_tls_cert=str(cert), redis_tls_key=str(key))
+    only_problem(problems, "redis_tls_cert", cert, "subjectAltName (none) does not cover 'redis.lan'")
 
 
 def _weak_ca(directory: Path) -> certs.TlsPaths:

@@ -45,6 +45,27 @@ def test_backend_unit_and_restart_wait():
     assert problems(redis_restart_wait=1)[0].startswith("h1: redis_restart_wait:")
 
 
+def test_exporter_unit_needs_the_exporter_file():
+    assert conf(redis_exporter_env_path="/etc/x.env", redis_exporter_unit="exp").exporter_unit == "exp.service"
+    assert conf().exporter_unit is None
+    assert problems(redis_exporter_unit="exp") == [
+        "h1: redis_exporter_unit: needs redis_exporter_env_path (the file the exporter reads)"]
+    assert problems(redis_exporter_env_path="/etc/x.env", redis_exporter_unit="a b")[0].startswith(
+        "h1: redis_exporter_unit:")
+
+
+def test_rotation_restarts_every_consumer_unit_and_nothing_else():
+    both = conf(redis_backend_unit="hsi-backend", redis_exporter_env_path="/etc/x.env", redis_exporter_unit="exp")
+    script = rotation.drop_old_script(both, PLAT)
+    _syntax_ok(script)
+    assert script.index("try-restart hsi-backend.service") < script.index("try-restart exp.service") < script.index(
+        "resetpass")
+    assert "try-restart" not in rotation.drop_old_script(conf(), PLAT)
+    # A unit without a file the deploy writes for it is no consumer of the password.
+    assert "try-restart" not in rotation.drop_old_script(conf(redis_backend_env_path="", redis_backend_unit="x"),
+                                                         PLAT)
+
+
 def test_extra_config_lands_at_the_end_of_redis_conf():
     from operations.configure import render_config
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 
-from operations.facts import EnvFileKeys, ManagedFile, new_salt, salted_sha256
+from operations.backend_env import EnvFileKeys
+from operations.facts import ManagedFile, new_salt, salted_sha256
 
 PASSWORD = "correct horse battery staple"
 
@@ -29,8 +30,8 @@ def test_managed_file_hash_is_salted_and_matches(tmp_path):
     assert ManagedFile().process(_run(ManagedFile().command(path=str(tmp_path / "missing"), salt=salt))) is None
 
 
-def test_env_keys_hashes_are_salted_and_match(tmp_path):
-    path = tmp_path / ".env"
+def test_env_keys_hashes_are_salted_and_match(trusted_dir):
+    path = trusted_dir / ".env"
     line = f"REDIS_PASSWORD='{PASSWORD}'"
     path.write_text(f"A=1\r\n{line}\r\nREDIS_URL=redis://localhost:6379/0\n")
     salt = new_salt()

@@ -33,6 +33,18 @@ def test_every_setting_has_help_and_a_unique_name():
         assert row.name.startswith("redis_") and row.help.strip(), row
 
 
+def test_backend_config_set_is_off_by_default_and_cannot_contradict_the_denied_list():
+    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
+    assert found == [] and conf.backend_config_set is False
+    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
+                                          "redis_backend_config_set": "yes"})
+    assert found == [] and conf.backend_config_set is True
+    for denied in (["config|set"], ["flushall", "config"]):
+        found = problems({"redis_backend_config_set": True, "redis_acl_denied_commands": denied})
+        assert any(p.startswith("nvr-1: redis_backend_config_set: ") and "redis_acl_denied_commands" in p
+                   for p in found), found
+
+
 @pytest.mark.parametrize("setting, value, expected", [
     ("redis_password", "line one\nline two", "contains a newline"),
     ("redis_password", "carriage\rreturn-long-enough", "contains a newline"),
@@ -70,6 +82,7 @@ def test_every_setting_has_help_and_a_unique_name():
     ("redis_acl_denied_commands", 5, "expected a list"),
     ("redis_auth_failure_warn", 0, "out of range"),
     ("redis_kernel_tuning", "sometimes", "true or false"),
+    ("redis_backend_config_set", "sometimes", "true or false"),
     ("redis_pasword", "typo", "unknown setting"),
 ])
 def test_bad_value_names_host_and_setting(setting, value, expected):
@@ -173,3 +186,76 @@ def test_debug_inventory_shows_a_secret_as_asterisks(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '"redis_password": "********"' in proc.stdout + proc.stderr
     assert GOOD_PASSWORD not in proc.stdout + proc.stderr
+
+
+# Every text setting is matched whole: a regex anchored with `$` also accepts a trailing newline
+# ("localhost\n"), which would then reach the host's files. Issue 9, item 7.
+TEXT_SETTINGS = {
+    "redis_backend_host": "localhost",
+    "redis_backend_env_path": "/opt/hsi/backend/.env",
+    "redis_backend_env_owner": "hsi",
+    "redis_backend_env_group": "hsi",
+    "redis_exporter_env_path": "/etc/default/prometheus-redis-exporter",
+    "redis_exporter_owner": "prometheus",
+    "redis_exporter_listen": "127.0.0.1:9121",
+    "redis_tls_backend_dir": "/opt/hsi/backend/redis-tls",
+    "redis_backend_unit": "hsi-backend.service",
+    "redis_minimum_version": "7.0",
+    "redis_upstream_version": "7.4",
+    "redis_maxmemory": "256mb",
+}
+LIST_SETTINGS = {"redis_bind": "127.0.0.1", "redis_acl_denied_commands": "flushall"}
+
+
+def _breaks(good: str) -> list[str]:
+    return [good + "\n", good + "\r\n", good[:2] + "\n" + good[2:], good + "\x00", good + "\t"]
+
+
+@pytest.mark.parametrize("setting", sorted(TEXT_SETTINGS))
+def test_text_settings_are_matched_whole(setting):
+    good = TEXT_SETTINGS[setting]
+    assert problems({setting: good}) == [], f"{setting}={good!r} should pass"
+    for bad in _breaks(good):
+        found = problems({setting: bad})
+        assert any(p.startswith(f"nvr-1: {setting}: ") for p in found), \
+            f"{setting}={bad!r} was accepted: {found}"
+
+
+@pytest.mark.parametrize("setting", sorted(LIST_SETTINGS))
+def test_list_items_are_matched_whole(setting):
+    good = LIST_SETTINGS[setting]
+    assert problems({setting: [good]}) == [], f"{setting}=[{good!r}] should pass"
+    for bad in _breaks(good):
+        for value in ([bad], bad):  # a list item, and the comma/space separated text form
+            found = problems({setting: value})
+            assert any(p.startswith(f"nvr-1: {setting}: ") for p in found), \
+                f"{setting}={value!r} was accepted: {found}"
+
+
+@pytest.mark.parametrize("address", ["fe80::1%eth0\n", "fe80::1%eth 0", "::1%lo\r\n"])
+def test_scoped_addresses_cannot_smuggle_a_line_break(address):
+    # Python's ipaddress accepts any text after `%` (an IPv6 scope), newlines included.
+    assert any(p.startswith("nvr-1: redis_bind: ") for p in problems({"redis_bind": [address]}))
+    assert any(p.startswith("nvr-1: redis_backend_host: ") for p in problems({"redis_backend_host": address}))
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("redis_backend_host", 1234), ("redis_backend_host", ["localhost"]),
+    ("redis_backend_env_group", 1000), ("redis_exporter_listen", 9121),
+    ("redis_acl_denied_commands", [5]), ("redis_maxmemory", ["256mb"]),
+])
+def test_text_settings_must_be_text(setting, value):
+    assert any(p.startswith(f"nvr-1: {setting}: ") for p in problems({setting: value}))
+
+
+def test_text_settings_with_upstream_source_are_matched_whole(tmp_path):
+    key = tmp_path / "redis.asc"
+    key.write_text("not a key")
+    found = problems({"redis_source": "upstream", "redis_upstream_key": str(key),
+                      "redis_upstream_key_fingerprint": "A" * 40 + "\n"})
+    # whitespace in a fingerprint is formatting (gpg prints groups); the key file is what is wrong here
+    assert any(p.startswith("nvr-1: redis_upstream_key: ") for p in found), found
+
+
+def test_maxmemory_may_be_a_number_of_bytes():
+    assert problems({"redis_maxmemory": 268435456}) == []

@@ -124,13 +124,14 @@ def test_probe_talks_tls_with_the_client_certificate_under_mtls():
     conf = conf_for(redis_tls_only=True)
     kwargs = tls.probe_kwargs(conf, PLAT)
     script = server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis", **kwargs)
-    assert "for try in 6380 $live" in script
+    assert 'tls_try="$addr,6380"' in script
     assert "tls_ca=/etc/redis/tls/ca.crt; tls_crt=/etc/hsi-redis/tls/client.crt; tls_key=/etc/hsi-redis/tls/client.key" in script
-    assert "/etc/redis/redis.conf" in script  # the live tls-port, for a server still on an older config
+    # the live tls-port, for a server still on an older config
+    assert 'where /etc/redis/redis.conf && tls_try="$tls_try $addr,$wt"' in script
     assert "PRIVATE" not in script and conf.password.reveal() not in script
-    assert "tls" not in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis")
+    assert "--tls" not in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis")
     off, _ = settings.parse(HOST, {"redis_password": "a-long-enough-password"})
-    assert "for try in 0 $live" in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server",
+    assert 'tls_try="$addr,0"' in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server",
                                                        "/var/lib/redis", **tls.probe_kwargs(off, PLAT))
 
 

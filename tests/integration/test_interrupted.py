@@ -1,0 +1,53 @@
+"""A run stopped after writing the config and before the restart (tests/integration/
+interrupted_deploy.py is deploy.py without its service step): the next run still restarts,
+so the server does not keep its old config; the run after that is quiet."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import generated_password, make_runner
+from .safety_helpers import fill
+
+INTERRUPTED = "tests/integration/interrupted_deploy.py"
+PENDING = "/etc/hsi-redis/restart-pending"
+KEYS = 300
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return make_runner(tmp_path_factory)
+
+
+def maxmemory(host, password) -> int:
+    return int(host.redis_cli("config", "get", "maxmemory", password=password).split()[-1])
+
+
+def test_interrupted_run_restarts_on_the_next_run(host_factory, runner):
+    host = host_factory("interrupted", "bookworm")
+    first = runner([host])
+    assert first.returncode == 0, first.output
+    password = generated_password(runner, host)
+    fill(host, KEYS, password=password)
+    run_id = host.info(password, "server")["run_id"]
+
+    cut = runner({host: {"redis_size": "large"}}, entry=INTERRUPTED)
+    assert cut.returncode == 0, cut.output
+    host.sh("grep -qx 'maxmemory 512mb' /etc/redis/redis.conf")  # the file is written...
+    assert host.info(password, "server")["run_id"] == run_id     # ...the server not restarted
+    assert maxmemory(host, password) == 100 * MB
+    pending = host.sh(f"stat -c '%a %U %G' {PENDING}", check=False).stdout.strip()
+
+    resumed = runner({host: {"redis_size": "large"}})
+    assert resumed.returncode == 0, resumed.output
+    assert host.info(password, "server")["run_id"] != run_id, "the pending restart did not happen"
+    assert maxmemory(host, password) == 512 * MB
+    assert host.redis_cli("dbsize", password=password) == str(KEYS)
+    assert pending == "600 root root", "no pending restart was recorded before the config changed"
+    assert host.sh(f"test -e {PENDING}", check=False).returncode != 0, "cleared by the verified restart"
+
+    run_id = host.info(password, "server")["run_id"]
+    quiet = runner({host: {"redis_size": "large"}})
+    assert quiet.returncode == 0 and quiet.host(host)["changes"] == 0, quiet.output
+    assert host.info(password, "server")["run_id"] == run_id

@@ -1,0 +1,214 @@
+"""The end-of-run report: secrets hidden in every form, and every failure with its problem and a fix.
+
+These drive `report._finish` with a small stand-in for pyinfra's state (only what the report
+reads: the inventory, the stage, the hosts that connected or failed, and each operation's
+result with its output lines).
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.api.state import StateStage
+
+from operations import report
+
+# A secret with a JSON-escaped quote and backslash and non-ASCII letters (escaped as \u00e4...).
+SECRET = "pä\"ss\\wörd-0123456789"
+ADMIN = "admin-secret-0123456789"
+
+
+class _Meta:
+    """An operation's result as `report._op_summary` reads it."""
+
+    def __init__(self, names, stderr=(), stdout=(), error=True):
+        self.names = set(names)
+        self.stderr_lines, self.stdout_lines = list(stderr), list(stdout)
+        self._error = error
+
+    def is_complete(self):
+        return True
+
+    def did_change(self):
+        return False
+
+    def did_error(self):
+        return self._error
+
+
+class _State:
+    def __init__(self, hosts, ops=None, failed=()):
+        self.inventory = hosts
+        self.current_stage = StateStage.Execute
+        self.activated_hosts = set(hosts)
+        self.failed_hosts = {h for h in hosts if h.name in failed}
+        self.ops = {h: {} for h in hosts}
+        self._meta = {}
+        for host, op_hash, meta in ops or ():
+            self.ops[host][op_hash] = SimpleNamespace(operation_meta=meta)
+            self._meta[op_hash] = meta
+
+    def get_op_meta(self, op_hash):
+        return self._meta[op_hash]
+
+
+class _Host:
+    def __init__(self, name):
+        self.name = name
+
+
+def _host(name):
+    return _Host(name)
+
+
+@pytest.fixture(autouse=True)
+def clean_report(monkeypatch, tmp_path):
+    monkeypatch.setattr(report, "RESULTS", {})
+    monkeypatch.setattr(report, "_SECRETS", set())
+    monkeypatch.setenv("HSI_REDIS_REPORT", str(tmp_path / "report.json"))
+    report.add_secret(SECRET)
+    report.add_secret(ADMIN)
+
+
+def finish(state, capsys) -> tuple[str, str, dict]:
+    """Run the end of the report; returns (summary printed, report file text, report)."""
+    report._finish(state)
+    text = report.report_path().read_text()
+    return capsys.readouterr().err, text, json.loads(text)
+
+
+def _strings(value):
+    """Every string in a decoded JSON document (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def assert_hidden(summary: str, text: str, document: dict) -> None:
+    for secret in (SECRET, ADMIN):
+        encoded = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+        for form in {secret} | encoded:
+            assert form not in text, f"{form!r} in the report file"
+            assert form not in summary, f"{form!r} in the printed summary"
+        assert not any(secret in s for s in _strings(document)), "a secret in the decoded report"
+
+
+# -- item 6: redaction before encoding ----------------------------------------------------------
+
+def test_secrets_with_quotes_backslashes_and_non_ascii_are_hidden_everywhere(capsys):
+    host = _host("@docker/h1")
+    report.record(host.name, status="failed", failed_step="verify", problem=f"WRONGPASS for {SECRET!s}",
+                  fix=f"set the password back to {SECRET}", tls={"detail": [f"user admin {ADMIN}", SECRET]})
+    report.warn(host.name, f"a warning naming {SECRET}")
+    report.note(host.name, f"a note naming {ADMIN}")
+    summary, text, document = finish(_State([host], failed={host.name}), capsys)
+    assert_hidden(summary, text, document)
+    entry = document["hosts"][host.name]
+    assert entry["problem"] == "WRONGPASS for ********"
+    assert entry["tls"]["detail"] == ["user admin ********", "********"]
+    assert "warning: a warning naming ********" in summary and "note: a note naming ********" in summary
+    assert "fix: set the password back to ********" in summary
+
+
+def test_failed_operation_output_with_secrets_is_hidden(capsys):
+    host = _host("@docker/h2")
+    meta = _Meta(["Write /etc/hsi-redis/cli.auth (root only)"],
+                 stderr=[f"cp: cannot create '/x/{SECRET}': Read-only file system"])
+    state = _State([host], ops=[(host, "op1", meta)], failed={host.name})
+    report._Callbacks.operation_host_error(state, host, "op1")
+    summary, text, document = finish(state, capsys)
+    assert_hidden(summary, text, document)
+    assert document["hosts"][host.name]["problem"] == "cp: cannot create '/x/********': Read-only file system"
+
+
+def test_a_secret_inside_another_is_hidden_whole(capsys):
+    longer = ADMIN + "-and-more"
+    report.add_secret(longer)
+    host = _host("h3")
+    report.record(host.name, status="failed", failed_step="verify", problem=f"saw {longer}")
+    summary, text, document = finish(_State([host], failed={host.name}), capsys)
+    assert document["hosts"]["h3"]["problem"] == "saw ********"
+    assert "-and-more" not in text and "-and-more" not in summary
+
+
+# -- item 15: a failure's problem is the tool's own error, and it comes with a fix ---------------
+
+APT_MALFORMED = [
+    "E: Malformed entry 1 in list file /etc/apt/sources.list.d/broken.list (Component)",
+    "E: The list of sources could not be read.",
+]
+JOB_FAILED = "Job for redis-server.service failed because the control process exited with error code."
+ENV = "/opt/hsi/backend/.env"
+# Operations are named after the deploy that runs them: "Install the server | Install redis-server".
+INSTALL = "Install the server"
+
+
+@pytest.mark.parametrize("step, stderr, stdout, problem, fix_words", [
+    (f"{INSTALL} | Update apt lists (waits for a held apt lock)", APT_MALFORMED, [], APT_MALFORMED[0],
+     "apt sources"),
+    (f"{INSTALL} | Install redis-server", ["E: Unable to locate package redis-server"],
+     ["Reading package lists..."], "E: Unable to locate package redis-server", "apt-get install"),
+    (f"{INSTALL} | Install redis", ["Error: Unable to find a match: redis"], [],
+     "Error: Unable to find a match: redis", "dnf"),
+    ("Fetch package lists (if older than an hour)",
+     ["W: Some index files failed to download.", "E: Failed to fetch http://127.0.0.1:9/x/InRelease"],
+     ["Err:1 http://127.0.0.1:9/x bookworm InRelease", "  Could not connect to 127.0.0.1:9"],
+     "E: Failed to fetch http://127.0.0.1:9/x/InRelease", "apt sources"),
+    ("Run the service | Enable and start redis-server",
+     [JOB_FAILED, "See \"systemctl status redis-server.service\"."], [], JOB_FAILED, "journalctl"),
+    (f"{INSTALL} | Write {ENV}", [f"mv: cannot move '/tmp/x' to '{ENV}': Read-only file system"],
+     [], f"mv: cannot move '/tmp/x' to '{ENV}': Read-only file system", "disk"),
+])
+def test_failed_step_reports_the_tools_first_error_and_a_fix(capsys, step, stderr, stdout, problem,
+                                                            fix_words):
+    host = _host("@docker/h4")
+    state = _State([host], ops=[(host, "op1", _Meta([step], stderr, stdout))], failed={host.name})
+    report._Callbacks.operation_host_error(state, host, "op1")
+    summary, _, document = finish(state, capsys)
+    entry = document["hosts"][host.name]
+    assert entry["status"] == "failed" and entry["failed_step"] == step
+    assert entry["problem"] == problem
+    assert fix_words in entry["fix"] and "again" in entry["fix"]
+    assert entry["failures"] == [{"step": step, "problem": problem, "output": entry["output"],
+                                  "fix": entry["fix"]}]
+    assert f"FAILED {problem}" in summary and f"fix: {entry['fix']}" in summary
+
+
+def test_the_operations_own_reason_line_wins(capsys):
+    host = _host("h5")
+    reason = "the apt lists lock stayed held for 300 s (another apt run?); try again later"
+    meta = _Meta(["Update apt lists (waits for a held apt lock)"],
+                 ["E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42 (apt-get)",
+                  f"hsi-redis: {reason}"])
+    state = _State([host], ops=[(host, "op1", meta)], failed={host.name})
+    report._Callbacks.operation_host_error(state, host, "op1")
+    _, _, document = finish(state, capsys)
+    entry = document["hosts"]["h5"]
+    assert entry["problem"] == reason and "lock" in entry["fix"]
+
+
+def test_unknown_output_and_earlier_failures_still_get_a_problem_and_a_fix(capsys):
+    quiet, odd, early = _host("quiet"), _host("odd"), _host("early")
+    ops = [(quiet, "op1", _Meta(["Do something"])),
+           (odd, "op2", _Meta(["Do something else"], ["it broke", "badly"]))]
+    state = _State([quiet, odd, early], ops=ops, failed={"quiet", "odd"})
+    report._Callbacks.operation_host_error(state, quiet, "op1")
+    report._Callbacks.operation_host_error(state, odd, "op2")
+    report.record("early", status="failed", failed_step="platform", problem="ubuntu 18.04 is not supported")
+    _, _, document = finish(state, capsys)
+    hosts = document["hosts"]
+    assert hosts["odd"]["problem"] == "badly"
+    assert hosts["quiet"]["problem"].startswith("Do something failed")
+    assert "supported platform" in hosts["early"]["fix"]
+    for name in ("quiet", "odd", "early"):
+        entry = hosts[name]
+        assert not entry["problem"].startswith("operation failed"), entry
+        assert entry["fix"] and entry["failures"][0]["fix"] == entry["fix"], entry
