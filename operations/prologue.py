@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pyinfra import host as current_host
 from pyinfra import state as current_state
 
-from . import clients, configure, credentials, install, report, rows, settings, shell, sources
+from . import acl, clients, configure, credentials, install, report, rows, settings, shell, sources
 from .hoststate import HostState, HostStateFact, StateRequest, new_salt
 from .target import Target, resolve
 
@@ -117,4 +117,7 @@ def prepare() -> Prepared | None:
         _fail("version policy", problem)
         return None
     report.record(current_host.name, platform=chosen.name, flavour=chosen.flavour, source=chosen.source)
+    config_set = acl.config_set_warning(conf, chosen)
+    if config_set:
+        report.warn(current_host.name, config_set)
     return Prepared(resolve(conf, chosen, admin), state, salt)

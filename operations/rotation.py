@@ -49,9 +49,8 @@ def consumers(target: Target) -> tuple[list[str], list[str]]:
             manual.append(f"the HSI backend (it reads {target.backend.env_path}; set redis_backend_unit "
                           "to let the deploy restart it)")
     if target.exporter is not None:
-        unit = getattr(target.settings, "exporter_unit", None)
-        if unit:
-            units.append(unit)
+        if target.settings.exporter_unit:
+            units.append(target.settings.exporter_unit)
         else:
             manual.append(f"redis_exporter (it reads {target.exporter.env_path})")
     return units, manual

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pyinfra import state as run_state
 from pyinfra.api import operation
 
-from . import clients, prologue, report
+from . import acl, clients, prologue, report
 from .acl import ADMIN_USER
 from .hoststate import HostState, Server, answered, salted_sha256
 from .shell import fail_command
@@ -92,7 +92,7 @@ def identity_problem(target: Target, seen: Server) -> Problem | None:
         return Problem(f"admin identity ({ADMIN_USER}) refused",
                        f"the server refuses the admin identity's password in {target.cli_auth}",
                        "run deploy.py again (it rewrites redis.conf and restarts)")
-    denied = set(target.settings.acl_denied)
+    denied = set(acl.denied_commands(target.settings, target.row))
     checks = []
     if "flushall" in denied:
         checks.append(("FLUSHALL", seen.backend_flushall))
