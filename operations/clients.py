@@ -21,7 +21,7 @@ def owner(state: HostState, directory: str, user: str | None, group: str | None)
     """Who a client file belongs to: the settings' user (and group), else the directory's owner (a
     service user's own directory keeps its files), else root for a directory the deploy creates."""
     if user:
-        return user, group or user
+        return user, group or "-"  # the program gives it the owner's login group
     found = state.dirs.get(directory)
     if found is not None and found.exists:
         return found.user, group or found.group
@@ -71,8 +71,9 @@ def env_differs(target: Target, state: HostState, salt: str) -> bool:
         return True
     if info.file.mode & 0o007:
         return True  # the merge tightens it
-    wanted = (backend.owner or info.file.user, backend.group or backend.owner or info.file.group)
-    return (info.file.user, info.file.group) != wanted
+    if backend.owner and info.file.user != backend.owner:
+        return True
+    return bool(backend.group) and info.file.group != backend.group
 
 
 def password_entries(target: Target, state: HostState) -> list:

@@ -108,8 +108,9 @@ class FileInfo:
         return self.kind != "-"
 
     def same(self, salt: str, content: bytes | str, mode: int, user: str, group: str) -> bool:
+        """Whether the file is exactly this (`group` "-": the owner's login group, whatever it is)."""
         return (self.kind == "f" and self.sha == salted_sha256(salt, content) and self.mode == mode
-                and (self.user, self.group) == (user, group))
+                and self.user == user and group in ("-", self.group))
 
 
 MISSING = FileInfo("-")

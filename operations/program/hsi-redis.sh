@@ -392,6 +392,8 @@ entry() {
       || { say "$e_p: the directory $w_dir belongs to $w, so the file would belong to $w, not $en_named: refused"; return 1; }
     en_o=-
   fi
+  # a named owner without a group: the owner's login group
+  if [ "$e_u" != - ] && [ "$e_g" = - ]; then en_g=$(id -gn "$e_u" 2>/dev/null) || en_g=-; fi
   case $en_g in '?'|'?-') en_g=-;; esac
   if [ "$en_op" = write ]; then mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0

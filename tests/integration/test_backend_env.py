@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from operations import certs
+from operations import pki
 
 from .conftest import generated_password, make_runner
 
@@ -149,7 +149,7 @@ def test_tls_files_of_users_are_written_as_them_and_links_never_chowned(host_fac
             "mkdir -p /opt/hsi/backend && chown hsi:hsi /opt/hsi/backend")
     runner = make_runner(tmp_path_factory)
     pki = Path(runner.secrets_dir) / "pki"
-    certs.ensure_pki(pki, {host.inventory_name: ["localhost"]})
+    pki.ensure_pki(pki, {host.inventory_name: ["localhost"]})
     data = {
         "redis_tls": True, "redis_backend_env_owner": "hsi",
         "redis_tls_client_cert": str(pki / "backend-client.crt"),

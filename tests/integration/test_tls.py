@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import certs
+from operations import pki, tls_preflight
 from tests.hosts import fleet
 
 from .conftest import make_runner
@@ -45,7 +45,7 @@ def pki(tls_runner, tls_host) -> Path:
     """The helper's PKI, where the deploy looks by default. SAN 127.0.0.1: what the backend
     (redis_backend_host) and the test (through the published port) connect to."""
     directory = Path(tls_runner.secrets_dir) / "pki"
-    certs.ensure_pki(directory, {tls_host.inventory_name: ["127.0.0.1", "localhost"]})
+    pki.ensure_pki(directory, {tls_host.inventory_name: ["127.0.0.1", "localhost"]})
     return directory
 
 
@@ -179,7 +179,7 @@ def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_run
         f"-out {cert}",
     ):
         subprocess.run(command.split(), check=True, capture_output=True)
-    assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
+    assert tls_preflight.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
     result = run(tls_runner, tls_host, pki, redis_tls_client_cert=str(cert), redis_tls_client_key=str(key))
     assert result.returncode == 0, result.output
     assert result.host(tls_host)["status"] == "ok", result.host(tls_host)  # verified with this client

@@ -1,0 +1,141 @@
+"""The server's clients on this host: the HSI backend's `.env` (and TLS files), the exporter's file.
+
+The `.env` is merged on the host (the program's `merge` entry): the keys this deploy owns are set,
+every other line stays as it was. Whether it needs doing is decided from salted hashes of the lines
+that assign an owned key (values never leave the host). Refused, before anything changes: a `.env`
+that is a symbolic link, a directory another user can write, lines the merge cannot read
+unambiguously. All these files are written after the server serves with its new configuration.
+"""
+
+from __future__ import annotations
+
+from .hoststate import HostState, salted_sha256
+from .program import FileEntry, MergeEntry
+from .render import exporter_env
+from .target import ClientFiles, Target
+
+AFTER = ("after",)
+
+
+def owner(state: HostState, directory: str, user: str | None, group: str | None) -> tuple[str, str]:
+    """Who a client file belongs to: the settings' user (and group), else the directory's owner (a
+    service user's own directory keeps its files), else root for a directory the deploy creates."""
+    if user:
+        return user, group or user
+    found = state.dirs.get(directory)
+    if found is not None and found.exists:
+        return found.user, group or found.group
+    return "root", group or "root"
+
+
+def _tls_entries(target: Target, state: HostState, files: ClientFiles | None, user: str | None,
+                 group: str | None) -> list[FileEntry]:
+    if files is None:
+        return []
+    tls = target.settings.tls
+    owner_, grp = owner(state, files.dir, user, group)
+    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, AFTER)]
+    if tls.mtls:
+        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, owner_, grp, AFTER),
+                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o600, owner_, grp, AFTER)]
+    return entries
+
+
+def env_problem(target: Target, state: HostState) -> str | None:
+    """Why the backend `.env` cannot be merged safely, or None."""
+    backend = target.backend
+    if backend is None:
+        return None
+    info = state.envs.get(backend.env_path)
+    if info is None:
+        return None
+    if info.file.kind == "l":
+        return (f"redis_backend_env_path: {backend.env_path} is a symbolic link; the deploy will not write "
+                "through it (replace it by the file itself)")
+    if info.file.writer == "unsafe":
+        return (f"redis_backend_env_path: a directory on the way to {backend.env_path} is writable by "
+                "other users; the deploy will not write there")
+    if info.bad:
+        where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
+        return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
+                f"unambiguously: {where}; fix those lines by hand and run again")
+    return None
+
+
+def env_differs(target: Target, state: HostState, salt: str) -> bool:
+    backend = target.backend
+    info = state.envs.get(backend.env_path)
+    if info is None or info.file.kind != "f":
+        return True
+    if any(info.keys.get(key) != (salted_sha256(salt, line),) for key, line in backend.lines):
+        return True
+    if info.file.mode & 0o007:
+        return True  # the merge tightens it
+    wanted = (backend.owner or info.file.user, backend.group or backend.owner or info.file.group)
+    return (info.file.user, info.file.group) != wanted
+
+
+def password_entries(target: Target, state: HostState) -> list:
+    """The client files that hold the backend's password: the `.env` merge, the exporter's file."""
+    found: list = []
+    if target.backend is not None:
+        backend = target.backend
+        found.append(MergeEntry(backend.env_path, backend.lines, backend.owner, backend.group, AFTER))
+    if target.exporter is not None:
+        exporter = target.exporter
+        user, group = owner(state, _parent(exporter.env_path), exporter.owner, None)
+        found.append(FileEntry(exporter.env_path, exporter_env(target).encode(), 0o600, user, group, AFTER))
+    return found
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def entries(target: Target, state: HostState, salt: str) -> list:
+    """The client files that differ from what the state read found."""
+    found: list = []
+    for entry in password_entries(target, state):
+        if isinstance(entry, MergeEntry):
+            if env_differs(target, state, salt):
+                found.append(entry)
+        elif not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
+            found.append(entry)
+    tls = []
+    if target.backend is not None:
+        tls += _tls_entries(target, state, target.backend.tls_files, target.backend.owner, target.backend.group)
+    if target.exporter is not None:
+        tls += _tls_entries(target, state, target.exporter.tls_files, target.exporter.owner, None)
+    return found + [e for e in tls if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+
+
+def paths(target: Target) -> list[str]:
+    """Every whole file this step may write (for the state read; the `.env` is read as an env)."""
+    found: list[str] = []
+    for files in (target.backend.tls_files if target.backend else None,
+                  target.exporter.tls_files if target.exporter else None):
+        if files is not None:
+            found += [files.ca, files.cert, files.key]
+    if target.exporter is not None:
+        found.append(target.exporter.env_path)
+    return found
+
+
+def envs(target: Target) -> list[tuple[str, tuple[str, ...]]]:
+    if target.backend is None:
+        return []
+    return [(target.backend.env_path, tuple(key for key, _ in target.backend.lines))]
+
+
+def dirs(target: Target) -> list[str]:
+    """Directories whose writer the read reports (a backend directory another user controls)."""
+    found = []
+    if target.backend is not None:
+        found.append(_parent(target.backend.env_path))
+        if target.backend.tls_files is not None:
+            found.append(target.backend.tls_files.dir)
+    if target.exporter is not None:
+        found.append(_parent(target.exporter.env_path))
+        if target.exporter.tls_files is not None:
+            found.append(target.exporter.tls_files.dir)
+    return found

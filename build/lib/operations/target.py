@@ -1,0 +1,175 @@
+"""One host's resolved target: settings, platform row, identities and every path and address, once.
+
+`resolve()` runs after the settings of every host validated and the host's one state read chose its
+platform row (and package source). Everything downstream reads the Target: no step re-derives a path,
+re-reads a secret or builds a URL of its own (`redis_url` is the only URL builder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .acl import ADMIN_USER
+from .credentials import Secret
+from .encoding import dotenv_line
+from .hoststate import Layout
+from .rows import Row
+from .settings import Settings
+
+STATE_DIR = "/etc/hsi-redis"
+# Protocols every supported client speaks; TLS 1.0/1.1 stay off.
+TLS_PROTOCOLS = "TLSv1.2 TLSv1.3"
+
+
+def redis_url(host: str, port: int, tls: bool = False, db: int | None = None, query: str = "") -> str:
+    """A `redis://` or `rediss://` URL (IPv6 literals bracketed). Never with a password: the backend
+    reads REDIS_PASSWORD, which a password in the URL would override."""
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{'rediss' if tls else 'redis'}://{shown}:{port}"
+    if db is not None:
+        url += f"/{db}"
+    return f"{url}?{query}" if query else url
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The server's TLS files on the host (under the config directory: the packaged unit cannot read
+    /home or /root) and the deploy's own client pair (root only, for its checks under mTLS)."""
+
+    port: int
+    only: bool
+    auth_clients: str
+    dir: str
+    ca: str
+    cert: str
+    key: str
+    cli_cert: str
+    cli_key: str
+    mtls: bool
+
+
+@dataclass(frozen=True)
+class ClientFiles:
+    """A client's copies of the CA (and under mTLS its certificate and key) in its own directory."""
+
+    dir: str
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The HSI backend's `.env` and what it must hold."""
+
+    env_path: str
+    owner: str | None
+    group: str | None
+    url: str
+    lines: tuple[tuple[str, str], ...]      # (KEY, "KEY=encoded value") in file order
+    tls_files: ClientFiles | None
+
+
+@dataclass(frozen=True)
+class Exporter:
+    env_path: str
+    owner: str
+    tls_files: ClientFiles | None
+    address: str                             # REDIS_ADDR
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    settings: Settings
+    row: Row
+    password: Secret              # the backend identity (`default`)
+    admin_password: Secret        # `hsi-admin`: the deploy's own checks and the operator
+    layout: Layout
+    state_dir: str
+    cli_auth: str                 # the admin's password on the host (root 0600)
+    backend_auth: str             # the backend's, for the identity check (root 0600)
+    plain_port: int               # 0 when TLS-only
+    local_address: str            # where a client on the host reaches the server
+    tls: ServerTls | None
+    backend: Backend | None
+    exporter: Exporter | None
+
+    @property
+    def verify_only(self) -> bool:
+        return self.settings.verify_only
+
+    def layout_options(self) -> dict:
+        """The host program's options that say where this server lives."""
+        return {"state_dir": self.state_dir, "admin_user": ADMIN_USER, "service": self.row.service,
+                "config": self.row.config_path, "cli": self.row.cli, "user": self.row.user,
+                "group": self.row.group, "log": self.row.log_file, "data_dir": self.row.data_dir,
+                "wait": self.settings.restart_wait}
+
+
+def _local_address(bind: tuple[str, ...]) -> str:
+    first = bind[0].lstrip("-")
+    return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::*": "::1"}.get(first, first)
+
+
+def _client_files(directory: str) -> ClientFiles:
+    base = directory.rstrip("/")
+    return ClientFiles(dir=base, ca=f"{base}/ca.crt", cert=f"{base}/client.crt", key=f"{base}/client.key")
+
+
+def _server_tls(settings: Settings, row: Row) -> ServerTls | None:
+    tls = settings.tls
+    if tls is None:
+        return None
+    base = row.tls_path or f"{row.config_dir}/tls"
+    return ServerTls(port=tls.port, only=tls.only, auth_clients=tls.auth_clients, dir=base, ca=f"{base}/ca.crt",
+                     cert=f"{base}/server.crt", key=f"{base}/server.key", cli_cert=f"{STATE_DIR}/tls/client.crt",
+                     cli_key=f"{STATE_DIR}/tls/client.key", mtls=tls.mtls)
+
+
+def _backend(settings: Settings, password: Secret) -> Backend | None:
+    if settings.backend_env_path is None:
+        return None
+    tls = settings.tls
+    files = _client_files(tls.backend_dir) if tls is not None and tls.backend_dir else None
+    if tls is None:
+        url = redis_url(settings.backend_host, settings.port, db=settings.backend_db)
+        ssl: dict[str, str] = {}
+    else:
+        query = f"ssl_cert_reqs=required&ssl_ca_certs={quote(files.ca, safe='/')}"
+        ssl = {"REDIS_SSL_CERT_REQS": "required", "REDIS_SSL_CA_CERTS": files.ca, "REDIS_SSL_CHECK_HOSTNAME": "true"}
+        if tls.mtls:
+            query += f"&ssl_certfile={quote(files.cert, safe='/')}&ssl_keyfile={quote(files.key, safe='/')}"
+            ssl.update(REDIS_SSL_CERTFILE=files.cert, REDIS_SSL_KEYFILE=files.key)
+        url = redis_url(settings.backend_host, tls.port, tls=True, db=settings.backend_db, query=query)
+    lines = [("REDIS_URL", dotenv_line("REDIS_URL", url, quote=False)),
+             ("REDIS_PASSWORD", dotenv_line("REDIS_PASSWORD", password.reveal()))]
+    lines += [(key, dotenv_line(key, value, quote=False)) for key, value in ssl.items()]
+    return Backend(env_path=settings.backend_env_path, owner=settings.backend_env_owner,
+                   group=settings.backend_env_group, url=url, lines=tuple(lines), tls_files=files)
+
+
+def _exporter(settings: Settings) -> Exporter | None:
+    path = settings.exporter_env_path
+    if path is None:
+        return None
+    tls = settings.tls
+    files = _client_files(f"{path.rsplit('/', 1)[0]}/redis-exporter-tls") if tls is not None else None
+    address = (redis_url(settings.backend_host, settings.port) if tls is None
+               else redis_url(settings.backend_host, tls.port, tls=True))
+    return Exporter(env_path=path, owner=settings.exporter_owner, tls_files=files, address=address)
+
+
+def resolve(settings: Settings, row: Row, admin_password: Secret) -> Target:
+    """The host's Target (see the module docstring)."""
+    tls = _server_tls(settings, row)
+    return Target(
+        name=settings.host_name, settings=settings, row=row, password=settings.password,
+        admin_password=admin_password,
+        layout=Layout(row.service, row.config_path, row.cli, row.data_dir),
+        state_dir=STATE_DIR, cli_auth=f"{STATE_DIR}/cli.auth", backend_auth=f"{STATE_DIR}/backend.auth",
+        plain_port=0 if tls is not None and tls.only else settings.port,
+        local_address=_local_address(settings.bind), tls=tls,
+        backend=_backend(settings, settings.password), exporter=_exporter(settings),
+    )
