@@ -41,24 +41,53 @@ def _tls_entries(target: Target, state: HostState, files: ClientFiles | None, us
     return entries
 
 
-def env_problem(target: Target, state: HostState) -> str | None:
-    """Why the backend `.env` cannot be merged safely, or None."""
-    backend = target.backend
-    if backend is None:
-        return None
-    info = state.envs.get(backend.env_path)
-    if info is None:
-        return None
-    if info.file.kind == "l":
-        return (f"redis_backend_env_path: {backend.env_path} is a symbolic link; the deploy will not write "
-                "through it (replace it by the file itself)")
-    if info.file.writer == "unsafe":
-        return (f"redis_backend_env_path: a directory on the way to {backend.env_path} is writable by "
-                "other users; the deploy will not write there")
-    if info.bad:
-        where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
-        return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
-                f"unambiguously: {where}; fix those lines by hand and run again")
+def _writer_problem(setting: str, path: str, writer: str, owner: str | None, owner_setting: str) -> str | None:
+    if writer == "unsafe":
+        return (f"{setting}: a directory on the way to {path} is writable by other users (or two users "
+                "control it); the deploy will not write there")
+    if owner and writer not in ("root", owner):
+        return (f"{owner_setting}: {path} is in a directory {writer} controls, so the file would belong to "
+                f"{writer}, not {owner}; set {owner_setting} to {writer} (or leave it unset)")
+    return None
+
+
+def problem(target: Target, state: HostState) -> str | None:
+    """Why a client's files cannot be written safely (naming the setting), or None. Checked from the
+    state read before anything is written; the host program refuses the same cases again itself."""
+    backend, exporter = target.backend, target.exporter
+    if backend is not None:
+        info = state.envs.get(backend.env_path)
+        if info is not None:
+            if info.file.kind == "l":
+                return (f"redis_backend_env_path: {backend.env_path} is a symbolic link; the deploy will not "
+                        "write through it (replace it by the file itself)")
+            found = _writer_problem("redis_backend_env_path", backend.env_path, info.file.writer,
+                                    backend.owner, "redis_backend_env_owner")
+            if found:
+                return found
+            if info.bad:
+                where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
+                return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
+                        f"unambiguously: {where}; fix those lines by hand and run again")
+    checks = []
+    if backend is not None and backend.tls_files is not None:
+        checks.append(("redis_tls_backend_dir", backend.tls_files.dir, backend.owner, "redis_backend_env_owner"))
+    if exporter is not None:
+        checks.append(("redis_exporter_env_path", _parent(exporter.env_path), exporter.owner,
+                       "redis_exporter_owner"))
+        if exporter.tls_files is not None:
+            checks.append(("redis_exporter_env_path", exporter.tls_files.dir, exporter.owner,
+                           "redis_exporter_owner"))
+    for setting, directory, owner, owner_setting in checks:
+        info = state.dirs.get(directory)
+        if info is None:
+            continue
+        if info.kind == "l" and info.user != "root":
+            return (f"{setting}: {directory} is a symbolic link {info.user} controls; the deploy will not "
+                    "write through it")
+        found = _writer_problem(setting, directory, info.writer, owner, owner_setting)
+        if found:
+            return found
     return None
 
 

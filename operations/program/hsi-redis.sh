@@ -237,7 +237,8 @@ mkdirs() {  # DIR: create what is missing below w_dir (root 0755, or as the user
   while [ -n "$md_r" ]; do
     md_r=${md_r#/}; md_c=${md_r%%/*}; case $md_r in */*) md_r=${md_r#*/};; *) md_r=;; esac
     [ -n "$md_c" ] || continue
-    md_q=$md_q/$md_c; [ -d "$md_q" ] || as_w mkdir -m 0755 "$md_q" || return 1
+    # root's new directories are 0755 (e.g. /opt/hsi/backend); a user's keep others out (0750)
+    md_q=$md_q/$md_c; [ -d "$md_q" ] || as_w mkdir -m "$([ "$w" = root ] && echo 0755 || echo 0750)" "$md_q" || return 1
   done
 }
 # WRITER OP(check|write) KIND(file|merge) MODE OWNER GROUP(- keeps, ?G: if allowed) TARGET MERGE_AWK,

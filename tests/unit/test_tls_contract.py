@@ -90,8 +90,8 @@ def test_redis_conf_tls_block_and_tls_only():
     text = configure.render_config(conf_for(redis_tls_only=True), PLAT)
     lines = text.splitlines()
     assert "port 0" in lines and "port 6379" not in lines
-    for line in ("tls-port 6380", "tls-cert-file /etc/redis/tls/server.crt", "tls-key-file /etc/redis/tls/server.key",
-                 "tls-ca-cert-file /etc/redis/tls/ca.crt", "tls-auth-clients yes", 'tls-protocols "TLSv1.2 TLSv1.3"'):
+    for line in ("tls-port 6380", "tls-cert-file /etc/redis/tls-server.crt", "tls-key-file /etc/redis/tls-server.key",
+                 "tls-ca-cert-file /etc/redis/tls-ca.crt", "tls-auth-clients yes", 'tls-protocols "TLSv1.2 TLSv1.3"'):
         assert line in lines
     assert "PRIVATE" not in text
     assert "port 6379" in configure.render_config(conf_for(), PLAT).splitlines()
@@ -125,7 +125,7 @@ def test_probe_talks_tls_with_the_client_certificate_under_mtls():
     kwargs = tls.probe_kwargs(conf, PLAT)
     script = server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis", **kwargs)
     assert 'tls_try="$addr,6380"' in script
-    assert "tls_ca=/etc/redis/tls/ca.crt; tls_crt=/etc/hsi-redis/tls/client.crt; tls_key=/etc/hsi-redis/tls/client.key" in script
+    assert "tls_ca=/etc/redis/tls-ca.crt; tls_crt=/etc/hsi-redis/tls/client.crt; tls_key=/etc/hsi-redis/tls/client.key" in script
     # the live tls-port, for a server still on an older config
     assert 'where /etc/redis/redis.conf && tls_try="$tls_try $addr,$wt"' in script
     assert "PRIVATE" not in script and conf.password.reveal() not in script
@@ -155,6 +155,6 @@ def test_verifier_tls_verdicts(change, kind):
 
 
 def test_tls_directory_per_platform():
-    assert tls.server_paths(PLAT)["key"] == "/etc/redis/tls/server.key"
+    assert tls.server_paths(PLAT)["key"] == "/etc/redis/tls-server.key"
     assert tls.server_paths(platform.TABLE[("debian", "13")]["valkey"])["dir"] == "/etc/valkey/tls"
     assert tls.server_paths(platform.TABLE[("el", "8")]["redis"])["dir"] == "/etc/redis/tls"  # not /etc/tls
