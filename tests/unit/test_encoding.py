@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from redis.connection import parse_url
 
 from operations.encoding import dotenv_line, redis_conf_quote, url_password_quote
-from operations.secrets import password_problem
+from operations.credentials import password_problem
 
 from .redis_args import split_args
 
