@@ -83,7 +83,8 @@ class HostFixture:
     env_details: dict[str, dict] = field(default_factory=dict)
     # directories the read reports (path -> (user, group, writer)); others read as missing, root's to create
     dirs: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    units: dict[str, Unit] = field(default_factory=dict)                 # unset: loaded, active, enabled
+    units: dict[str, Unit] = field(default_factory=dict)  # name without .service; unset: `unit_default`
+    unit_default: Unit = field(default_factory=lambda: Unit("loaded", "active", "enabled"))
     kernel: dict[str, str] = field(
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
@@ -125,9 +126,16 @@ class HostFixture:
             apt_lists_age=-1, selinux=self.selinux,
             modules={m: self.module_stream for m in request.modules},
             selinux_ports={p: t for p, t in self.port_types.items() if p in request.selinux_ports},
-            units={u: self.units.get(u, Unit("loaded", "active", "enabled")) for u in request.units},
+            units={u.removesuffix(".service"): self.units.get(u.removesuffix(".service"), self.unit_default)
+                   for u in request.units},
             files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
         )
+
+
+def fresh_host(release: str, **changes) -> HostFixture:
+    """A host that has nothing yet: no package, no unit loaded. (Its server, which verification reads,
+    answers as `healthy_server` unless `server=` says otherwise: the apply call started it.)"""
+    return HostFixture(release, unit_default=Unit("not-found", "inactive", ""), **changes)
 
 
 @dataclass(frozen=True)
