@@ -103,7 +103,7 @@ class HostFixture:
         envs = {}
         for path, keys in request.envs:
             details = self.env_details.get(path, {})
-            writer = details.get("writer", "root")
+            writer = details.get("writer") or self.dirs.get(path.rsplit("/", 1)[0], ("", "", "root"))[2]
             if path in self.envs:
                 lines, mode, user, group = self.envs[path]
                 envs[path] = EnvInfo(FileInfo(details.get("kind", "f"), mode, user, group, writer=writer), crlf=False,
@@ -337,10 +337,16 @@ def _apply(fixture: HostFixture, call: Call) -> None:
     for entry in call.entries:
         if entry.kind == "file":
             fixture.files[entry.path] = (entry.content.encode(), int(entry.mode, 8), entry.user, entry.group)
-        else:
-            lines = {line.split("=", 1)[0]: line for line in entry.content.splitlines()}
-            user = entry.user if entry.user != "-" else "root"
-            fixture.envs[entry.path] = (lines, 0o600, user, entry.group if entry.group != "-" else user)
+        else:  # as the program merges: other lines kept; an existing file keeps owner, group, mode (tightened)
+            old_lines, mode, user, group = fixture.envs.get(entry.path, ({}, None, None, None))
+            lines = {**old_lines, **{line.split("=", 1)[0]: line for line in entry.content.splitlines()}}
+            if user is None:  # a new file belongs to whoever controls its directory (root, or that user)
+                writer = fixture.dirs.get(entry.path.rsplit("/", 1)[0], ("", "", "root"))[2]
+                user, group = writer, writer
+            user = entry.user if entry.user != "-" else user
+            group = entry.group if entry.group != "-" else (entry.user if entry.user != "-" else group)
+            mode = mode & 0o660 if mode is not None else (0o640 if entry.group != "-" else 0o600)
+            fixture.envs[entry.path] = (lines, mode, user, group)
     if call.verb == "install":
         for package in (call.option("packages") or "").split():
             fixture.installed[package] = fixture.candidate or "7.2.4"
