@@ -55,6 +55,16 @@ def env_problem(target: Target, state: HostState) -> str | None:
     if info.file.writer == "unsafe":
         return (f"redis_backend_env_path: a directory on the way to {backend.env_path} is writable by "
                 "other users; the deploy will not write there")
+    writer, directory = info.file.writer, _parent(backend.env_path)
+    if writer != "root":  # a user controls the directory: the program writes there as that user only
+        if backend.owner and backend.owner != writer:
+            return (f"redis_backend_env_owner is {backend.owner}, but {directory} is controlled by {writer}: the "
+                    f"deploy writes {backend.env_path} there only as {writer}, so it would belong to {writer}; set "
+                    f"redis_backend_env_owner to {writer} (or unset it), or make the directory root's")
+        if info.file.kind == "f" and info.file.user != writer:
+            return (f"redis_backend_env_path: {backend.env_path} belongs to {info.file.user}, but {directory} is "
+                    f"controlled by {writer}: the deploy writes there only as {writer}, which would take the file "
+                    f"from its owner; run `chown {writer} {backend.env_path}` or make the directory root's")
     if info.bad:
         where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
         return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
@@ -97,7 +107,8 @@ def entries(target: Target, state: HostState, salt: str) -> list:
     found: list = []
     for entry in password_entries(target, state):
         if isinstance(entry, MergeEntry):
-            if env_differs(target, state, salt):
+            # refused from the read (verification then fails the host naming the setting): never sent
+            if env_differs(target, state, salt) and env_problem(target, state) is None:
                 found.append(entry)
         elif not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
             found.append(entry)
