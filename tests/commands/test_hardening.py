@@ -23,7 +23,7 @@ def _apply(release: str = "debian-12", kernel: dict | None = None, data: dict | 
 
 
 def test_real_machine_gets_persistent_and_applied_sysctls():
-    result, apply, host = _apply(kernel={"vm.overcommit_memory": "0", "net.core.somaxconn": "128", "thp": "always"})
+    _, apply, host = _apply(kernel={"vm.overcommit_memory": "0", "net.core.somaxconn": "128", "thp": "always"})
     entry = apply.entry(SYSCTL)
     lines = entry.content.splitlines()
     assert "vm.overcommit_memory = 1" in lines and f"net.core.somaxconn = {render.TCP_BACKLOG}" in lines

@@ -234,8 +234,8 @@ def _tls_data(directory, host: str = "@fake/el9", **extra) -> dict:
 
 def tls_server(tls_port: int = 6380, **changes):
     """A server serving TLS on `tls_port` (no client certificate required) and plain on 6379."""
-    values = dict(tls_port=tls_port, tls_ping="PONG", tls_nocert="NOAUTH Authentication required.",
-                  plain_ping="NOAUTH Authentication required.")
+    values = {"tls_port": tls_port, "tls_ping": "PONG", "tls_nocert": "NOAUTH Authentication required.",
+              "plain_ping": "NOAUTH Authentication required."}
     values.update(changes)
     return healthy_server(**values)
 

@@ -13,7 +13,7 @@ from .conftest import PROGRAM, SHELL
 
 def redact(line: str) -> str:
     """`line` through the program's own REDACT expression (taken from its text, evaluated by the shell)."""
-    (assignment,) = re.findall(r"^REDACT=.*$", PROGRAM.read_text(), re.M)
+    (assignment,) = re.findall(r"^REDACT=.*$", PROGRAM.read_text(), re.MULTILINE)
     script = f'{assignment}\nprintf "%s\\n" "$1" | sed -E "$REDACT"'
     done = subprocess.run([SHELL, "-c", script, "redact", line], capture_output=True, text=True, check=True)
     return done.stdout

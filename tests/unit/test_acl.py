@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from operations import acl, credentials, prologue, render, rows, validation
-from operations.target import resolve
 from operations.encoding import redis_conf_quote
+from operations.target import resolve
 
 from .local_redis import client, local_server, needs_server
 from .redis_args import split_args

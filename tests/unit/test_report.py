@@ -156,6 +156,8 @@ ENV = "/opt/hsi/backend/.env"
 # Operations are named after the flow that runs them: "Provision Redis for HSI | Install the server".
 INSTALL = "Provision Redis for HSI | Install the server"
 CONFIGURE = "Provision Redis for HSI | Configure and run the server (TLS, redis.conf, service, clients)"
+ROLLED_BACK = ("redis-server did not answer PING with the new config; rolled back to the last good config, which "
+               "serves 3 keys (before: 3). Fix the settings and run again")
 
 
 @pytest.mark.parametrize("step, stderr, stdout, problem, fix_words", [
@@ -171,17 +173,13 @@ CONFIGURE = "Provision Redis for HSI | Configure and run the server (TLS, redis.
     (INSTALL, ["hsi-redis: dnf module enable failed: Error: Problems in request"], [],
      "dnf module enable failed: Error: Problems in request", "dnf install"),
     # an SELinux failure in the install step gets the SELinux fix, not the package one
-    (INSTALL, ["hsi-redis: semanage port -a -t redis_port_t -p tcp 6380 failed: ValueError: Port tcp/6380 "
-               "already defined"], [],
+    (INSTALL, [("hsi-redis: semanage port -a -t redis_port_t -p tcp 6380 failed: ValueError: Port tcp/6380 "
+                "already defined")], [],
      "semanage port -a -t redis_port_t -p tcp 6380 failed: ValueError: Port tcp/6380 already defined",
      "semanage port -l"),
     (CONFIGURE, ["hsi-redis: sysctl -p /etc/sysctl.d/60-hsi-redis.conf failed"], [],
      "sysctl -p /etc/sysctl.d/60-hsi-redis.conf failed", "redis_kernel_tuning"),
-    (CONFIGURE, ["journal: Bad directive", "hsi-redis: redis-server did not answer PING with the new config; "
-                 "rolled back to the last good config, which serves 3 keys (before: 3). Fix the settings and "
-                 "run again"], [],
-     "redis-server did not answer PING with the new config; rolled back to the last good config, which serves "
-     "3 keys (before: 3). Fix the settings and run again", "journalctl"),
+    (CONFIGURE, ["journal: Bad directive", f"hsi-redis: {ROLLED_BACK}"], [], ROLLED_BACK, "journalctl"),
     (CONFIGURE, [f"mv: cannot move '/opt/hsi/backend/.env.hsi-Ab12' to '{ENV}': Read-only file system",
                  f"hsi-redis: {ENV}: not written"], [], f"{ENV}: not written", "disk"),
     (CONFIGURE, [f"hsi-redis: {ENV} is a symbolic link: refused (it is never followed)"], [],

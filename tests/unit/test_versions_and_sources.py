@@ -191,7 +191,7 @@ def test_choose_distro_with_a_warning_below_7_4_and_no_minimum():
 
 
 def test_choose_minimum_stops_only_what_is_below_it():
-    row, problem, _ = sources.choose(_settings(redis_minimum_version="7.4"), DEB12, "", "5:7.0.15-1~deb12u3")
+    _, problem, _ = sources.choose(_settings(redis_minimum_version="7.4"), DEB12, "", "5:7.0.15-1~deb12u3")
     assert problem.startswith("redis 5:7.0.15-1~deb12u3 (apt candidate) is below redis_minimum_version 7.4")
     assert "nothing was changed" in problem
     assert sources.choose(_settings(redis_minimum_version="7.4"), DEB13, "", "")[1:] == (None, [])
@@ -201,7 +201,7 @@ def test_choose_minimum_stops_only_what_is_below_it():
 
 
 def test_choose_verify_only_reports_instead_of_stopping():
-    row, problem, warnings = sources.choose(_settings(redis_minimum_version="7.4", redis_verify_only=True),
+    _, problem, warnings = sources.choose(_settings(redis_minimum_version="7.4", redis_verify_only=True),
                                             DEB12, "5:7.0.15-1", "")
     assert problem is None and "below redis_minimum_version 7.4" in warnings[0]
 
