@@ -277,3 +277,32 @@ def test_tls_files_live_under_the_rows_config_directory(tmp_path, name, tls_dir)
     config = apply.entry(expect.config).content
     assert f"\ntls-cert-file {tls_dir}/server.crt\n" in config and f"\ntls-key-file {tls_dir}/server.key\n" in config
     assert result.report[name]["status"] == "ok", result.report[name]
+
+
+def test_tls_only_with_mtls_the_clients_files_and_a_converged_rerun(tmp_path):
+    """Every file of the fullest setup (TLS-only, mTLS, the backend's and the exporter's TLS files) in
+    one apply call, after the drop-in in the install call; the same host once more: the read only."""
+    directory = tmp_path / "pki"
+    pki.ensure_pki(directory, {"@fake/h": ["localhost"]})
+    paths = pki.pki_layout(directory, "@fake/h")
+    data = {**_tls_data(directory, host="@fake/h"), "redis_tls_only": True,
+            "redis_tls_client_cert": str(paths.client_cert), "redis_tls_client_key": str(paths.client_key),
+            "redis_exporter_env_path": "/etc/default/prometheus-redis-exporter"}
+    server = tls_server(via="tls", port=0, tls_nocert="Error: Connection reset by peer",
+                        plain_ping="Could not connect to Redis at 127.0.0.1:6379: Connection refused")
+    host = fresh_host("debian-12", container="docker", server=server)
+    result = run_flow({"h": (host, data)})
+    assert result.report["h"]["status"] == "ok", result.report["h"]
+    apply = result.call("h", "apply")
+    assert "\nport 0\n" in apply.entry("/etc/redis/redis.conf").content
+    assert "\ntls-auth-clients yes\n" in apply.entry("/etc/redis/redis.conf").content
+    for path in ("/etc/hsi-redis/tls/client.crt", "/etc/hsi-redis/tls/client.key"):  # the deploy's own checks
+        assert (apply.entry(path).mode, apply.entry(path).user) == ("600", "root")
+    after = [e.path for e in apply.entries if e.flags == ("after",)]
+    assert after == ["/opt/hsi/backend/.env", "/etc/default/prometheus-redis-exporter",
+                     *(f"/opt/hsi/backend/redis-tls/{f}" for f in ("ca.crt", "client.crt", "client.key")),
+                     *(f"/etc/default/redis-exporter-tls/{f}" for f in ("ca.crt", "client.crt", "client.key"))]
+    merged = dict(line.split("=", 1) for line in apply.entry("/opt/hsi/backend/.env").content.splitlines())
+    assert merged["REDIS_URL"].startswith("rediss://localhost:6380/0?ssl_cert_reqs=required")
+    rerun = run_flow({"h": (host, data)})
+    assert rerun.calls["h"] == [] and rerun.other["h"] == [] and len(rerun.requests["h"]) == 1
