@@ -6,13 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from operations import prologue, rows, validation, verify
+from operations import rows, validation, verify
+from operations.credentials import Secret
 from operations.hoststate import EnvInfo, FileInfo, HostState, Server, salted_sha256
 from operations.target import ServerTls, resolve
 
 PLAT = rows.select("debian", "12", "", "auto")
 CONF = validation.parse("h", {"redis_password": "x" * 20})[0]
-TARGET = resolve(CONF, PLAT, prologue.admin_password("h"))
+ADMIN = Secret("admin-password-0123456789")  # not generated: this runs at import
+TARGET = resolve(CONF, PLAT, ADMIN)
 NOPERM = "NOPERM this user has no permissions to run the '{}' command"
 HEALTHY = Server(
     layout=0, active="active", enabled="enabled", cli=True, via="plain", addr="127.0.0.1", port=6379,
@@ -122,15 +124,15 @@ def test_every_version_s_denial_text_is_recognised(flushall, config_set):
 
 def test_only_what_is_denied_is_checked():
     allowed = resolve(validation.parse("h", {"redis_password": "x" * 20, "redis_backend_config_set": True})[0],
-                      PLAT, prologue.admin_password("h"))
+                      PLAT, ADMIN)
     assert verify.identity_problem(allowed, replace(HEALTHY, backend_config_set="QUEUED")) is None
     no_flushall = resolve(validation.parse("h", {"redis_password": "x" * 20,
                                                  "redis_acl_denied_commands": ["keys"]})[0],
-                          PLAT, prologue.admin_password("h"))
+                          PLAT, ADMIN)
     assert verify.identity_problem(no_flushall, replace(HEALTHY, backend_flushall="QUEUED")) is None
     # CONFIG denied whole is checked through CONFIG SET too
     whole = resolve(validation.parse("h", {"redis_password": "x" * 20, "redis_acl_denied_commands": ["config"]})[0],
-                    PLAT, prologue.admin_password("h"))
+                    PLAT, ADMIN)
     assert verify.identity_problem(whole, replace(HEALTHY, backend_config_set="QUEUED")).kind == "least privilege off"
 
 
@@ -170,7 +172,7 @@ def test_env_classification(state, kind):
 
 def test_no_backend_env_setting_means_no_env_check():
     conf = validation.parse("h", {"redis_password": "x" * 20, "redis_backend_env_path": ""})[0]
-    target = resolve(conf, PLAT, prologue.admin_password("h"))
+    target = resolve(conf, PLAT, ADMIN)
     assert target.backend is None and verify.env_problem(target, HostState(), SALT) is None
 
 
