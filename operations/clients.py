@@ -41,34 +41,56 @@ def _tls_entries(target: Target, state: HostState, files: ClientFiles | None, us
     return entries
 
 
-def _writer_problem(setting: str, path: str, writer: str, owner: str | None, owner_setting: str) -> str | None:
-    if writer == "unsafe":
-        return (f"{setting}: a directory on the way to {path} is writable by other users (or two users "
+def env_problem(target: Target, state: HostState) -> str | None:
+    """Why the backend `.env` cannot be merged safely, or None."""
+    backend = target.backend
+    if backend is None:
+        return None
+    info = state.envs.get(backend.env_path)
+    if info is None:
+        return None
+    if info.file.kind == "l":
+        return (f"redis_backend_env_path: {backend.env_path} is a symbolic link; the deploy will not write "
+                "through it (replace it by the file itself)")
+    if info.file.writer == "unsafe":
+        return (f"redis_backend_env_path: a directory on the way to {backend.env_path} is writable by "
+                "other users; the deploy will not write there")
+    writer, directory = info.file.writer, _parent(backend.env_path)
+    if writer != "root":  # a user controls the directory: the program writes there as that user only
+        if backend.owner and backend.owner != writer:
+            return (f"redis_backend_env_owner is {backend.owner}, but {directory} is controlled by {writer}: the "
+                    f"deploy writes {backend.env_path} there only as {writer}, so it would belong to {writer}; set "
+                    f"redis_backend_env_owner to {writer} (or unset it), or make the directory root's")
+        if info.file.kind == "f" and info.file.user != writer:
+            return (f"redis_backend_env_path: {backend.env_path} belongs to {info.file.user}, but {directory} is "
+                    f"controlled by {writer}: the deploy writes there only as {writer}, which would take the file "
+                    f"from its owner; run `chown {writer} {backend.env_path}` or make the directory root's")
+    if info.bad:
+        where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
+        return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
+                f"unambiguously: {where}; fix those lines by hand and run again")
+    return None
+
+
+def _dir_problem(setting: str, directory: str, info, owner: str | None, owner_setting: str) -> str | None:
+    if info.kind == "l" and info.user != "root":
+        return f"{setting}: {directory} is a symbolic link {info.user} controls; the deploy will not write through it"
+    if info.writer == "unsafe":
+        return (f"{setting}: a directory on the way to {directory} is writable by other users (or two users "
                 "control it); the deploy will not write there")
-    if owner and writer not in ("root", owner):
-        return (f"{owner_setting}: {path} is in a directory {writer} controls, so the file would belong to "
-                f"{writer}, not {owner}; set {owner_setting} to {writer} (or leave it unset)")
+    if owner and info.writer not in ("root", owner):
+        return (f"{owner_setting} is {owner}, but {directory} is controlled by {info.writer}: the files there "
+                f"would belong to {info.writer}; set {owner_setting} to {info.writer} (or leave it unset)")
     return None
 
 
 def problem(target: Target, state: HostState) -> str | None:
     """Why a client's files cannot be written safely (naming the setting), or None. Checked from the
     state read before anything is written; the host program refuses the same cases again itself."""
+    found = env_problem(target, state)
+    if found:
+        return found
     backend, exporter = target.backend, target.exporter
-    if backend is not None:
-        info = state.envs.get(backend.env_path)
-        if info is not None:
-            if info.file.kind == "l":
-                return (f"redis_backend_env_path: {backend.env_path} is a symbolic link; the deploy will not "
-                        "write through it (replace it by the file itself)")
-            found = _writer_problem("redis_backend_env_path", backend.env_path, info.file.writer,
-                                    backend.owner, "redis_backend_env_owner")
-            if found:
-                return found
-            if info.bad:
-                where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
-                return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
-                        f"unambiguously: {where}; fix those lines by hand and run again")
     checks = []
     if backend is not None and backend.tls_files is not None:
         checks.append(("redis_tls_backend_dir", backend.tls_files.dir, backend.owner, "redis_backend_env_owner"))
@@ -80,12 +102,7 @@ def problem(target: Target, state: HostState) -> str | None:
                            "redis_exporter_owner"))
     for setting, directory, owner, owner_setting in checks:
         info = state.dirs.get(directory)
-        if info is None:
-            continue
-        if info.kind == "l" and info.user != "root":
-            return (f"{setting}: {directory} is a symbolic link {info.user} controls; the deploy will not "
-                    "write through it")
-        found = _writer_problem(setting, directory, info.writer, owner, owner_setting)
+        found = _dir_problem(setting, directory, info, owner, owner_setting) if info is not None else None
         if found:
             return found
     return None
@@ -127,7 +144,8 @@ def entries(target: Target, state: HostState, salt: str) -> list:
     found: list = []
     for entry in password_entries(target, state):
         if isinstance(entry, MergeEntry):
-            if env_differs(target, state, salt):
+            # refused from the read (verification then fails the host naming the setting): never sent
+            if env_differs(target, state, salt) and env_problem(target, state) is None:
                 found.append(entry)
         elif not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
             found.append(entry)

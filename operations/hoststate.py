@@ -268,6 +268,8 @@ _SERVER_TEXT = {"server.active": "active", "server.enabled": "enabled", "server.
 _SERVER_INT = {"server.layout": "layout", "server.port": "port", "server.tls_port": "tls_port", "keys": "keys",
                "persistent": "persistent"}
 _SERVER_OPTIONAL_INT = {"acl.failures": "acl_failures", "data.rdb": "data_rdb", "data.aof": "data_aof"}
+# The kernel values the program reports, under their own names (`vm.overcommit_memory=1`).
+KERNEL_KEYS = ("vm.overcommit_memory", "net.core.somaxconn", "thp")
 _TOP_TEXT = {"os_id": "os_id", "os_version": "os_version", "os_like": "os_like", "container": "container",
              "pm": "pm", "selinux": "selinux", "program": "program_sha"}
 
@@ -323,8 +325,8 @@ def parse(lines: list[str]) -> HostState:
         elif key == "envbad":
             index, lineno, reason = value.split(" ", 2)
             env_bad.setdefault(int(index), []).append((int(lineno), reason))
-        elif key.startswith("kernel."):
-            top["kernel"][key[len("kernel."):]] = value.strip()
+        elif key in KERNEL_KEYS:
+            top["kernel"][key] = value.strip()
         elif key.startswith("info."):
             server["info"][key[len("info."):]] = value.strip()
         elif key.startswith("conf."):
