@@ -84,12 +84,8 @@ def _dir_problem(setting: str, directory: str, info, owner: str | None, owner_se
     return None
 
 
-def problem(target: Target, state: HostState) -> str | None:
-    """Why a client's files cannot be written safely (naming the setting), or None. Checked from the
-    state read before anything is written; the host program refuses the same cases again itself."""
-    found = env_problem(target, state)
-    if found:
-        return found
+def dir_problems(target: Target, state: HostState) -> dict[str, str]:
+    """The client directories that cannot be written safely: {directory: why (naming the setting)}."""
     backend, exporter = target.backend, target.exporter
     checks = []
     if backend is not None and backend.tls_files is not None:
@@ -100,12 +96,13 @@ def problem(target: Target, state: HostState) -> str | None:
         if exporter.tls_files is not None:
             checks.append(("redis_exporter_env_path", exporter.tls_files.dir, exporter.owner,
                            "redis_exporter_owner"))
+    found = {}
     for setting, directory, owner, owner_setting in checks:
         info = state.dirs.get(directory)
-        found = _dir_problem(setting, directory, info, owner, owner_setting) if info is not None else None
-        if found:
-            return found
-    return None
+        why = _dir_problem(setting, directory, info, owner, owner_setting) if info is not None else None
+        if why:
+            found[directory] = why
+    return found
 
 
 def env_differs(target: Target, state: HostState, salt: str) -> bool:
@@ -154,7 +151,9 @@ def entries(target: Target, state: HostState, salt: str) -> list:
         tls += _tls_entries(target, state, target.backend.tls_files, target.backend.owner, target.backend.group)
     if target.exporter is not None:
         tls += _tls_entries(target, state, target.exporter.tls_files, target.exporter.owner, None)
-    return found + [e for e in tls if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    found += [e for e in tls if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    unsafe = dir_problems(target, state)  # held back: verification fails the host naming the setting
+    return [e for e in found if _parent(e.path) not in unsafe]
 
 
 def paths(target: Target) -> list[str]:

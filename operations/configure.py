@@ -18,7 +18,6 @@ from pyinfra.api import operation
 from . import clients, install, program, render, report
 from .hoststate import HostState
 from .program import FileEntry, MergeEntry
-from .shell import fail_command
 from .target import Target
 
 SYSCTL_FILE = "/etc/sysctl.d/60-hsi-redis.conf"
@@ -110,10 +109,6 @@ def server(target: Target, state: HostState, salt: str):
 
         server(name="Configure and run the server", target=target, state=state, salt=salt)
     """
-    unsafe = clients.problem(target, state)
-    if unsafe:  # refused before anything on the host changes
-        yield fail_command(unsafe)
-        return
     skip = kernel_skip_reason(target, state)
     if skip:
         report.note(host.name, skip)

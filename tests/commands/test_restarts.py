@@ -21,7 +21,7 @@ def test_every_file_the_server_reads_is_flagged_restart():
     dropin = result.call("deb", "install").entry(PLAT.dropin_path)
     assert "restart" in dropin.flags and "unit" in dropin.flags
     apply = result.call("deb", "apply")
-    for path in ("/etc/redis/tls/ca.crt", "/etc/redis/tls/server.crt", "/etc/redis/tls/server.key",
+    for path in ("/etc/redis/tls-ca.crt", "/etc/redis/tls-server.crt", "/etc/redis/tls-server.key",
                  PLAT.config_path):
         assert apply.entry(path).flags == ("restart",), path
     # the deploy's own credentials are not read by the server: no restart for them

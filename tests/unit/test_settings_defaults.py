@@ -33,7 +33,6 @@ def test_defaults_parse_cleanly_and_size_memory():
     assert problems == []
     assert (conf.size, conf.maxmemory, conf.maxmemory_policy) == ("small", "100mb", "noeviction")
     assert conf.bind == ("127.0.0.1", "-::1") and conf.port == 6379
-    assert conf.backend_url == "redis://localhost:6379/0"
     for size, memory in (("medium", "200mb"), ("large", "512mb")):
         assert validation.parse("h", {"redis_size": size})[0].maxmemory == memory
 
