@@ -34,10 +34,11 @@ def _tls_entries(target: Target, state: HostState, files: ClientFiles | None, us
         return []
     tls = target.settings.tls
     owner_, grp = owner(state, files.dir, user, group)
-    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, AFTER)]
+    flags = (*AFTER, "owndir")  # a directory the deploy creates for them is theirs (0750)
+    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, flags)]
     if tls.mtls:
-        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, owner_, grp, AFTER),
-                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o600, owner_, grp, AFTER)]
+        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, owner_, grp, flags),
+                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o600, owner_, grp, flags)]
     return entries
 
 
@@ -66,9 +67,9 @@ def env_problem(target: Target, state: HostState) -> str | None:
                     f"controlled by {writer}: the deploy writes there only as {writer}, which would take the file "
                     f"from its owner; run `chown {writer} {backend.env_path}` or make the directory root's")
     if info.bad:
-        where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
+        where = "; ".join(f"{backend.env_path} line {n}: {why}" for n, why in info.bad)
         return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
-                f"unambiguously: {where}; fix those lines by hand and run again")
+                f"unambiguously ({where}); fix those lines by hand and run again")
     return None
 
 

@@ -332,7 +332,7 @@ $0 == "end" { done = 1; next }
   p = substr($0, RLENGTH)
   if (("/" p "/") ~ /\/\.\.?\// || p ~ /[ \t]$/) fail("path not absolute and plain")
   if (u !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/ || g !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/) fail("bad owner")
-  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|repo|-)$/) fail("bad flag " a[i])
+  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|repo|owndir|-)$/) fail("bad flag " a[i])
   print n, $1, m, u, g, fl, p > (dir "/m"); f = dir "/" n ".b64"; printf "" > f; n++; body = 1
 }
 END {
@@ -396,7 +396,14 @@ entry() {
   # a named owner without a group: the owner's login group
   if [ "$e_u" != - ] && [ "$e_g" = - ]; then en_g=$(id -gn "$e_u" 2>/dev/null) || en_g=-; fi
   case $en_g in '?'|'?-') en_g=-;; esac
-  if [ "$en_op" = write ]; then mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
+  if [ "$en_op" = write ]; then
+    en_new=0; [ -d "$en_d" ] || en_new=1
+    mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
+    # owndir: a client's own directory (its TLS files), made by root: given to the file's owner, 0750
+    if [ "$en_new" = 1 ] && [ "$w" = root ] && flag owndir && [ "$en_o" != - ]; then
+      en_og=$en_o; [ "$en_g" = - ] || en_og=$en_o:$en_g
+      chown "$en_og" "$en_d" 2>/dev/null && chmod 0750 "$en_d" || { say "$en_d: cannot give it to $en_o"; return 1; }
+    fi
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0
   fi
   e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$en_op" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" \

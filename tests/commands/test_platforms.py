@@ -299,7 +299,7 @@ def test_tls_only_with_mtls_the_clients_files_and_a_converged_rerun(tmp_path):
     assert "\ntls-auth-clients yes\n" in apply.entry("/etc/redis/redis.conf").content
     for path in ("/etc/hsi-redis/tls/client.crt", "/etc/hsi-redis/tls/client.key"):  # the deploy's own checks
         assert (apply.entry(path).mode, apply.entry(path).user) == ("600", "root")
-    after = [e.path for e in apply.entries if e.flags == ("after",)]
+    after = [e.path for e in apply.entries if "after" in e.flags]
     assert after == ["/opt/hsi/backend/.env", "/etc/default/prometheus-redis-exporter",
                      *(f"/opt/hsi/backend/redis-tls/{f}" for f in ("ca.crt", "client.crt", "client.key")),
                      *(f"/etc/default/redis-exporter-tls/{f}" for f in ("ca.crt", "client.crt", "client.key"))]
