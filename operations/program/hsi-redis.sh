@@ -246,12 +246,14 @@ mkdirs() {  # DIR: create what is missing below w_dir (root 0755, or as the user
 WRITER='set -euf; cd /; umask 077
 op=$1 kind=$2 mode=$3 own=$4 grp=$5 t=$6 d=${6%/*}
 [ -n "$d" ] || d=/
-if [ -L "$t" ] || { [ -e "$t" ] && [ ! -f "$t" ]; }; then
+# a whole file that is a link is replaced by the file (the rename replaces the link, never its target);
+# a merge, which reads the file, refuses one
+if { [ -L "$t" ] && [ "$kind" = merge ]; } || { [ ! -L "$t" ] && [ -e "$t" ] && [ ! -f "$t" ]; }; then
   echo "hsi-redis: $t is a symbolic link or not a regular file: refused (never followed)" >&2; exit 1; fi
 new=$(mktemp "${8:-$d}/.${t##*/}.hsi-XXXXXX"); trap "rm -f \"\$new\"" EXIT
 if [ "$kind" = merge ]; then cur=/dev/null; [ ! -f "$t" ] || cur=$t; awk -v f="$t" "$7" - "$cur" > "$new"
 else cat > "$new"; fi
-same=0; [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(sha256sum < "$t")" ] || same=1
+same=0; [ -L "$t" ] || [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(sha256sum < "$t")" ] || same=1
 if [ "$op" = check ]; then [ $same = 1 ] && echo same || echo differs; exit 0; fi
 if [ $same = 1 ]; then
   set -- $(stat -c "%a %U %G" "$t")
@@ -375,7 +377,7 @@ entry() {
   # parents root's: staged in root's own directory and renamed in, with its owner and mode already set
   if [ "$w" != root ] && [ "$e_k" = file ] && staged "$en_d"; then w=root en_stage=$tmp; fi
   [ "$w" != unsafe ] || { say "$e_p: $w_why: refused, nothing written"; return 1; }
-  [ ! -L "$e_p" ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
+  [ ! -L "$e_p" ] || [ "$e_k" = file ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
   en_named=$e_u
   if [ "$e_k" = merge ]; then
     if [ -f "$e_p" ]; then
