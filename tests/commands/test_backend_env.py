@@ -53,7 +53,7 @@ def test_a_refused_directory_fails_the_host_naming_the_path_setting():
 def test_an_ambiguous_file_fails_the_host_with_the_line_number():
     _, failures, merges = deploy(existing(user="root", group="root", mode=0o600),
                                  env_details={ENV: {"bad": ((7, "quoted-key"),)}})
-    assert len(failures) == 1 and f"{ENV}: the merge cannot read" in failures[0] and "line 7 (quoted-key)" in failures[0]
+    assert len(failures) == 1 and f"{ENV}: the merge cannot read" in failures[0] and f"{ENV} line 7: quoted-key" in failures[0]
     assert merges == []
 
 
