@@ -457,22 +457,34 @@ restore_files() {  # the last good config and credential back in place
 secure_aof() {
   [ "$1" = yes ] || return 0
   if ! find_now; then
+    # stopped: it must start on the data it really has. An AOF at least as new as dump.rdb holds it all;
+    # otherwise (no AOF, or one older than the dump: AOF turned off at run time, a dump put back by hand)
+    # the dump does, and a start with AOF on would load the AOF instead (an empty or older dataset)
     reach "$config"; sa_dd=${datadir:-$r_dir}; sa_rdb=$(mtime "$sa_dd/dump.rdb"); sa_aof=$(aof_mtime "$sa_dd")
     [ "$sa_rdb" != - ] || return 0
-    # stale AOF: the server last ran without AOF (the last good config knows best) and the RDB is newer
-    reach "$(lgc)" || reach "$config"
+    [ "$sa_aof" = - ] || [ "$sa_aof" -lt "$sa_rdb" ] || return 0
     if [ "$sa_aof" != - ]; then
-      { [ "$r_aof" = yes ] || [ "$sa_aof" -ge "$sa_rdb" ]; } && return 0
-      sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T')), which the server did not keep up to date"
+      sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T'))"
     else sa_what="its data is only in $sa_dd/dump.rdb"
     fi
-    # start it once on a config with AOF off (the last good one while a restart is pending), AOF on live
-    reach "$config"
-    if [ "$r_aof" = yes ]; then
-      reach "$(lgc)" && [ "$r_aof" = no ] && [ -f "$sd/restart-pending" ] && restore_files \
-        || die "$service is stopped, $sa_what, and its config turns AOF on: starting it would load an empty or stale dataset. Start it once with appendonly no and run again"
+    # the config it starts on: the last good one while a restart is pending (the file on disk is new)
+    sa_cfg=$config; [ ! -f "$sd/restart-pending" ] || [ ! -s "$(lgc)" ] || sa_cfg=$(lgc)
+    mk_tmp; cp -p "$config" "$tmp/config.before" 2>/dev/null || : > "$tmp/config.before"
+    sa_mark=0; [ -f "$sd/restart-pending" ] || sa_mark=1
+    set -- $(stat -c '%a %U %G' "$config" 2>/dev/null || echo "640 root $sgroup")
+    # once, with AOF off: its config with `appendonly no` last (the last directive wins), put back after
+    { cat "$sa_cfg"; echo "appendonly no"; } > "$tmp/config.rdb"
+    : > "$sd/restart-pending" || die "cannot write $sd/restart-pending"
+    place "$tmp/config.rdb" "$config" "$1" "$2" "$3" >/dev/null || die "cannot write $config"
+    bounce start
+    if ! { find_now && wait_up && find_now; }; then
+      reasons; svc stop >/dev/null 2>&1
+      place "$tmp/config.before" "$config" "$1" "$2" "$3" >/dev/null
+      [ "$sa_mark" = 0 ] || rm -f "$sd/restart-pending"
+      die "$service is stopped and $sa_what; it does not start on its config $sa_cfg (see above), so its data cannot be moved into an AOF: nothing was changed. Fix that config (or start it once by hand) and run again"
     fi
-    bounce start; find_now; wait_up && find_now || die "$service did not answer after starting it to move its data into an AOF"
+    place "$tmp/config.before" "$config" "$1" "$2" "$3" >/dev/null || die "cannot put $config back"
+    [ "$sa_mark" = 0 ] || rm -f "$sd/restart-pending"
     echo started=1
   fi
   pick || die "the running server refuses the deploy's credentials (without a password: '$noauth', with $sd/cli.auth: '$p_reply'); its data cannot be moved into an AOF safely, so nothing was changed. Put its current password in $sd/cli.auth (root, 0600) and run again"
@@ -844,8 +856,11 @@ do_apply() {
   if [ "$enable" = 1 ]; then
     [ "$(svc is-enabled)" = enabled ] || { svc enable >/dev/null 2>&1 || die "could not enable $service"; echo enabled=1; }
     if [ "$(svc is-active)" != active ]; then
-      bounce start; use "$config"; wait_up || { reasons; die "$service did not answer after starting it"; }
-      echo started=1
+      reach "$config"; secure_aof "$r_aof"  # (starts it on its RDB first when that holds the newer data)
+      if [ "$(svc is-active)" != active ]; then
+        bounce start; use "$config"; wait_up || { reasons; die "$service did not answer after starting it"; }
+        echo started=1
+      fi
     fi
   fi
   write_entries after || exit 1
