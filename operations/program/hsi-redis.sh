@@ -462,7 +462,9 @@ secure_aof() {
     # the dump does, and a start with AOF on would load the AOF instead (an empty or older dataset)
     reach "$config"; sa_dd=${datadir:-$r_dir}; sa_rdb=$(mtime "$sa_dd/dump.rdb"); sa_aof=$(aof_mtime "$sa_dd")
     [ "$sa_rdb" != - ] || return 0
-    [ "$sa_aof" = - ] || [ "$sa_aof" -lt "$sa_rdb" ] || return 0
+    # (find -newer compares whole timestamps: within one second, seconds would tie)
+    [ "$sa_aof" = - ] || [ -z "$(find "$sa_dd/appendonlydir" "$sa_dd/appendonly.aof" -type f -newer "$sa_dd/dump.rdb" \
+      2>/dev/null | head -n 1)" ] || return 0
     if [ "$sa_aof" != - ]; then
       sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T'))"
     else sa_what="its data is only in $sa_dd/dump.rdb"
