@@ -142,9 +142,15 @@ def failures_since_last_run(seen: Server) -> int:
     return total
 
 
-def findings(target: Target, state: HostState, salt: str) -> tuple[dict, Problem | None]:
-    """What the report shows of the host, and the first problem (None: healthy)."""
+def findings(target: Target, state: HostState, salt: str, before: HostState | None = None) -> tuple[dict, Problem | None]:
+    """What the report shows of the host, and the first problem (None: healthy).
+
+    `before`: the prologue's read when the host was read again after changes. Failed authentications
+    are counted from it: each read moves the host's counter on, so the second read would only see
+    the seconds between the two (and a restart empties ACL LOG).
+    """
     seen = state.server
+    counted = before.server if before is not None and before.server.acl_failures is not None else seen
     found: dict = {
         "platform": target.row.name, "flavour": target.row.flavour, "version": seen.version, "aof": seen.aof,
         "uptime_seconds": seen.uptime, "keys": seen.keys,
@@ -158,18 +164,18 @@ def findings(target: Target, state: HostState, salt: str) -> tuple[dict, Problem
                         "auth_clients": target.tls.auth_clients}
     problem = (server_problem(target, seen) or identity_problem(target, seen)
                or env_problem(target, state, salt))
-    if problem is None and seen.acl_failures is not None:
-        since = failures_since_last_run(seen)
+    if problem is None and counted.acl_failures is not None:
+        since = failures_since_last_run(counted)
         found["auth_failures_since_last_run"] = since
-        found["auth_failures_logged"] = seen.acl_failures
+        found["auth_failures_logged"] = counted.acl_failures
         if since >= target.settings.auth_failure_warn:
             report.warn(target.name, f"{since} failed authentication(s) since the last run (ACL LOG): a client "
                         "has a wrong password or someone is guessing; see ACL LOG as the admin user")
     return found, problem
 
 
-def record(target: Target, state: HostState, salt: str) -> Problem | None:
-    found, problem = findings(target, state, salt)
+def record(target: Target, state: HostState, salt: str, before: HostState | None = None) -> Problem | None:
+    found, problem = findings(target, state, salt, before)
     if problem is None:
         report.record(target.name, status="ok", **found)
     else:
@@ -197,8 +203,10 @@ def server_answers(target: Target, state: HostState, salt: str, changes: tuple =
     """
     if not run_state.is_executing:
         return
+    before = None
     if any(op.did_change() for op in changes):
+        before = state
         state, salt = prologue.read_state(target.settings, server_only=True)
-    problem = record(target, state, salt)
+    problem = record(target, state, salt, before)
     if problem is not None:
         yield fail_command(f"verify failed: {problem.kind}: {problem.text}. Fix: {problem.fix}")

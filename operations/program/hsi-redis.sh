@@ -919,7 +919,7 @@ record=0
 case $verb in
   state) record=1; host_report; [ -z "$pkgs$modules$seports" ] || packages_report; [ -z "$units" ] || units_report
     [ "$kernel" = 0 ] || kernel_report; path_reports; choose_layout && server_report;;
-  verify) path_reports; choose_layout && server_report;;
+  verify) record=1; path_reports; choose_layout && server_report;;
   install) do_install;;
   apply) do_apply;;
   restart) need_cli; reach "$config"; secure_aof "$r_aof"; do_restart;;
