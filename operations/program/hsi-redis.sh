@@ -492,6 +492,8 @@ secure_aof() {
   pick || die "the running server refuses the deploy's credentials (without a password: '$noauth', with $sd/cli.auth: '$p_reply'); its data cannot be moved into an AOF safely, so nothing was changed. Put its current password in $sd/cli.auth (root, 0600) and run again"
   sa_i=$(ask info persistence)
   [ "$(field "$sa_i" aof_enabled)" != 1 ] || return 0
+  # nothing in memory and no AOF on disk (a fresh install): nothing to move, and nothing stale to load
+  set -- $(count); [ "$1" != 0 ] || [ "$(aof_mtime "${datadir:-$(ask config get dir | sed -n 2p)}")" != - ] || return 0
   sa_e=$(field "$sa_i" aof_last_bgrewrite_status) sa_n=0
   sa_r=$(ask config set appendonly yes | head -n 1)
   [ "$sa_r" = OK ] || die "CONFIG SET appendonly yes failed: $sa_r; the config was not changed"
@@ -538,7 +540,8 @@ do_restart() {
   if find_now && pick; then
     set -- $(count); dr_b=$1 dr_bp=$2
     dr_old=$(ask config get dir | sed -n 2p)
-    snapshot || { restore_files && dr_b="put back from the last good copy" || dr_b="left as written"
+    # an empty server has nothing to save (a fresh install: the restart is not slowed by a snapshot)
+    [ "$dr_b" = 0 ] || snapshot || { restore_files && dr_b="put back from the last good copy" || dr_b="left as written"
       die "the snapshot before the restart failed (disk full?): not restarted, the config $dr_b"; }
   elif reach "$(lgc)" || reach "$config"; then dr_old=$r_dir
   fi
