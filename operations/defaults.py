@@ -101,5 +101,22 @@ SETTINGS: tuple[Setting, ...] = (
             "writing the new password into its `.env` (unset: not restarted)."),
     Setting("redis_exporter_unit", None, "systemd unit of the exporter that `rotate.py` restarts after "
             "rewriting its environment file (unset: not restarted)."),
+    # Issue 11: backends on their own hosts, and the firewall that admits only them.
+    Setting("redis_role", "both", "`both` (the server and the HSI backend on one host), `server` (the server "
+            "only: no backend `.env` here), or `backend` (only the backend's `.env` and TLS files, for the "
+            "server named in `redis_server`; nothing is installed). See \"Backends on other hosts\"."),
+    Setting("redis_server", None, "On a `backend` host: the inventory name of its server host (whose address, "
+            "ports, TLS files and password its `.env` gets)."),
+    Setting("redis_backend_address", None, "On a `backend` host: its address as its server sees it (IP "
+            "address or CIDR), admitted by the server's firewall; unset, its `ssh_hostname` (else its "
+            "inventory name) when that is an IP address."),
+    Setting("redis_allow_plaintext", False, "Let a server listen beyond loopback without TLS, and admit other "
+            "hosts to its plain port next to the TLS port (warned in the summary). Off: beyond loopback needs "
+            "`redis_tls`, and other hosts reach only the TLS port."),
+    Setting("redis_firewall", True, "On a server listening beyond loopback: admit its ports only from "
+            "loopback, its backend hosts and `redis_firewall_allow` (nftables, or firewalld where it runs). "
+            "False: the deploy leaves the firewall alone (and removes its own rules)."),
+    Setting("redis_firewall_allow", [], "More sources (IP addresses or CIDRs, e.g. monitoring) the firewall "
+            "admits to the server's ports."),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .validation import Settings, SettingsError, parse
+from .validation import Settings, SettingsError, check_topology, parse
 
-__all__ = ["Settings", "SettingsError", "clear_cache", "load", "load_all"]
+__all__ = ["Settings", "SettingsError", "backends_of", "clear_cache", "load", "load_all"]
 
 
-def _host_data(host) -> dict[str, Any]:
-    """The host's merged data (CLI --data > host > group > all), our keys only."""
+def _host_data(host) -> tuple[dict[str, Any], str]:
+    """The host's merged data (CLI --data > host > group > all), our keys only, and the address pyinfra
+    reaches it by (`ssh_hostname`, else its name)."""
     merged = host.data.dict()
-    return {k: v for k, v in merged.items() if isinstance(k, str) and k.startswith("redis_")}
+    ours = {k: v for k, v in merged.items() if isinstance(k, str) and k.startswith("redis_")}
+    address = merged.get("ssh_hostname")
+    return ours, address if isinstance(address, str) and address else host.name
 
 
 _cache: dict[int, dict[str, Settings]] = {}
@@ -28,16 +31,24 @@ def load_all(inventory) -> dict[str, Settings]:
     """Validate every host in the inventory; raise SettingsError listing all problems."""
     key = id(inventory)
     if key not in _cache:
-        parsed, problems = {}, []
+        parsed, problems, names = {}, [], []
         for inv_host in inventory:
-            result, host_problems = parse(inv_host.name, _host_data(inv_host))
+            names.append(inv_host.name)
+            result, host_problems = parse(inv_host.name, *_host_data(inv_host))
             problems += host_problems
             if result is not None:
                 parsed[inv_host.name] = result
+        parsed, across = check_topology(parsed, names)
+        problems += across
         if problems:
             raise SettingsError(problems)
         _cache[key] = parsed
     return _cache[key]
+
+
+def backends_of(inventory, server: str) -> list[Settings]:
+    """The backend hosts (redis_role: backend) whose redis_server is `server`, in inventory order."""
+    return [conf for conf in load_all(inventory).values() if conf.role == "backend" and conf.server == server]
 
 
 def clear_cache() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,24 @@ class Settings:
     restart_wait: int = 60
     backend_unit: str | None = None
     exporter_unit: str | None = None
+    # Issue 11: where the backend runs, and the firewall.
+    role: str = "both"                        # both | server | backend
+    server: str = ""                          # the server host's inventory name (itself unless a backend)
+    backend_address: str | None = None        # a backend host's address as its server sees it (IP or CIDR)
+    backend_dir: str | None = None            # where the backend's CA and client files go on its host
+    allow_plaintext: bool = False
+    firewall: bool = True
+    firewall_allow: tuple[str, ...] = ()
+
+    @property
+    def serves(self) -> bool:
+        """Whether this host runs the server (role server or both)."""
+        return self.role != "backend"
+
+    @property
+    def exposed(self) -> tuple[str, ...]:
+        """The addresses beyond loopback the server listens on (none on a backend host)."""
+        return tuple(a.lstrip("-") for a in self.bind if not _is_loopback(a)) if self.serves else ()
 
 
 class _Reader:
@@ -227,8 +245,59 @@ def _network_warnings(bind: tuple[str, ...], tls_enabled: bool) -> tuple[str, ..
     if not exposed or tls_enabled:
         return ()
     warning = (f"listens on {', '.join(exposed)} without TLS: the password and data cross the network "
-               "in clear text (set redis_tls, or bind to loopback only)")
+               "in clear text (redis_allow_plaintext; set redis_tls, or bind to loopback only)")
     return (warning,)
+
+
+def _exposure(reader: _Reader, bind: tuple[str, ...], tls: bool, tls_only: bool) -> tuple[bool, bool, list[str]]:
+    """(redis_allow_plaintext, redis_firewall, warnings) of a server: beyond loopback it needs TLS unless
+    plain text is allowed on purpose (warned), and says when nothing filters its ports."""
+    allow = reader.boolean("redis_allow_plaintext")
+    firewall = reader.boolean("redis_firewall")
+    exposed = [a.lstrip("-") for a in bind if not _is_loopback(a)]
+    warnings: list[str] = []
+    if not exposed:
+        return allow, firewall, warnings
+    if not tls and not allow:
+        reader.fail("redis_bind", f"listens on {', '.join(exposed)} without TLS: set redis_tls (the backends "
+                    "then connect with rediss://), or redis_allow_plaintext: true to accept clear text on the network")
+    warnings += _network_warnings(bind, tls) if allow else []
+    if tls and allow and not tls_only:
+        warnings.append(f"redis_allow_plaintext: the plain port also admits other hosts on {', '.join(exposed)}, "
+                        "in clear text (set redis_tls_only, or leave redis_allow_plaintext off)")
+    if not firewall:
+        warnings.append(f"redis_firewall is off: nothing the deploy manages filters who reaches the server on "
+                        f"{', '.join(exposed)}")
+    return allow, firewall, warnings
+
+
+def _sources(reader: _Reader, name: str) -> tuple[str, ...]:
+    """A list of IP addresses or CIDRs (e.g. `redis_firewall_allow`), each in its normal form."""
+    value = reader.raw(name)
+    if isinstance(value, str):
+        value = [item for item in _list_items(value) if item]
+    if not isinstance(value, (list, tuple)):
+        reader.fail(name, f"expected a list of IP addresses or CIDRs, got {value!r}")
+        return ()
+    found: list[str] = []
+    for item in value:
+        network = _network(item)
+        if network is None:
+            reader.fail(name, f"{item!r} is not an IP address or CIDR (e.g. 10.20.0.7 or 10.20.0.0/24)")
+        elif network not in found:
+            found.append(network)
+    return tuple(found)
+
+
+def _network(value: Any) -> str | None:
+    """`value` as an address or CIDR in its normal form (a host's address without /32), or None."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f:.]+(/[0-9]{1,3})?", value):
+        return None
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
 
 
 def _password(reader: _Reader, development: bool, exposed: bool = False) -> tuple[Secret | None, str]:
@@ -283,10 +352,7 @@ def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
     auth = {"true": "yes", "false": "no"}.get(auth, auth)
     if auth not in ("yes", "optional", "no"):
         reader.fail("redis_tls_auth_clients", f"{auth!r} is not one of: yes, optional, no")
-    backend_dir = reader.raw("redis_tls_backend_dir") or (
-        f"{env_path.rsplit('/', 1)[0] or ''}/redis-tls" if env_path else None)
-    if backend_dir is not None and not _whole(_PATH_RE, backend_dir):
-        reader.fail("redis_tls_backend_dir", f"{backend_dir!r} is not an absolute directory path")
+    backend_dir = _backend_dir(reader, env_path)
     if not enabled:
         if only:
             reader.fail("redis_tls_only", "needs redis_tls=true (otherwise no port would be open)")
@@ -314,6 +380,84 @@ def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
         port=tls_port, only=only, auth_clients=auth, ca_pem=contents["ca"], cert_pem=contents["cert"],
         key_pem=Secret(contents["key"]), client_cert_pem=contents.get("client_cert"),
         client_key_pem=Secret(contents["client_key"]) if client_set else None, backend_dir=backend_dir,
+    )
+
+
+def _backend_dir(reader: _Reader, env_path: str | None) -> str | None:
+    """The backend's CA and client files' directory: the setting, else `redis-tls/` beside its `.env`."""
+    backend_dir = reader.raw("redis_tls_backend_dir") or (
+        f"{env_path.rsplit('/', 1)[0] or ''}/redis-tls" if env_path else None)
+    if backend_dir is not None and not _whole(_PATH_RE, backend_dir):
+        reader.fail("redis_tls_backend_dir", f"{backend_dir!r} is not an absolute directory path")
+        return None
+    return backend_dir
+
+
+def _backend_files(reader: _Reader) -> tuple[str | None, str | None, str | None]:
+    """(.env path, owner, group) of the backend's files on this host."""
+    env_path = reader.raw("redis_backend_env_path") or None
+    if env_path is not None and (not _whole(_PATH_RE, env_path)
+                                 or env_path.endswith("/") or "/../" in env_path + "/"
+                                 or "/./" in env_path + "/"):
+        reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
+    owner = reader.raw("redis_backend_env_owner") or None  # unset: decided on the host (see clients.py)
+    if owner is not None and not _whole(_USER_RE, owner):
+        reader.fail("redis_backend_env_owner", f"{owner!r} is not a valid user name")
+    group = reader.raw("redis_backend_env_group") or None
+    if group is not None and not _whole(_USER_RE, group):
+        reader.fail("redis_backend_env_group", f"{group!r} is not a valid group name")
+    return env_path, owner and str(owner), group and str(group)
+
+
+ROLES = ("both", "server", "backend")
+# Used only where the backend runs (role backend or both): set on a server-only host, ignored (warned).
+BACKEND_SIDE = ("redis_backend_env_path", "redis_backend_env_owner", "redis_backend_env_group",
+                "redis_tls_backend_dir", "redis_backend_db", "redis_backend_unit", "redis_backend_address")
+# What a backend host takes from its own data; everything else comes from its server (ignored, warned).
+BACKEND_OWN = (*BACKEND_SIDE, "redis_role", "redis_server", "redis_verify_only")
+
+
+def _ignored(reader: _Reader, names, why: str) -> list[str]:
+    """Warnings for settings given (not defaulted) that this host's role does not use."""
+    given = sorted(k for k in names if k in DEFAULTS and reader.data.get(k) not in (None, ""))
+    return [f"{', '.join(given)}: ignored ({why})"] if given else []
+
+
+def _backend_address(reader: _Reader, hint: str | None) -> str | None:
+    """A backend host's address as its server sees it: the setting, else an IP address it is known by."""
+    value = reader.raw("redis_backend_address")
+    if value in (None, ""):
+        return _network(hint) if hint and "/" not in hint else None
+    network = _network(value)
+    if network is None:
+        reader.fail("redis_backend_address", f"{value!r} is not an IP address or CIDR")
+    return network
+
+
+def _parse_backend(reader: _Reader, hint: str | None) -> Settings:
+    """A backend host: its own files and its server's name; the server's settings fill in the rest
+    (see target.resolve_backend). Nothing is generated or read on the control machine for it."""
+    server = reader.raw("redis_server")
+    if not isinstance(server, str) or not server.strip():
+        reader.fail("redis_server", "a backend host (redis_role: backend) names its server's inventory host")
+        server = ""
+    env_path, owner, group = _backend_files(reader)
+    if env_path is None:
+        reader.fail("redis_backend_env_path", "a backend host needs the path of the backend's .env")
+    defaults = {name.removeprefix("redis_"): DEFAULTS[name] for name in
+                ("redis_port", "redis_size", "redis_maxmemory_policy", "redis_appendfsync", "redis_flavour",
+                 "redis_backend_host", "redis_source", "redis_minimum_version", "redis_upstream_version")}
+    return Settings(
+        host_name=reader.host_name, password=Secret(""), password_source=f"the server's ({server})",
+        development=False, bind=(), maxmemory=SIZES[DEFAULTS["redis_size"]], backend_env_path=env_path,
+        backend_env_owner=owner, backend_env_group=group, backend_db=reader.integer("redis_backend_db", 0, 15),
+        verify_only=reader.boolean("redis_verify_only"), upstream_key="", upstream_key_fingerprint="",
+        backend_unit=_unit_name(reader, "redis_backend_unit"), role="backend", server=server.strip(),
+        backend_address=_backend_address(reader, hint), backend_dir=_backend_dir(reader, env_path),
+        firewall=False, kernel_tuning=False,
+        warnings=tuple(_ignored(reader, set(DEFAULTS) - set(BACKEND_OWN),
+                                f"a backend host takes them from its server {server.strip() or '?'}")),
+        **defaults,
     )
 
 
@@ -349,9 +493,20 @@ def _unit_name(reader: _Reader, name: str) -> str | None:
     return value if "." in value else f"{value}.service"
 
 
-def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[str]]:
-    """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
+def parse(host_name: str, data: dict[str, Any], address: str | None = None) -> tuple[Settings | None, list[str]]:
+    """Parse one host's data. Returns the settings (None if invalid) and the problems found.
+
+    `address`: how pyinfra reaches the host (`ssh_hostname`, else its name): a backend host's
+    default `redis_backend_address` when it is an IP address."""
     reader = _Reader(host_name, data)
+    role = reader.choice("redis_role", ROLES)
+    if role == "backend":
+        settings = _parse_backend(reader, address)
+        _unknown(reader, data)
+        return (None if reader.problems else settings), reader.problems
+    if reader.data.get("redis_server") not in (None, ""):
+        reader.fail("redis_server", f"only a backend host (redis_role: backend) names a server; this host's "
+                    f"role is {role}")
     development = reader.boolean("redis_development")
     bind = _bind_addresses(reader)
     password, source = _password(reader, development, exposed=not all(map(_is_loopback, bind)))
@@ -363,17 +518,11 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
         reader.fail("redis_maxmemory", f"{maxmemory!r} is not a size such as 256mb or 1gb")
     elif memory_bytes(maxmemory) < _MEMORY_MIN:
         reader.fail("redis_maxmemory", f"{maxmemory!r} is below 1mb")
-    env_path = reader.raw("redis_backend_env_path") or None
-    if env_path is not None and (not _whole(_PATH_RE, env_path)
-                                 or env_path.endswith("/") or "/../" in env_path + "/"
-                                 or "/./" in env_path + "/"):
-        reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
-    owner = reader.raw("redis_backend_env_owner") or None  # unset: decided on the host (backend_env.py)
-    if owner is not None and not _whole(_USER_RE, owner):
-        reader.fail("redis_backend_env_owner", f"{owner!r} is not a valid user name")
-    group_value = reader.raw("redis_backend_env_group") or None
-    if group_value is not None and not _whole(_USER_RE, group_value):
-        reader.fail("redis_backend_env_group", f"{group_value!r} is not a valid group name")
+    env_path, owner, group_value = _backend_files(reader)
+    role_warnings: list[str] = []
+    if role == "server":  # no backend here: its files go to the backend hosts naming this server
+        role_warnings = _ignored(reader, BACKEND_SIDE, "redis_role is server: no backend runs on this host")
+        env_path = None
     backend_host = reader.raw("redis_backend_host")
     if not _ip_address(backend_host) and not _whole(_HOSTNAME_RE, backend_host):
         reader.fail("redis_backend_host", f"{backend_host!r} is not a host name or IP address")
@@ -390,6 +539,8 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
         reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
 
     acl_denied = _denied_commands(reader)
+    allow_plaintext, firewall, exposure = _exposure(reader, bind, tls is not None or reader.boolean("redis_tls"),
+                                                    reader.boolean("redis_tls_only"))
     settings = Settings(
         host_name=host_name,
         password=password or Secret(""),
@@ -417,16 +568,68 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
         backend_config_set=_backend_config_set(reader, acl_denied),
         auth_failure_warn=reader.integer("redis_auth_failure_warn", 1, 1_000_000),
         kernel_tuning=reader.boolean("redis_kernel_tuning"),
-        warnings=tuple(warnings) + _network_warnings(bind, tls is not None),
+        warnings=tuple(warnings + exposure + role_warnings),
         extra_config=_extra_config(reader),
         restart_wait=reader.integer("redis_restart_wait", 5, 3600),
-        backend_unit=_unit_name(reader, "redis_backend_unit"),
+        backend_unit=_unit_name(reader, "redis_backend_unit") if env_path else None,
         exporter_unit=_unit_name(reader, "redis_exporter_unit"),
+        role=role, server=host_name, backend_dir=_backend_dir(reader, env_path) if env_path else None,
+        allow_plaintext=allow_plaintext, firewall=firewall,
+        firewall_allow=_sources(reader, "redis_firewall_allow"),
     )
     if settings.exporter_unit and exporter_path is None:
         reader.fail("redis_exporter_unit", "needs redis_exporter_env_path (the file the exporter reads)")
-    unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
-    for key in unknown:
-        reader.fail(key, "unknown setting (a typo?); see the README's settings table")
+    _unknown(reader, data)
     return (None if reader.problems else settings), reader.problems
+
+
+def _unknown(reader: _Reader, data: dict[str, Any]) -> None:
+    for key in sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS):
+        reader.fail(key, "unknown setting (a typo?); see the README's settings table")
+
+
+def _loopback_name(name: str) -> bool:
+    if name.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    return _ip_address(name) and ipaddress.ip_address(name).is_loopback
+
+
+def check_topology(hosts: dict[str, Settings], names: list[str]) -> tuple[dict[str, Settings], list[str]]:
+    """Checks across hosts (every host parsed alone first): each backend host names a server of the
+    inventory; a server with backend hosts gives them a name that is not its loopback and, when its
+    firewall filters, knows each one's address. Returns the settings (warnings added) and the problems.
+    `names`: every inventory host (one that failed to parse is not in `hosts`)."""
+    problems: list[str] = []
+    backends: dict[str, list[Settings]] = {}
+    for name, conf in hosts.items():
+        if conf.role != "backend" or not conf.server:
+            continue
+        server = hosts.get(conf.server)
+        if conf.server not in names:
+            problems.append(f"{name}: redis_server: {conf.server!r} is not a host of this inventory (its hosts: "
+                            f"{', '.join(n for n in names if n != name) or 'none'})")
+        elif server is not None and not server.serves:
+            problems.append(f"{name}: redis_server: {conf.server} is a backend host too (redis_role: backend), "
+                            "not a server")
+        elif server is not None:
+            backends.setdefault(conf.server, []).append(conf)
+    found = dict(hosts)
+    for server_name, clients in backends.items():
+        server = hosts[server_name]
+        them = ", ".join(c.host_name for c in clients)
+        if _loopback_name(server.backend_host):
+            problems.append(f"{server_name}: redis_backend_host: {server.backend_host!r} is the host itself, but its "
+                            f"backend hosts ({them}) connect from elsewhere: set the name or address they reach "
+                            "it by (its server certificate must cover it)")
+        if server.exposed and server.firewall:
+            for client in clients:
+                if client.backend_address is None:
+                    problems.append(f"{client.host_name}: redis_backend_address: the firewall of {server_name} admits "
+                                    "only its backends' addresses: set this host's address as the server sees it "
+                                    "(an IP address or CIDR)")
+        if not server.exposed:
+            found[server_name] = replace(server, warnings=(*server.warnings, (
+                f"listens on loopback only (redis_bind): its backend hosts ({them}) reach it only if they share "
+                "its network namespace")))
+    return found, problems
 

@@ -32,7 +32,7 @@ EXPORTER_UNIT = (
     f"EnvironmentFile={EXPORTER_ENV}\\nExecStart=/bin/sleep infinity\\n' "
     "> /etc/systemd/system/hsi-exporter.service && systemctl daemon-reload"
 )
-DATA = {"redis_bind": ["0.0.0.0"], "redis_backend_unit": "hsi-backend"}
+DATA = {"redis_bind": ["0.0.0.0"], "redis_allow_plaintext": True, "redis_backend_unit": "hsi-backend"}
 LOOP_LIMIT_SECONDS = 120
 
 

@@ -34,12 +34,13 @@ SUITE = {"exposed-12": "bookworm", "exposed-13": "trixie", "local-12": "bookworm
 EXPOSED = ("exposed-12", "exposed-13", "valkey-13")
 SERVER = {name: "valkey" if name.startswith("valkey") else "redis" for name in NASTY}
 # The exposed hosts listen on all addresses so the test reaches them through a port
-# published on 127.0.0.1 (and so they get the no-TLS warning).
+# published on 127.0.0.1 (and so they get the no-TLS warning: plain text is allowed on purpose).
+PLAIN = {"redis_bind": ["*"], "redis_allow_plaintext": True}
 DATA = {
-    "exposed-12": {"redis_bind": ["*"]},
-    "exposed-13": {"redis_bind": ["*"]},
+    "exposed-12": PLAIN,
+    "exposed-13": PLAIN,
     "local-12": {},
-    "valkey-13": {"redis_bind": ["*"], "redis_flavour": "valkey"},
+    "valkey-13": {**PLAIN, "redis_flavour": "valkey"},
 }
 WATCH = (
     "i=0; while [ ! -e /root/ps.stop ] && [ $i -lt 3000 ]; do ps -eo args >> /root/ps.log; "

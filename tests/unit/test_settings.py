@@ -101,15 +101,21 @@ def test_password_rules_leave_printable_characters_alone():
 
 def test_development_host_may_have_a_short_password_on_loopback_only():
     assert problems({"redis_password": "dev", "redis_development": True}) == []
-    found = problems({"redis_password": "dev", "redis_development": True, "redis_bind": ["0.0.0.0"]})
+    found = problems({"redis_password": "dev", "redis_development": True, "redis_bind": ["0.0.0.0"],
+                      "redis_allow_plaintext": True})
     assert len(found) == 1 and found[0].startswith("nvr-1: redis_password: ") and "beyond loopback" in found[0]
 
 
-def test_non_loopback_without_tls_warns_and_with_tls_does_not():
+def test_non_loopback_without_tls_is_refused_unless_plaintext_is_allowed_then_warned():
     conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["127.0.0.1", "10.20.0.5"]})
+    assert conf is None and len(found) == 1, found
+    assert found[0].startswith("nvr-1: redis_bind: ") and "10.20.0.5" in found[0] and "redis_allow_plaintext" in found[0]
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["127.0.0.1", "10.20.0.5"],
+                                             "redis_allow_plaintext": True})
     assert found == []
     assert len(conf.warnings) == 1 and "10.20.0.5" in conf.warnings[0] and "TLS" in conf.warnings[0]
-    conf, _ = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["10.20.0.5"]})
+    conf, _ = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["10.20.0.5"],
+                                         "redis_allow_plaintext": "yes"})
     assert conf.warnings
     # With TLS on (its files are checked by the TLS tests), no warning.
     assert validation._network_warnings(("10.20.0.5",), tls_enabled=True) == ()
