@@ -260,7 +260,7 @@ def _exposure(reader: _Reader, bind: tuple[str, ...], tls: bool, tls_only: bool)
         return allow, firewall, warnings
     if not tls and not allow:
         reader.fail("redis_bind", f"listens on {', '.join(exposed)} without TLS: set redis_tls (the backends "
-                    "then connect with rediss://), or redis_allow_plaintext: true to accept clear text on the network")
+                    "then connect over TLS), or redis_allow_plaintext: true to accept clear text on the network")
     warnings += _network_warnings(bind, tls) if allow else []
     if tls and allow and not tls_only:
         warnings.append(f"redis_allow_plaintext: the plain port also admits other hosts on {', '.join(exposed)}, "
