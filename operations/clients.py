@@ -13,6 +13,7 @@ from .hoststate import HostState, salted_sha256
 from .program import FileEntry, MergeEntry
 from .render import exporter_env
 from .target import ClientFiles, Target
+from .tls_preflight import TlsConfig
 
 AFTER = ("after",)
 
@@ -28,11 +29,11 @@ def owner(state: HostState, directory: str, user: str | None, group: str | None)
     return "root", group or "root"
 
 
-def _tls_entries(target: Target, state: HostState, files: ClientFiles | None, user: str | None,
+def _tls_entries(tls: TlsConfig | None, state: HostState, files: ClientFiles | None, user: str | None,
                  group: str | None) -> list[FileEntry]:
-    if files is None:
+    """The CA (and under mTLS the client pair) a client gets from its server's TLS settings `tls`."""
+    if files is None or tls is None:
         return []
-    tls = target.settings.tls
     owner_, grp = owner(state, files.dir, user, group)
     flags = (*AFTER, "owndir")  # a directory the deploy creates for them is theirs (0750)
     entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, flags)]
@@ -137,6 +138,17 @@ def _parent(path: str) -> str:
     return path.rsplit("/", 1)[0] or "/"
 
 
+def tls_entries(target: Target, state: HostState) -> list[FileEntry]:
+    """The CA and client files of the backend and the exporter, as they should be."""
+    found = []
+    if target.backend is not None:
+        backend = target.backend
+        found += _tls_entries(backend.tls, state, backend.tls_files, backend.owner, backend.group)
+    if target.exporter is not None:
+        found += _tls_entries(target.settings.tls, state, target.exporter.tls_files, target.exporter.owner, None)
+    return found
+
+
 def entries(target: Target, state: HostState, salt: str) -> list:
     """The client files that differ from what the state read found."""
     found: list = []
@@ -147,12 +159,8 @@ def entries(target: Target, state: HostState, salt: str) -> list:
                 found.append(entry)
         elif not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
             found.append(entry)
-    tls = []
-    if target.backend is not None:
-        tls += _tls_entries(target, state, target.backend.tls_files, target.backend.owner, target.backend.group)
-    if target.exporter is not None:
-        tls += _tls_entries(target, state, target.exporter.tls_files, target.exporter.owner, None)
-    found += [e for e in tls if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    found += [e for e in tls_entries(target, state)
+              if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
     unsafe = dir_problems(target, state)  # held back: verification fails the host naming the setting
     return [e for e in found if _parent(e.path) not in unsafe]
 

@@ -109,6 +109,9 @@ def server(target: Target, state: HostState, salt: str):
 
         server(name="Configure and run the server", target=target, state=state, salt=salt)
     """
+    if not target.serves or target.verify_only:
+        host.noop("no server to configure on this host" if not target.serves else "verify only: nothing changes")
+        return
     skip = kernel_skip_reason(target, state)
     if skip:
         report.note(host.name, skip)

@@ -8,46 +8,58 @@
 Each starts with the one prologue (settings of every host validated -> one state read -> the host's
 Target), then decides every step from that read: on a host that is already right, no step touches the
 host again and the read itself is the verification.
+
+Every host calls the same steps in the same order, whatever its role: a step does nothing where its role
+is not (a backend host installs nothing; a server's host writes no backend-host files). That order is
+what makes servers converge before their backend hosts (see operations/backends.py).
 """
 
 from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from . import configure, install, prologue, rotation, verify
+from . import backends, configure, firewall, install, prologue, rotation, verify
 
 
 @deploy("Provision Redis for HSI")
 def provision():
-    """settings -> install -> tls + configure + service + backend env (one call) -> verify."""
+    """settings -> install -> firewall -> tls + configure + service + backend env (one call) -> verify;
+    then, on backend hosts, their files -> their verification."""
     prepared = prologue.prepare()
     if prepared is None:  # this host cannot go on (the reason is in the report); others do
         return
     target, state, salt = prepared.target, prepared.state, prepared.salt
-    changes: tuple = ()
-    if not target.verify_only:
-        source = " from packages.redis.io" if target.row.source == "upstream" else ""
-        installed = install.server_package(name=f"Install the server{source}", target=target, state=state,
-                                           salt=salt)
-        configured = configure.server(name="Configure and run the server (TLS, redis.conf, service, clients)",
-                                      target=target, state=state, salt=salt)
-        changes = (installed, configured)
+    source = " from packages.redis.io" if target.serves and target.row.source == "upstream" else ""
+    installed = install.server_package(name=f"Install the server{source}", target=target, state=state, salt=salt)
+    guarded = firewall.server_firewall(name="Firewall: the server's ports admit only its backends",
+                                       target=target, state=state, salt=salt)
+    configured = configure.server(name="Configure and run the server (TLS, redis.conf, service, clients)",
+                                  target=target, state=state, salt=salt)
     verify.server_answers(name="Verify: PONG with the password, NOAUTH without, AOF, identities, .env",
-                          target=target, state=state, salt=salt, changes=changes)
+                          target=target, state=state, salt=salt, changes=(installed, guarded, configured))
+    written = backends.backend_files(name="Backend host: its .env and TLS files, once its server converged",
+                                     target=target, state=state, salt=salt)
+    backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target, state=state,
+                             salt=salt, changes=(written,))
 
 
 @deploy("Verify Redis for HSI")
 def check():
-    """Ask every host's server what a client sees; change nothing (one read per host)."""
+    """Ask every host's server what a client sees, and every backend host's files; change nothing (one
+    read per host)."""
     prepared = prologue.prepare()
     if prepared is not None:
+        target, state, salt = prepared.target, prepared.state, prepared.salt
         verify.server_answers(name="Verify: PONG with the password, NOAUTH without, AOF, identities, .env",
-                              target=prepared.target, state=prepared.state, salt=prepared.salt)
+                              target=target, state=state, salt=salt)
+        backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target,
+                                 state=state, salt=salt)
 
 
 @deploy("Rotate the Redis password")
 def rotate_password():
-    """A new backend password on every host, without a Redis restart (see operations/rotation.py)."""
+    """A new backend password on every server and every backend host, without a Redis restart (see
+    operations/rotation.py)."""
     prepared = prologue.prepare()
     if prepared is not None:
         rotation.rotate(prepared)

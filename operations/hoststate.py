@@ -74,6 +74,8 @@ class StateRequest:
     dnf_candidates: bool = False
     kernel: bool = False
     server_only: bool = False   # `verify`: the server part (and the files/envs asked for), nothing else
+    server: bool = True         # False on a backend host: no server part at all
+    firewall: bool = False      # what the host's firewall is and whether the deploy's rules are loaded
 
     def __repr__(self) -> str:
         return f"StateRequest({len(self.files)} files, {len(self.layouts)} layouts)"
@@ -87,7 +89,8 @@ class StateRequest:
             packages=" ".join(self.packages) or None, units=" ".join(self.units) or None,
             modules=" ".join(self.modules) or None,
             selinux_ports=" ".join(str(p) for p in self.selinux_ports) or None,
-            dnf_candidates=self.dnf_candidates, kernel=self.kernel,
+            dnf_candidates=self.dnf_candidates, kernel=self.kernel, no_server=not self.server,
+            firewall=self.firewall,
         )
         return bits
 
@@ -199,6 +202,17 @@ class Server:
 
 
 @dataclass(frozen=True)
+class FirewallState:
+    """What manages the host's firewall, and the deploy's rules as loaded now."""
+
+    cap: bool = False             # CAP_NET_ADMIN: the host may change its firewall (a container may not)
+    nft: str = ""                 # the nft command, "" when not installed
+    firewalld: str = ""           # firewall-cmd --state: running | not running | "" (not installed)
+    policy: bool = False          # firewalld has the policy hsi-redis loaded
+    table: str = ""               # the comment of the loaded table inet hsi_redis, "" when none
+
+
+@dataclass(frozen=True)
 class HostState:
     os_id: str = ""
     os_version: str = ""
@@ -219,6 +233,7 @@ class HostState:
     envs: dict[str, EnvInfo] = field(default_factory=dict)
     kernel: dict[str, str] = field(default_factory=dict)
     server: Server = field(default_factory=Server)
+    firewall: FirewallState = field(default_factory=FirewallState)
     errors: tuple[str, ...] = ()
 
     @property
@@ -279,6 +294,7 @@ def parse(lines: list[str]) -> HostState:
     top: dict = {"packages": {}, "modules": {}, "selinux_ports": {}, "units": {}, "files": {}, "dirs": {},
                  "kernel": {}}
     server: dict = {"info": {}, "conf": {}}
+    firewall: dict = {}
     envs: list[tuple[str, FileInfo, bool]] = []
     env_keys: dict[int, dict[str, list[str]]] = {}
     env_bad: dict[int, list[tuple[int, str]]] = {}
@@ -341,13 +357,17 @@ def parse(lines: list[str]) -> HostState:
             server["cli"] = value.strip() == "1"
         elif key == "error":
             errors.append(value.strip())
+        elif key in ("firewall.cap", "firewall.policy"):
+            firewall[key[len("firewall."):]] = value.strip() == "1"
+        elif key in ("firewall.nft", "firewall.firewalld", "firewall.table"):
+            firewall[key[len("firewall."):]] = _dash(value.strip())
     top["envs"] = {
         path: EnvInfo(file=info, crlf=crlf,
                       keys={k: tuple(v) for k, v in env_keys.get(i, {}).items()},
                       bad=tuple(env_bad.get(i, ())))
         for i, (path, info, crlf) in enumerate(envs)
     }
-    return HostState(server=Server(**server), errors=tuple(errors), **top)
+    return HostState(server=Server(**server), firewall=FirewallState(**firewall), errors=tuple(errors), **top)
 
 
 class HostStateFact(FactBase):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from . import program, render, repository, sources
+from . import firewall, program, render, repository, sources
 from .hoststate import HostState
 from .program import FileEntry
 from .target import Target
@@ -102,18 +102,24 @@ def server_package(target: Target, state: HostState, salt: str):
 
         server_package(name="Install the server", target=target, state=state, salt=salt)
     """
+    if not target.serves or target.verify_only:
+        host.noop("nothing to install on this host")
+        return
     entries = [e for e in pre_install_entries(target, state)
                if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
     row = target.row
     module = row.module_stream.split(":")[0] if row.module_stream else ""
     stream_missing = bool(module) and state.modules.get(module) != row.module_stream.partition(":")[2]
     missing = package_missing(target, state)
+    # the firewall step's nft, when its rules are due and the host has none
+    extra = (firewall.PACKAGE,) if firewall.needs_package(target, state) else ()
     ports = unlabelled_ports(target, state)
-    if not (entries or missing or ports or stream_missing):
+    if not (entries or missing or extra or ports or stream_missing):
         host.noop(f"{' '.join(row.packages)} installed, nothing to prepare")
         return
+    packages = (row.packages if missing else ()) + extra
     options = {**target.layout_options(), "pm": row.package_manager,
-               "packages": " ".join(row.packages) if missing else None, "lock_timeout": PACKAGE_LOCK_TIMEOUT}
+               "packages": " ".join(packages) or None, "lock_timeout": PACKAGE_LOCK_TIMEOUT}
     if row.package_manager == "apt":
         options.update(update_max_age=APT_CACHE_SECONDS, apt_pinned=row.source == "upstream")
     else:

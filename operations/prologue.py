@@ -8,6 +8,10 @@
 3. The platform row and package source chosen from that read (version policy included), then the Target.
 A host that cannot go on (unsupported platform, no systemd, below redis_minimum_version) is failed with
 the reason, nothing changed there; the others go on.
+
+A backend host (redis_role: backend) runs no server: its read asks only for the backend's files, and its
+Target is resolved from its server's settings (address, ports, TLS files, password: the server's secret
+store entry, whatever the password's source), without a trip to the server's host.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from dataclasses import dataclass
 from pyinfra import host as current_host
 from pyinfra import state as current_state
 
-from . import acl, clients, configure, credentials, install, report, rows, settings, shell, sources
+from . import acl, clients, configure, credentials, firewall, install, report, rows, settings, shell, sources
 from .hoststate import HostState, HostStateFact, StateRequest, new_salt
-from .target import Target, resolve
+from .target import Target, resolve, resolve_backend
 
 ADMIN_SECRET = "admin_password"
 
@@ -59,10 +63,11 @@ def state_request(conf: settings.Settings, salt: str, server_only: bool = False)
     units: dict[str, None] = {}
     modules: dict[str, None] = {}
     for target in targets:
-        files.update(dict.fromkeys([*install.paths(target), *configure.paths(target), *clients.paths(target)]))
+        files.update(dict.fromkeys([*install.paths(target), *configure.paths(target), *clients.paths(target),
+                                    *firewall.paths(target)]))
         layouts.setdefault(target.layout, None)
         packages.update(dict.fromkeys(target.row.packages))
-        units.update(dict.fromkeys(configure.units(target)))
+        units.update(dict.fromkeys([*configure.units(target), *firewall.units(target)]))
         if target.row.module_stream:
             modules.setdefault(target.row.module_stream.split(":")[0], None)
     first = targets[0]  # the clients' files do not depend on the row
@@ -73,13 +78,28 @@ def state_request(conf: settings.Settings, salt: str, server_only: bool = False)
         packages=() if server_only else tuple(packages), units=tuple(units),
         modules=() if server_only else tuple(modules), selinux_ports=() if server_only else ports,
         dnf_candidates=bool(conf.minimum_version) and not server_only, kernel=not server_only,
-        server_only=server_only,
+        server_only=server_only, firewall=bool(conf.exposed) and conf.firewall,
     )
+
+
+def server_of(conf: settings.Settings) -> settings.Settings:
+    """The settings of the server a backend host names (validated with the rest of the inventory)."""
+    return settings.load_all(current_host.state.inventory)[conf.server]
+
+
+def backend_request(target: Target, salt: str, server_only: bool = False) -> StateRequest:
+    """A backend host's read: its `.env`, CA and client files and their directories; no server part."""
+    return StateRequest(salt=salt, files=tuple(clients.paths(target)), envs=tuple(clients.envs(target)),
+                        dirs=tuple(clients.dirs(target)), server=False, server_only=server_only)
 
 
 def read_state(conf: settings.Settings, server_only: bool = False) -> tuple[HostState, str]:
     salt = new_salt()
-    found = current_host.get_fact(HostStateFact, request=state_request(conf, salt, server_only))
+    if conf.serves:
+        request = state_request(conf, salt, server_only)
+    else:
+        request = backend_request(resolve_backend(conf, server_of(conf)), salt, server_only)
+    found = current_host.get_fact(HostStateFact, request=request)
     return (found if isinstance(found, HostState) else HostState(errors=("the state read failed",))), salt
 
 
@@ -99,6 +119,18 @@ def _fail(step: str, problem: str) -> None:
     shell.fail_host(name=f"Check the {step}", message=problem)
 
 
+def _prepare_backend(conf: settings.Settings) -> Prepared | None:
+    """A backend host: its server's values, then the one read of its files."""
+    server = server_of(conf)
+    report.add_secret(server.password.reveal())
+    report.record(current_host.name, role="backend", server=conf.server)
+    state, salt = read_state(conf)
+    if state.errors and not state.os_id:
+        _fail("platform", f"the host's state could not be read: {'; '.join(state.errors)}")
+        return None
+    return Prepared(resolve_backend(conf, server), state, salt)
+
+
 def prepare() -> Prepared | None:
     """Settings, the one read, the row and the Target of the current host; None when it cannot go on."""
     conf = settings.load(current_host)  # validates every host first
@@ -106,6 +138,8 @@ def prepare() -> Prepared | None:
     run.add_secret(conf.password.reveal())
     for warning in conf.warnings:  # e.g. a certificate that expires soon: printed in the summary
         report.warn(current_host.name, warning)
+    if not conf.serves:
+        return _prepare_backend(conf)
     admin = admin_password(conf.host_name)
     run.add_secret(admin.reveal())
     state, salt = read_state(conf)
@@ -131,4 +165,5 @@ def prepare() -> Prepared | None:
     config_set = acl.config_set_warning(conf, chosen)
     if config_set:
         report.warn(current_host.name, config_set)
-    return Prepared(resolve(conf, chosen, admin), state, salt)
+    backends = tuple(settings.backends_of(current_host.state.inventory, conf.host_name))
+    return Prepared(resolve(conf, chosen, admin, backends), state, salt)

@@ -176,6 +176,18 @@ class RunReport:
                 return self.redact(" | ".join(lines[:1] + why[:2])[:400] or "connection failed")
         return "no reason given (see the output above)"
 
+    def problem_of(self, state, host) -> str:
+        """Why `host` failed, as far as the run knows now (for hosts that depend on it: a backend host
+        names its server's problem)."""
+        if host not in state.activated_hosts:
+            return f"could not connect: {self.connect_reason(host.name)}"
+        entry = self.entry(host.name)
+        if entry.get("_problem_from_output"):
+            problem = _op_summary(state, host, self.redact)[3]
+            if problem:
+                return problem
+        return self.redact(entry.get("problem", "failed (see the output above)"))
+
     def finish(self, state) -> None:
         if self.finished:
             return
@@ -234,7 +246,10 @@ class RunReport:
         out = sys.stderr
         print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
         for name, entry in rows:
-            if entry["status"] == "ok":
+            if entry["status"] == "ok" and entry.get("role") == "backend":
+                detail = (f"backend of {entry.get('server', '?')}: {entry.get('env', '.env')} and its TLS files "
+                          f"as the server expects, {entry['changes']} change(s)")
+            elif entry["status"] == "ok":
                 detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, AOF on, auth ok, "
                           f"{entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
                 if "auth_failures_since_last_run" in entry:

@@ -7,6 +7,7 @@ re-reads a secret or builds a URL of its own (`redis_url` is the only URL builde
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from .encoding import dotenv_line
 from .hoststate import Layout
 from .rows import Row
 from .settings import Settings
+from .tls_preflight import TlsConfig
 
 STATE_DIR = "/etc/hsi-redis"
 # Protocols every supported client speaks; TLS 1.0/1.1 stay off.
@@ -61,7 +63,7 @@ class ClientFiles:
 
 @dataclass(frozen=True)
 class Backend:
-    """The HSI backend's `.env` and what it must hold."""
+    """The HSI backend's `.env` and what it must hold (on the server's host, or on a backend host)."""
 
     env_path: str
     owner: str | None
@@ -69,6 +71,25 @@ class Backend:
     url: str
     lines: tuple[tuple[str, str], ...]      # (KEY, "KEY=encoded value") in file order
     tls_files: ClientFiles | None
+    tls: TlsConfig | None = None            # the server's TLS settings: what the CA and client files hold
+    server: str = ""                        # the server's inventory name
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """Who may reach a server that listens beyond loopback: loopback always; the sources, only on the
+    open ports; nobody else on any of the server's ports."""
+
+    ports: tuple[int, ...]         # every port the server listens on
+    open_ports: tuple[int, ...]    # the ones the sources may reach (TLS; plain too with redis_allow_plaintext)
+    sources: tuple[str, ...]       # the backend hosts' addresses, then redis_firewall_allow (IPs or CIDRs)
+    backends: tuple[str, ...]      # the backend hosts, by inventory name
+
+    @property
+    def digest(self) -> str:
+        """What the rules say, in 16 hex digits: marks the loaded rules (a change means new rules)."""
+        text = f"{self.ports} {self.open_ports} {self.sources}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -81,12 +102,15 @@ class Exporter:
 
 @dataclass(frozen=True)
 class Target:
+    """A host's resolved target. On a backend host (`serves` false) only `backend` is set: the server's
+    part (row, layout, credentials, ports, TLS, exporter, firewall) belongs to its server's host."""
+
     name: str
     settings: Settings
-    row: Row
+    row: Row | None               # None on a backend host
     password: Secret              # the backend identity (`default`)
     admin_password: Secret        # `hsi-admin`: the deploy's own checks and the operator
-    layout: Layout
+    layout: Layout | None
     state_dir: str
     cli_auth: str                 # the admin's password on the host (root 0600)
     backend_auth: str             # the backend's, for the identity check (root 0600)
@@ -95,10 +119,22 @@ class Target:
     tls: ServerTls | None
     backend: Backend | None
     exporter: Exporter | None
+    firewall: Firewall | None = None      # None: the server listens on loopback only, or redis_firewall off
+    backend_hosts: tuple[str, ...] = ()   # a server's backend hosts (inventory names)
 
     @property
     def verify_only(self) -> bool:
         return self.settings.verify_only
+
+    @property
+    def serves(self) -> bool:
+        """Whether the server runs on this host (role server or both)."""
+        return self.row is not None
+
+    @property
+    def server_name(self) -> str:
+        """The inventory name of the host whose server this host's backend uses (itself when it serves)."""
+        return self.settings.server or self.name
 
     def layout_options(self) -> dict:
         """The host program's options that say where this server lives."""
@@ -131,13 +167,17 @@ def _server_tls(settings: Settings, row: Row) -> ServerTls | None:
                      cli_cert=f"{STATE_DIR}/tls/client.crt", cli_key=f"{STATE_DIR}/tls/client.key", mtls=tls.mtls)
 
 
-def _backend(settings: Settings, password: Secret) -> Backend | None:
+def _backend(settings: Settings, password: Secret, server: Settings | None = None) -> Backend | None:
+    """The backend's `.env` on the host of `settings`: the server's name, ports and TLS (`server`, the
+    host itself unless it is a backend host), this host's files and database number."""
+    server = server or settings
     if settings.backend_env_path is None:
         return None
-    tls = settings.tls
-    files = _client_files(tls.backend_dir) if tls is not None and tls.backend_dir else None
+    tls = server.tls
+    directory = settings.backend_dir or (tls.backend_dir if tls is not None else None)
+    files = _client_files(directory) if tls is not None and directory else None
     if tls is None:
-        url = redis_url(settings.backend_host, settings.port, db=settings.backend_db)
+        url = redis_url(server.backend_host, server.port, db=settings.backend_db)
         ssl: dict[str, str] = {}
     else:
         query = f"ssl_cert_reqs=required&ssl_ca_certs={quote(files.ca, safe='/')}"
@@ -145,12 +185,27 @@ def _backend(settings: Settings, password: Secret) -> Backend | None:
         if tls.mtls:
             query += f"&ssl_certfile={quote(files.cert, safe='/')}&ssl_keyfile={quote(files.key, safe='/')}"
             ssl.update(REDIS_SSL_CERTFILE=files.cert, REDIS_SSL_KEYFILE=files.key)
-        url = redis_url(settings.backend_host, tls.port, tls=True, db=settings.backend_db, query=query)
+        url = redis_url(server.backend_host, tls.port, tls=True, db=settings.backend_db, query=query)
     lines = [("REDIS_URL", dotenv_line("REDIS_URL", url, quote=False)),
              ("REDIS_PASSWORD", dotenv_line("REDIS_PASSWORD", password.reveal()))]
     lines += [(key, dotenv_line(key, value, quote=False)) for key, value in ssl.items()]
     return Backend(env_path=settings.backend_env_path, owner=settings.backend_env_owner,
-                   group=settings.backend_env_group, url=url, lines=tuple(lines), tls_files=files)
+                   group=settings.backend_env_group, url=url, lines=tuple(lines), tls_files=files, tls=tls,
+                   server=server.host_name)
+
+
+def _firewall(settings: Settings, plain_port: int, backends: tuple[Settings, ...]) -> Firewall | None:
+    """The server's firewall plan, or None where there is nothing to filter (loopback only) or the
+    operator keeps the firewall (redis_firewall false)."""
+    if not settings.exposed or not settings.firewall:
+        return None
+    tls = settings.tls
+    ports = tuple(p for p in (plain_port, tls.port if tls else 0) if p)
+    open_ports = tuple(p for p in ports if tls is None or p == tls.port or settings.allow_plaintext)
+    sources = [b.backend_address for b in backends if b.backend_address]
+    sources += [s for s in settings.firewall_allow if s not in sources]
+    return Firewall(ports=ports, open_ports=open_ports, sources=tuple(sources),
+                    backends=tuple(b.host_name for b in backends))
 
 
 def _exporter(settings: Settings) -> Exporter | None:
@@ -164,15 +219,27 @@ def _exporter(settings: Settings) -> Exporter | None:
     return Exporter(env_path=path, owner=settings.exporter_owner, tls_files=files, address=address)
 
 
-def resolve(settings: Settings, row: Row, admin_password: Secret) -> Target:
-    """The host's Target (see the module docstring)."""
+def resolve(settings: Settings, row: Row, admin_password: Secret, backends: tuple[Settings, ...] = ()) -> Target:
+    """A server's Target (see the module docstring); `backends`: the backend hosts naming it."""
     tls = _server_tls(settings, row)
+    plain_port = 0 if tls is not None and tls.only else settings.port
     return Target(
         name=settings.host_name, settings=settings, row=row, password=settings.password,
         admin_password=admin_password,
         layout=Layout(row.service, row.config_path, row.cli, row.data_dir),
         state_dir=STATE_DIR, cli_auth=f"{STATE_DIR}/cli.auth", backend_auth=f"{STATE_DIR}/backend.auth",
-        plain_port=0 if tls is not None and tls.only else settings.port,
-        local_address=_local_address(settings.bind), tls=tls,
+        plain_port=plain_port, local_address=_local_address(settings.bind), tls=tls,
         backend=_backend(settings, settings.password), exporter=_exporter(settings),
+        firewall=_firewall(settings, plain_port, backends), backend_hosts=tuple(b.host_name for b in backends),
+    )
+
+
+def resolve_backend(settings: Settings, server: Settings, password: Secret | None = None) -> Target:
+    """A backend host's Target: its `.env` and TLS files, from its server's settings and password
+    (`password`: another one than the server's current, e.g. the one a rotation moves to)."""
+    return Target(
+        name=settings.host_name, settings=settings, row=None, password=password or server.password,
+        admin_password=Secret(""), layout=None, state_dir=STATE_DIR, cli_auth="", backend_auth="",
+        plain_port=0, local_address="", tls=None,
+        backend=_backend(settings, password or server.password, server), exporter=None,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pyinfra import state as run_state
 from pyinfra.api import operation
 
-from . import acl, clients, prologue, report
+from . import acl, clients, firewall, prologue, report
 from .acl import ADMIN_USER
 from .hoststate import HostState, Server, answered, salted_sha256
 from .shell import fail_command
@@ -132,6 +132,21 @@ def env_problem(target: Target, state: HostState, salt: str) -> Problem | None:
     return None
 
 
+def firewall_problem(target: Target, state: HostState) -> Problem | None:
+    """The deploy's firewall rules are in force where the host manages them (see operations/firewall.py)."""
+    chosen, _ = firewall.tool(target, state)
+    if chosen == "nft" and state.firewall.table != firewall.mark(target.firewall):
+        what = "not the one the deploy wrote" if state.firewall.table else "not loaded"
+        ports = ", ".join(map(str, target.firewall.ports))
+        return Problem("firewall", f"the nftables table inet hsi_redis is {what}: TCP {ports} are not filtered "
+                       "as the settings say",
+                       f"run deploy.py again (it loads {firewall.NFT_FILE}); `systemctl status {firewall.UNIT}`")
+    if chosen == "firewalld" and not state.firewall.policy:
+        return Problem("firewall", "firewalld has no policy hsi-redis loaded",
+                       f"run deploy.py again; `firewall-cmd --info-policy=hsi-redis` (file {firewall.POLICY_FILE})")
+    return None
+
+
 def failures_since_last_run(seen: Server) -> int:
     """New auth failures since the previous run (all of them after a restart or a log reset)."""
     total = seen.acl_failures or 0
@@ -163,7 +178,7 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
         found["tls"] = {"port": target.tls.port, "via": seen.via, "only": target.tls.only,
                         "auth_clients": target.tls.auth_clients}
     problem = (server_problem(target, seen) or identity_problem(target, seen)
-               or env_problem(target, state, salt))
+               or env_problem(target, state, salt) or firewall_problem(target, state))
     if problem is None and counted.acl_failures is not None:
         since = failures_since_last_run(counted)
         found["auth_failures_since_last_run"] = since
@@ -201,7 +216,7 @@ def server_answers(target: Target, state: HostState, salt: str, changes: tuple =
 
         server_answers(name="Verify", target=target, state=state, salt=salt, changes=(configured,))
     """
-    if not run_state.is_executing:
+    if not run_state.is_executing or not target.serves:  # a backend host: backends.backend_answers
         return
     before = None
     if any(op.did_change() for op in changes):

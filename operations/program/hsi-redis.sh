@@ -2,7 +2,7 @@
 # shellcheck disable=SC2016,SC2046,SC2086,SC2015
 # (programs in single quotes; splitting is deliberate under set -f; `A && B || die` dies on any failure)
 # hsi-redis VERB [OPTIONS]: the host side of the hsi-redis deploy (program spec v1, issue 10).
-# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop
+# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall
 # Sent whole with every call (sh -c "<text>" hsi-redis VERB ...) or installed as /usr/local/sbin/hsi-redis.
 # The only code that talks to the server's CLI or guards data on a host. Output: key=value lines; a
 # failing verb says why on stderr (`hsi-redis: ...`) and exits 1; state and verify never fail. Passwords
@@ -25,11 +25,12 @@ sd=/etc/hsi-redis admin=hsi-admin service=redis-server config=/etc/redis/redis.c
 suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' envs='' envkeys='' pkgs='' units='' layouts=''
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
+noserver=0 fw=0 fwtool='' fwfile='' fwunit='' fwmark='' fwrm=''
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
   case $o in
-    --kernel|--enable|--apt-pinned|--dnf-candidates) v=1;;
+    --kernel|--enable|--apt-pinned|--dnf-candidates|--no-server|--firewall) v=1;;
     *) [ $# -ge 2 ] || bad "$o needs a value"; v=$2; shift;;
   esac
   shift
@@ -45,6 +46,8 @@ while [ $# -gt 0 ]; do
     --dnf-spec) dnfspec=$v;; --apt-pinned) pinned=1;; --selinux-type) setype=$v;;
     --selinux-tools) setools=$v;; --restart-files) rfiles=$v;; --enable) enable=1;;
     --restart-units) runits=$v;; --drop) drop=$v;; --sysctl) sysctl=$v;; --enable-units) eunits=$v;;
+    --no-server) noserver=1;; --firewall) fw=1;; --tool) fwtool=$v;; --fw-file) fwfile=$v;; --fw-unit) fwunit=$v;;
+    --fw-mark) fwmark=$v;; --remove) fwrm=$fwrm$v$NL;;
     *) bad "unknown option $o";;
   esac
 done
@@ -918,17 +921,81 @@ do_rotate() {
   echo "dropped=$((ro_n - 1))"
 }
 
+# write: a client host's files (a backend host's .env, CA, client pair), then --restart-units restarted
+do_write() {
+  read_bundle; write_entries all || exit 1
+  [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
+  for wr_u in $runits; do
+    svc try-restart "$wr_u" >/dev/null 2>&1 || die "restarting $wr_u failed"; echo "restarted_unit=$wr_u"
+  done
+}
+
+# -- firewall (issue 11): the server's ports admit loopback and the listed sources only. nft: our own
+# table, loaded atomically from our file (`table; delete table; table {...}` replaces it and nothing
+# else), kept across reboots by our own unit; firewalld: our own policy file, then a reload.
+FW_TABLE='inet hsi_redis'
+fw_mark() {  # the comment our loaded table carries, or -
+  fm=; ! command -v nft >/dev/null 2>&1 || fm=$(nft list table $FW_TABLE 2>/dev/null | sed -n 's/^[[:space:]]*comment "\(.*\)"$/\1/p')
+  echo "${fm:--}"
+}
+fw_policy() { firewall-cmd --get-policies 2>/dev/null | tr ' ' '\n' | grep -qx hsi-redis; }
+firewall_report() {
+  fr_c=$(awk '/^CapEff:/ { print $2 }' /proc/self/status 2>/dev/null); fr_c=${fr_c:-0000}
+  fr_c=$(( (0x${fr_c#"${fr_c%????}"} >> 12) & 1 ))  # CAP_NET_ADMIN
+  echo "firewall.cap=$fr_c"; echo "firewall.nft=$(command -v nft || echo -)"
+  fr_s=-; ! command -v firewall-cmd >/dev/null 2>&1 || fr_s=$(firewall-cmd --state 2>/dev/null || echo stopped)
+  echo "firewall.firewalld=$fr_s"
+  [ "$fr_s" != running ] || { fw_policy && echo firewall.policy=1 || echo firewall.policy=0; }
+  [ "$fr_c" = 0 ] || echo "firewall.table=$(fw_mark)"
+}
+do_firewall() {
+  case $fwtool in
+    nft)
+      read_bundle; write_entries all || exit 1
+      [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
+      command -v nft >/dev/null 2>&1 || die "nft is not installed (package nftables)"
+      fw_o=$(nft -f "$fwfile" 2>&1) || die "nft -f $fwfile failed: $(printf '%s\n' "$fw_o" | grep . | head -n 1)"
+      [ "$(fw_mark)" = "$fwmark" ] || die "the table $FW_TABLE does not carry '$fwmark' after loading $fwfile"
+      echo firewall=loaded
+      [ -z "$fwunit" ] || { svc enable "$fwunit" >/dev/null 2>&1 && svc start "$fwunit" >/dev/null 2>&1; } \
+        || die "could not enable and start $fwunit"
+      ;;
+    firewalld)
+      read_bundle; write_entries all || exit 1
+      fw_o=$(firewall-cmd --reload 2>&1) || die "firewall-cmd --reload failed: $(printf '%s\n' "$fw_o" | grep . | head -n 1)"
+      fw_policy || die "firewalld did not load the policy hsi-redis from $fwfile"
+      echo firewall=loaded;;
+    off)
+      if [ "$(fw_mark)" != - ]; then nft delete table $FW_TABLE || die "could not delete the table $FW_TABLE"; echo firewall=removed; fi
+      [ -z "$fwunit" ] || svc disable "$fwunit" >/dev/null 2>&1
+      fw_r=
+      IFS=$NL
+      for fw_f in $fwrm; do
+        IFS=$DIFS; [ -e "$fw_f" ] || continue
+        rm -f "$fw_f" || die "could not remove $fw_f"; echo "removed=$fw_f"; fw_r="$fw_r $fw_f"
+      done
+      IFS=$DIFS
+      case $fw_r in */firewalld/*) [ "$(firewall-cmd --state 2>/dev/null)" != running ] || firewall-cmd --reload >/dev/null 2>&1 \
+        || die "firewall-cmd --reload failed";; esac
+      case $fw_r in */systemd/*) svc daemon-reload >/dev/null 2>&1;; esac;;
+    *) die "--tool must be nft, firewalld or off";;
+  esac
+}
+
 record=0
 case $verb in
   state) record=1; host_report; [ -z "$pkgs$modules$seports" ] || packages_report; [ -z "$units" ] || units_report
-    [ "$kernel" = 0 ] || kernel_report; path_reports; choose_layout && server_report;;
-  verify) record=1; path_reports; choose_layout && server_report;;
+    [ "$kernel" = 0 ] || kernel_report; [ "$fw" = 0 ] || firewall_report; path_reports
+    [ "$noserver" = 1 ] || { choose_layout && server_report; };;
+  verify) record=1; [ "$fw" = 0 ] || firewall_report; path_reports; [ "$noserver" = 1 ] || { choose_layout && server_report; };;
   install) do_install;;
   apply) do_apply;;
   restart) need_cli; reach "$config"; secure_aof "$r_aof"; do_restart;;
   secure-aof) need_cli; secure_aof yes;;
   keep-last-good) need_cli; keep_last_good;;
   rotate|rotate-add|rotate-drop) do_rotate;;
-  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop)";;
+  write) do_write;;
+  firewall) do_firewall;;
+  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall)";;
 esac
 exit 0

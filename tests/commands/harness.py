@@ -15,7 +15,7 @@ import base64
 import runpy
 import subprocess
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 from unittest import mock
@@ -31,7 +31,16 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.context import ctx_host, ctx_state
 
 from operations import program, report, settings
-from operations.hoststate import EnvInfo, FileInfo, HostState, HostStateFact, Server, Unit, salted_sha256
+from operations.hoststate import (
+    EnvInfo,
+    FileInfo,
+    FirewallState,
+    HostState,
+    HostStateFact,
+    Server,
+    Unit,
+    salted_sha256,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "command-test-password-0123456789"
@@ -88,6 +97,7 @@ class HostFixture:
     kernel: dict[str, str] = field(
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
+    firewall: FirewallState = field(default_factory=FirewallState)   # what the read says when asked
 
     def state(self, request) -> HostState:
         os_id, version, like = OS_RELEASES[self.release]
@@ -128,7 +138,9 @@ class HostFixture:
             selinux_ports={p: t for p, t in self.port_types.items() if p in request.selinux_ports},
             units={u.removesuffix(".service"): self.units.get(u.removesuffix(".service"), self.unit_default)
                    for u in request.units},
-            files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
+            files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {},
+            server=self.server if request.server else Server(),
+            firewall=self.firewall if request.firewall else FirewallState(),
         )
 
 
@@ -228,6 +240,7 @@ class Result:
     report: dict[str, dict]
     commands: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # host -> (operation, text)
     facts: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)     # other facts (see `answer`)
+    sequence: list[tuple[str, str]] = field(default_factory=list)             # (host, verb) as executed
 
     def operations(self, host: str) -> list[str]:
         """The operations that sent a command to `host`, in order."""
@@ -288,6 +301,7 @@ def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py
     requests: dict[str, list] = {n: [] for n in names}
     commands: dict[str, list[tuple[str, str]]] = {n: [] for n in names}
     facts: dict[str, list[tuple[str, dict]]] = {n: [] for n in names}
+    sequence: list[tuple[str, str]] = []
     original_run = FakeConnector.run_shell_command
 
     def get_fact(self, cls, *args, **kwargs):
@@ -307,10 +321,13 @@ def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py
         call = parse_call(operation, command, stdin) if isinstance(command, StringCommand) else None
         if call is not None:
             calls[name].append(call)
-            _apply(fixtures[self.host.name], call)  # the simulated host now has what the call wrote
+            sequence.append((name, call.verb))
         else:
             other[name].append(str(command))
-        return original_run(self, command, print_output=print_output, print_input=print_input, **arguments)
+        done = original_run(self, command, print_output=print_output, print_input=print_input, **arguments)
+        if call is not None and done[0]:
+            _apply(fixtures[self.host.name], call)  # the simulated host now has what the call wrote
+        return done
 
     report_for_run = report.RunReport()
     with ExitStack() as stack:
@@ -329,7 +346,7 @@ def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py
                 raise
     return Result(calls=calls, other=other, requests=requests,
                   report={n.removeprefix("@fake/"): v for n, v in report_for_run.results.items()},
-                  commands=commands, facts=facts)
+                  commands=commands, facts=facts, sequence=sequence)
 
 
 def _apply(fixture: HostFixture, call: Call) -> None:
@@ -350,10 +367,19 @@ def _apply(fixture: HostFixture, call: Call) -> None:
     if call.verb == "install":
         for package in (call.option("packages") or "").split():
             fixture.installed[package] = fixture.candidate or "7.2.4"
+            if package == "nftables":
+                fixture.firewall = replace(fixture.firewall, nft="/usr/sbin/nft")
         if call.option("module-stream"):
             fixture.module_stream = call.option("module-stream").split(":")[1]
         for port in (call.option("selinux-ports") or "").split():
             fixture.port_types[int(port)] = call.option("selinux-type")
+    if call.verb == "firewall":
+        loaded = call.option("fw-mark") if call.option("tool") == "nft" else ""
+        fixture.firewall = replace(fixture.firewall, table=loaded or "", policy=call.option("tool") == "firewalld")
+        if call.option("fw-unit") and call.option("tool") == "nft":
+            fixture.units[call.option("fw-unit").removesuffix(".service")] = Unit("loaded", "active", "enabled")
+        for path in call.options.get("remove", []):
+            fixture.files.pop(path, None)
     if call.verb == "apply":
         fixture.restart_pending = False
         started = [call.option("service")] if call.flag("enable") else []
