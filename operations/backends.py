@@ -23,10 +23,32 @@ from pyinfra.context import ctx_state
 
 from . import clients, program, prologue, report, verify
 from .hoststate import HostState
+from .program import MergeEntry
 from .shell import fail_command
 from .target import Target
 
 SERVER_FIX = "fix the server (see its line in this summary), then run deploy.py again for both hosts"
+_STEPS = "_hsi_redis_steps"
+
+
+def remember(step: str, operation_meta) -> None:
+    """Keep the current host's operation of `step` for the other hosts of the run to look at once it ran
+    (e.g. the server's rotation, for its backend hosts)."""
+    steps = getattr(ctx_state.get(), _STEPS, None)
+    if steps is None:
+        steps = {}
+        setattr(ctx_state.get(), _STEPS, steps)
+    steps[(step, host.name)] = operation_meta
+
+
+def recall(step: str, name: str):
+    """The operation of `step` that host `name` was given in this run, or None."""
+    return getattr(ctx_state.get(), _STEPS, {}).get((step, name))
+
+
+def succeeded(step: str, name: str) -> bool:
+    meta = recall(step, name)
+    return meta is not None and meta.is_complete() and meta.did_succeed()
 
 
 def server_verdict(name: str) -> tuple[str, str]:
@@ -143,3 +165,83 @@ def backend_answers(target: Target, state: HostState, salt: str, changes: tuple 
     report.record(host.name, status="failed", failed_step="verify", kind=problem.kind,
                   problem=f"{problem.kind}: {problem.text}", fix=problem.fix, **found)
     yield fail_command(f"verify failed: {problem.kind}: {problem.text}. Fix: {problem.fix}")
+
+
+# -- rotation (rotate.py): the server adds the new password, then its backend hosts get it, then the
+# server drops the old one (operations/rotation.py)
+
+def _rotation_unfinished(server: str) -> bool:
+    """Whether the server's rotation step of this run left two passwords valid (added now, or kept)."""
+    meta = recall("rotate", server)
+    lines = meta.stdout_lines if meta is not None and meta.is_complete() else []
+    return any(line.strip() in ("added=1", "kept_old=1") for line in lines)
+
+
+def _server_rotated(target: Target):
+    """None when the server's rotation step ran in this run and succeeded; else the failing command."""
+    server = target.server_name
+    verdict, why = server_verdict(server)
+    if verdict == "absent":
+        return _fail(target, f"{why}: rotate.py must run on it too (its server accepts the new password only "
+                     "then); nothing was written", f"run rotate.py for {server} and this host together")
+    if verdict == "failed":
+        return _fail(target, f"server {server} failed: {why}", SERVER_FIX.replace("deploy.py", "rotate.py"))
+    if not succeeded("rotate", server):
+        return _fail(target, f"server {server} has not rotated yet in this run (--serial or --no-wait run hosts "
+                     "in their own order): run without them", "run rotate.py again without --serial/--no-wait")
+    return None
+
+
+@operation()
+def rotate_backend(target: Target, state: HostState, salt: str):
+    """
+    On a backend host, once its server accepts the new password: the `.env` gets it; the backend's unit
+    (redis_backend_unit) is restarted while the rotation is unfinished.
+
+    + target: the backend host's Target with the NEW password (a server's host: nothing here)
+    + state: the prologue's state read
+    + salt: the salt of that read
+
+    **Example:**
+
+    .. code:: python
+
+        rotate_backend(name="Backend host: the new password", target=new, state=state, salt=salt)
+    """
+    if target.serves:
+        host.noop("a server's own consumers are rotated with it")
+        return
+    if not run_state.is_executing:
+        return
+    failing = _server_rotated(target)
+    if failing is not None:
+        yield failing
+        return
+    unit = target.settings.backend_unit
+    writes = clients.env_differs(target, state, salt)
+    if clients.env_problem(target, state) is not None:
+        writes = False  # refused from the read: verification names the setting
+    # the server's step says whether this rotation is still open: a backend that already has the new
+    # password in its .env may still run with the old one (a run cut before its restart)
+    restart = bool(unit) and (writes or _rotation_unfinished(target.server_name))
+    # what the server's drop step (rotation.py) needs to know of this host
+    report.record(host.name, rotation="restarted" if restart or (unit and not writes) else
+                  ("written" if writes else "held"))
+    entries = [MergeEntry(target.backend.env_path, target.backend.lines, target.backend.owner,
+                          target.backend.group)] if writes else []
+    if not entries and not restart:
+        host.noop(f"{target.backend.env_path} holds the new password")
+        return
+    yield program.command("write", *program.options(restart_units=unit if restart else None),
+                          stdin=program.bundle(entries))
+
+
+def backend_has_new_password(name: str) -> tuple[bool, str]:
+    """(whether backend host `name` runs with the new password after this run's step, what it needs else)."""
+    if not succeeded("rotate-backend", name):
+        return False, f"{name} did not get the new password in this run"
+    done = report.of().entry(name).get("rotation")
+    if done in ("restarted", "held"):
+        return True, ""
+    return False, (f"the HSI backend on {name} (its .env holds the new password; set redis_backend_unit "
+                   "there to let rotate.py restart it)")
