@@ -28,11 +28,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pyinfra import host
-from pyinfra.api import operation
-from pyinfra.operations import python
-
 from pyinfra import state as run_state
+from pyinfra.api import operation
 from pyinfra.api.command import FunctionCommand
+from pyinfra.operations import python
 
 from . import backends, clients, configure, credentials, program, report, settings, verify
 from .hoststate import HostState, salted_sha256
@@ -53,8 +52,8 @@ def new_target(target: Target) -> Target:
         server = settings.load_all(host.state.inventory)[target.server_name]
         return resolve_backend(target.settings, server, new_password(server))
     conf = replace(target.settings, password=new_password(target.settings))
-    server_backends = tuple(settings.backends_of(host.state.inventory, target.name))
-    return resolve(conf, target.row, target.admin_password, server_backends)
+    new = resolve(conf, target.row, target.admin_password)
+    return replace(new, firewall=target.firewall, backend_hosts=target.backend_hosts)
 
 
 def consumers(target: Target) -> tuple[list[str], list[str]]:
