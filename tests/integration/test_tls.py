@@ -209,7 +209,12 @@ def test_tls_port_change_then_tls_off_keep_the_data(tls_host, tls_runner, pki):
     assert tls_cli(tls_host, "get", "hsi:tls:key", port=6390) == "kept"
     assert "Connection refused" in tls_cli(tls_host, "ping", port=6380)
 
-    off = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False)
+    # TLS off on a server that listens beyond loopback: refused before anything changes, unless plain
+    # text on the network is allowed on purpose (issue 11)
+    refused = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False)
+    assert refused.returncode != 0 and "redis_allow_plaintext" in refused.output, refused.output
+    assert tls_cli(tls_host, "get", "hsi:tls:key", port=6390) == "kept"
+    off = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False, redis_allow_plaintext=True)
     assert off.returncode == 0, off.output
     assert off.host(tls_host)["status"] == "ok"
     assert tls_host.redis_cli("get", "hsi:tls:key", password=PASSWORD) == "kept"
