@@ -260,46 +260,73 @@ fi
 [ "$own" = - ] || chown "$own" "$new"
 case $grp in -) ;; \?*) chgrp "${grp#?}" "$new" 2>/dev/null || :;; *) chgrp "$grp" "$new";; esac
 chmod "$mode" "$new"; mv -fT "$new" "$t"; trap - EXIT; echo changed'
-# The .env merge, read as python-dotenv reads: a line assigning an owned key (KEY=, export KEY=, blanks
-# around =) is replaced in place, later ones dropped, missing keys appended, other lines kept byte for
-# byte (CRLF kept). A quoted owned key, or an owned value whose quote does not close on its line, is
-# refused; lines inside another key's multi-line value are not assignments. Input: wanted lines, then
+# The .env merge. The file is parsed as python-dotenv (the backend's reader) parses it, binding by
+# binding (a quoted value may span lines; a backslash escapes any character). A binding of an owned key
+# on one line is replaced in place, later ones dropped, missing keys appended; every other line is kept
+# byte for byte. A replaced line keeps its line ending, appended lines take the last line's. Refused
+# (nothing changed), where python-dotenv and the merge, or another reader, could disagree: a quoted owned
+# key, an owned key without `=`, an owned value spanning lines, an owned key assigned inside another
+# key's multi-line value, whitespace other than blanks and tabs around an owned key (form feed, vertical
+# tab, Unicode spaces: python-dotenv skips them), a quote that never closes (the appended lines would
+# close it), a bare carriage return (python-dotenv ends the line there). Input: the wanted lines, then
 # the file; with scan="K1 K2" only the file: prints `crlf 0|1`, `key KEY LINE`, `bad LINE REASON`.
 MERGE_AWK='
-function closes(s, q,   i, c, p) {
-  p = ""; for (i = 1; i <= length(s); i++) { c = substr(s, i, 1); if (c == q && p != "\\") return i; p = c }
+function cl(s, q,   i, c) {
+  for (i = 1; i <= length(s); i++) { c = substr(s, i, 1); if (c == "\\") i++; else if (c == q) return i }
   return 0
+}
+function adv(k,   t) { t = substr(T, p, k); p += k; ln += gsub(/\n/, "", t) }
+function at(re) { return match(substr(T, p), re) }
+function odd() { if (substr(T, p, RLENGTH) ~ /\f/) o = 1; adv(RLENGTH) }
+function own(s,   k) {
+  sub(/^[ \t\f]*(export[ \t\f]+)?["\047]?/, "", s)
+  if (!match(s, /^[^=# \t\f"\047]+/)) return 0
+  k = substr(s, 1, RLENGTH)
+  return substr(s, RLENGTH + 1) ~ /^["\047]?[ \t\f]*=/ && k in want
 }
 scan == "" && FILENAME == ARGV[1] { k = $0; sub(/=.*/, "", k); want[k] = $0; order[++nw] = k; next }
 { L[++n] = $0 }
 END {
   sq = "\047"; dq = "\""
   if (scan != "") { nw = split(scan, order, " "); for (i = 1; i <= nw; i++) want[order[i]] = "" }
-  cr = 0; for (i = 1; i <= n; i++) if (L[i] ~ /\r$/) cr = 1
   for (i = 1; i <= n; i++) {
-    if (i <= cont) continue
-    s = L[i]; sub(/\r$/, "", s); sub(/^[ \t]*(export[ \t]+)?/, "", s); k = ""; qk = 0
-    if (substr(s, 1, 1) == sq) {
-      if (match(s, "^" sq "[^" sq "]+" sq)) { k = substr(s, 2, RLENGTH - 2); qk = 1; s = substr(s, RLENGTH + 1) }
-    } else if (match(s, /^[^=# \t]+/)) {
-      k = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
-      if (length(k) > 2 && substr(k, 1, 1) == dq && substr(k, length(k)) == dq) { k = substr(k, 2, length(k) - 2); qk = 1 }
+    s = L[i]; sub(/\r$/, "", s); if (index(s, "\r")) why[i] = "carriage-return"
+    gsub(/\302[\205\240]|\341\232\200|\342\200[\200-\212\250\251\257]|\342\201\237|\343\200\200|[\v\034-\037]/, "\f", s)
+    P[i] = s; T = T s "\n"
+  }
+  sub(/^\357\273\277/, "", T); p = 1; ln = 1
+  while (p <= length(T)) {
+    at("^[ \t\f\n]*"); w = substr(T, p, RLENGTH); adv(RLENGTH)
+    if (p > length(T)) break
+    sub(/.*\n/, "", w); o = w ~ /\f/; b = ln; k = ""; qk = 0; e = 0; v = 0
+    if (at("^export[ \t\f]+")) odd()
+    c = substr(T, p, 1)
+    if (c == "#") k = "#"
+    else if (c == sq) { if (at("^" sq "[^" sq "]+" sq)) { k = substr(T, p + 1, RLENGTH - 2); qk = 1; adv(RLENGTH) } else e = 2 }
+    else if (at("^[^=# \t\f\n]+")) { k = substr(T, p, RLENGTH); adv(RLENGTH) } else e = 1
+    if (!e && k != "#") {
+      at("^[ \t\f]*"); odd()
+      if (substr(T, p, 1) == "=") {
+        v = 1; at("^=[ \t\f]*"); x = RLENGTH; odd(); c = substr(T, p, 1)
+        if (c == sq || c == dq) { j = cl(substr(T, p + 1), c); if (j) adv(j + 1); else e = 2 }
+        else if (x == 1 || c != "#") { at("^[^\n]*"); adv(RLENGTH) }
+      }
     }
-    if (k == "" || !match(s, /^[ \t]*=[ \t]*/)) continue
-    v = substr(s, RLENGTH + 1); q = substr(v, 1, 1); open = 0
-    if ((q == dq || q == sq) && !closes(substr(v, 2), q)) {
-      open = 2
-      for (j = i + 1; j <= n; j++) { t = L[j]; sub(/\r$/, "", t); if (closes(t, q)) { cont = j; open = 1; break } }
+    if (!e) { if (at("^[ \t\f]*#[^\n]*")) adv(RLENGTH); if (at("^[ \t\f]*\n")) adv(RLENGTH); else e = 1 }
+    if (e) { at("^[^\n]*\n?"); adv(RLENGTH) }
+    z = ln - 1
+    if (!qk && k ~ /^".+"$/) { k = substr(k, 2, length(k) - 2); qk = 1 }
+    if (e == 2) why[b] = "unterminated-quote"
+    else if (k in want) {
+      if (qk) why[b] = "quoted-key"; else if (z > b) why[b] = "multi-line-value"
+      else if (!v && !e) why[b] = "no-equals"; else if (o) why[b] = "odd-whitespace"
+      else if (!(b in why)) owned[b] = k
     }
-    if (!(k in want)) continue
-    if (qk) why[i] = "quoted-key"
-    else if (open == 1) why[i] = "multi-line-value"
-    else if (open == 2) why[i] = "unterminated-quote"
-    else owned[i] = k
+    for (i = b + 1; i <= z; i++) if (own(P[i])) why[i] = "inside-multi-line-value"
   }
   if (scan != "") {
-    print "crlf", cr
-    for (i = 1; i <= n; i++) if (i in owned) print "key", owned[i], i; else if (i in why) print "bad", i, why[i]
+    print "crlf", (L[n] ~ /\r$/) ? 1 : 0
+    for (i = 1; i <= n; i++) if (i in why) print "bad", i, why[i]; else if (i in owned) print "key", owned[i], i
     exit 0
   }
   for (i = 1; i <= n; i++) if (i in why) {
@@ -307,11 +334,11 @@ END {
     bad = 1
   }
   if (bad) exit 3
-  e = cr ? "\r" : ""
   for (i = 1; i <= n; i++) {
-    if (i in owned) { k = owned[i]; if (!(k in done)) { print want[k] e; done[k] = 1 }; continue }
-    print L[i]
+    if (!(i in owned)) print L[i]
+    else if (!(owned[i] in done)) { print want[owned[i]] (L[i] ~ /\r$/ ? "\r" : ""); done[owned[i]] = 1 }
   }
+  e = (L[n] ~ /\r$/) ? "\r" : ""
   for (i = 1; i <= nw; i++) if (!(order[i] in done)) print want[order[i]] e
 }'
 
