@@ -200,9 +200,9 @@ chain() {
       [ "$ch_t" = $((040000)) ] || { w=unsafe w_why="$ch_d is not a directory"; break; }
       if [ "$ch_u" != 0 ]; then
         if [ "$w" = root ]; then w=$ch_n
-        elif [ "$w" != "$ch_n" ]; then w=unsafe w_why="$ch_d belongs to $ch_n inside a directory $w controls"; break
+        elif [ "$w" != "$ch_n" ]; then w_why="$ch_d belongs to $ch_n inside a directory $w controls" w=unsafe; break
         fi
-      elif [ "$w" != root ]; then w=unsafe w_why="$ch_d belongs to root inside a directory $w controls"; break
+      elif [ "$w" != root ]; then w_why="$ch_d belongs to root inside a directory $w controls" w=unsafe; break
       fi
       if [ $((ch_m & 022)) != 0 ]; then
         [ $((ch_m & 01000)) != 0 ] || { w=unsafe w_why="$ch_d is writable by its group or others"; break; }
@@ -221,9 +221,9 @@ staged() {  # DIR: DIR is a plain directory others cannot write, on the state di
   [ -d "$1" ] && [ ! -L "$1" ] && [ -n "$tmp" ] || return 1
   set -- "$1" $(stat -c '%a %d' "$1" "$tmp")
   [ $((0$2 & 002)) = 0 ] && [ "$3" = "$5" ] || return 1
-  sg_w=$w sg_why=$w_why; chain "${1%/*}/"
+  sg_w=$w sg_why=$w_why sg_d=$w_dir; chain "${1%/*}/"
   [ "$w" = root ] && return 0
-  w=$sg_w w_why=$sg_why; return 1
+  w=$sg_w w_why=$sg_why w_dir=$sg_d; return 1
 }
 as_w() {  # CMD...: run CMD as the writer $w
   [ "$w" != root ] || { "$@"; return; }
@@ -396,7 +396,7 @@ is_rfile() {  # the current entry is a file the server reads
 # its directory. Sets e_res; 1 (said why) when refused.
 entry() {
   en_op=$1 en_src=${2:-$tmp/$e_i} en_d=${e_p%/*}; [ -n "$en_d" ] || en_d=/
-  chain "$en_d"; en_stage=''
+  chain "$en_d"; en_stage='' en_r=$ch_p  # en_r: through the links root controls (missing parts made there)
   # a whole file in a directory only the server's user or group controls (/etc/redis on Debian), its
   # parents root's: staged in root's own directory and renamed in, with its owner and mode already set
   if [ "$w" != root ] && [ "$e_k" = file ] && staged "$en_d"; then w=root en_stage=$tmp; fi
@@ -404,13 +404,15 @@ entry() {
   [ ! -L "$e_p" ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
   en_named=$e_u
   if [ "$e_k" = merge ]; then
+    # an existing file keeps owner, group and mode (others' and exec bits dropped); a new one is the
+    # writer's, 0600 (0640 for a named group); a named owner brings its login group
+    en_m=600 en_o=$w en_g=-; [ "$e_g" = - ] || en_m=640
     if [ -f "$e_p" ]; then
       set -- $(stat -c '%a %U %G' "$e_p"); en_m=$(printf '%o' $((0$1 & 0660))) en_o=$2 en_g="?$3"
-    else
-      [ -d "$en_d" ] && set -- $(stat -c '%U %G' "$en_d") || set -- "$w" -
-      en_m=600 en_o=$1 en_g=$2; [ "$w" = root ] || en_o=$w
+      [ "$w" = root ] || [ "$2" = "$w" ] || { say "$e_p belongs to $2, but $w controls its directory: written as $w, it would be taken from its owner; run chown $w $e_p (or make the directory root's): refused"; return 1; }
     fi
-    [ "$e_u" = - ] || en_o=$e_u; [ "$e_g" = - ] || en_g=$e_g
+    [ "$e_u" = - ] || { en_o=$e_u; en_g=$(id -gn "$e_u") || { say "$e_p: no user $e_u"; return 1; }; }
+    [ "$e_g" = - ] || en_g=$e_g
   else
     en_m=$(printf '%o' $((0$e_m))) en_o=$e_u en_g=$e_g
   fi
@@ -420,7 +422,7 @@ entry() {
     en_o=-
   fi
   case $en_g in '?'|'?-') en_g=-;; esac
-  if [ "$en_op" = write ]; then mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
+  if [ "$en_op" = write ]; then mkdirs "$en_r" || { say "$e_p: cannot create $en_d"; return 1; }
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0
   fi
   e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$en_op" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" \
