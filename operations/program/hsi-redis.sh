@@ -641,12 +641,20 @@ sec == "info" {
   p = index($0, ":"); if (p) { k = substr($0, 1, p - 1); if (k in want) print "info." k "=" substr($0, p + 1); if (k == "run_id") run = substr($0, p + 1) }
   next
 }
-sec == "conf" { if ($0 !~ /^ERROR,/) { n = csv($0); for (i = 1; i < n; i += 2) print "conf." T[i] "=" T[i + 1] }; next }
+sec == "conf" {
+  if ($0 !~ /^ERROR,/) { n = csv($0); for (i = 1; i < n; i += 2) { print "conf." T[i] "=" T[i + 1]; if (T[i] == "acllog-max-len") mx = T[i + 1] + 0 } }
+  next
+}
+function entry() { if (lr == "auth") { sum += lc; if (since >= 0 && la + 1 < since) rec += lc }; lr = "" }
 sec == "acl" {
   acl = 1; if ($0 ~ /^ERROR,/) { acl = 0; next }
-  n = csv($0); for (i = 1; i < n; i += 2) { if (T[i] == "count") c = T[i + 1]; else if (T[i] == "reason" && T[i + 1] == "auth") sum += c }
+  n = csv($0)
+  for (i = 1; i < n; i += 2) { v = T[i + 1]; if (T[i] == "count") { entry(); lc = v; ne++ } else if (T[i] == "reason") lr = v; else if (T[i] == "age-seconds") la = v }
 }
-END { print "keys=" keys + 0; print "persistent=" keys - ex; print "#acl " (acl ? sum + 0 : "-") " " (run == "" ? "-" : run) }'
+END {
+  entry(); print "keys=" keys + 0; print "persistent=" keys - ex
+  print "#acl " (acl ? sum + 0 : "-") " " (run == "" ? "-" : run) " " rec + 0 " " (mx > 0 && ne >= mx ? 1 : 0)
+}'
 BACKEND_AWK=$CSV_FN'
 /^AUTH failed/ { a = $0; next } { n = csv($0); r[++i] = (T[1] == "ERROR" && n > 1) ? T[2] : T[1] }
 END { print "backend.ping=" (a == "" ? r[1] : a); print "backend.flushall=" r[3]; print "backend.config_set=" r[6] }'
@@ -662,13 +670,18 @@ server_report() {  # the server part of state/verify (record=1: moves the auth-f
   pick; sr_auth=PONG; [ "$ident" != refused ] || sr_auth=$p_reply
   printf 'server.auth=%s\nserver.identity=%s\n' "$sr_auth" "$ident"
   if [ "$ident" != refused ]; then
+    # seconds since the last recorded run: a full ACL LOG drops old entries, so its new failures are those
+    # in entries updated since then (whole seconds)
+    sr_s=$(head -n 1 "$sd/auth-failures" 2>/dev/null | cut -d ' ' -f 3)
+    case $sr_s in ''|*[!0-9]*) sr_s=-1;; *) sr_s=$(($(date +%s) - sr_s));; esac
     sr_o=$(printf '%s\n' 'ECHO @@info' INFO 'ECHO @@conf' 'CONFIG GET maxmemory' 'CONFIG GET maxmemory-policy' \
       'CONFIG GET appendonly' 'CONFIG GET appendfsync' 'CONFIG GET dir' 'CONFIG GET port' 'CONFIG GET tls-port' \
-      'ECHO @@acl' 'ACL LOG 100000' 'ECHO @@end' | ask --csv | awk "$STATE_AWK")
+      'CONFIG GET acllog-max-len' 'ECHO @@acl' 'ACL LOG 100000' 'ECHO @@end' | ask --csv | awk -v since="$sr_s" "$STATE_AWK")
     printf '%s\n' "$sr_o" | grep -v '^#'
     set -- $(printf '%s\n' "$sr_o" | sed -n 's/^#acl //p')
     echo "acl.failures=$1"
     if [ "$1" != - ]; then
+      printf 'acl.recent=%s\nacl.full=%s\n' "$3" "$4"
       [ ! -s "$sd/auth-failures" ] || echo "acl.previous=$(head -n 1 "$sd/auth-failures")"
       [ "$record" = 0 ] || [ ! -d "$sd" ] || { sr_t=$(mktemp "$sd/.auth-failures.XXXXXX") \
         && echo "$2 $1 $(date +%s)" > "$sr_t" && mv -f "$sr_t" "$sd/auth-failures"; }
