@@ -918,14 +918,21 @@ do_rotate() {
         echo "restarted_unit=$ro_u"
       done
     fi
-    [ "$drop" = 1 ] || { [ "$ro_n" -le 1 ] || echo kept_old=1; return 0; }
+    # a consumer must be restarted by hand first: the notice (root 0600) says for which password the
+    # operator was told; the state read shows it to the next run, which may then drop the old one
+    if [ "$drop" = 0 ]; then
+      [ "$ro_n" -gt 1 ] || return 0
+      ro_t=$(mktemp "$sd/.notice.XXXXXX") && echo "$ro_sha" > "$ro_t" && mv -fT "$ro_t" "$sd/rotation-notice" \
+        || { rm -f "$ro_t"; die "cannot write $sd/rotation-notice; the old password stays valid"; }
+      echo kept_old=1; return 0
+    fi
   fi
   # 4. one atomic command leaves only the new password
-  [ "$ro_n" -gt 1 ] || return 0
+  [ "$ro_n" -gt 1 ] || { rm -f "$sd/rotation-notice"; return 0; }
   pong_as "$ro_new" || die "the server does not accept the new password: run the rotation again"
   setuser 'resetpass '; pong_as "$ro_new" || die "the server does not accept the new password after dropping the old"
   [ -z "$ro_old" ] || [ "$ro_old" = "$ro_new" ] || ! pong_as "$ro_old" || die "the old password still works after dropping it"
-  echo "dropped=$((ro_n - 1))"
+  rm -f "$sd/rotation-notice"; echo "dropped=$((ro_n - 1))"
 }
 
 record=0
