@@ -250,7 +250,7 @@ if [ -L "$t" ] || { [ -e "$t" ] && [ ! -f "$t" ]; }; then
 new=$(mktemp "${8:-$d}/.${t##*/}.hsi-XXXXXX"); trap "rm -f \"\$new\"" EXIT
 if [ "$kind" = merge ]; then cur=/dev/null; [ ! -f "$t" ] || cur=$t; awk -v f="$t" "$7" - "$cur" > "$new"
 else cat > "$new"; fi
-same=0; [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(sha256sum < "$t")" ] || same=1
+same=0; [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(dd if="$t" iflag=nofollow,nonblock status=none 2>/dev/null | sha256sum)" ] || same=1
 if [ "$op" = check ]; then [ $same = 1 ] && echo same || echo differs; exit 0; fi
 if [ $same = 1 ]; then
   set -- $(stat -c "%a %U %G" "$t")

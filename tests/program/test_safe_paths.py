@@ -280,3 +280,32 @@ def test_deploy_owned_files_that_are_links_are_refused_and_their_targets_untouch
     assert (fingerprint(server_ca), fingerprint(secret)) == before
     assert all(os.path.islink(tls / name) for name in ("ca.crt", "client.key"))
 
+
+
+@pytest.mark.parametrize("swap", ["fifo", "link"])
+def test_a_staged_file_swapped_before_roots_comparison_is_neither_followed_nor_waited_on(trusted, swap):
+    """A whole file right in the user's directory (parents root's) is staged in root's own directory and
+    renamed in. Root compares the current file first: a link or a FIFO the user swaps in just then is read
+    without following it and without waiting (a FIFO would hang the run), then replaced by the file."""
+    from .conftest import Host, _kill_servers, free_port, run_program
+
+    h = Host(trusted / "h", free_port())
+    secret = secret_file(trusted)
+    os.utime(secret, (1_600_000_000, 1_700_000_000))  # atime before mtime: any read moves it (relatime)
+    backend = users_dir(trusted)
+    target = backend / "ca.crt"
+    target.write_text("old\n")
+    make = f"mkfifo {target}" if swap == "fifo" else f"ln -s {secret} {target}"
+    # mktemp runs (as root, in the stage) between the checks and the comparison read
+    env = spies(trusted / "spies", trusted / "calls.log", tools=("mktemp",),
+                extra={"mktemp": f'case "$*" in *.ca.crt.hsi-*) rm -f {target}; {make};; esac'})
+    try:
+        r = run_program("apply", *h.common(), stdin=bundle(("file", "0644", "root", "root", "after", str(target),
+                                                             "CA\n")),
+                        env={"HSI_REDIS_SERVICE_CTL": "/bin/false", **env}, timeout=20)
+    finally:
+        _kill_servers(h.fake)
+    assert r.code == 0, r.err
+    assert not target.is_symlink() and target.read_text() == "CA\n" and listing(backend)["ca.crt"][0] == 0
+    assert os.stat(secret).st_atime == 1_600_000_000, "root read the link's target"
+    assert fingerprint(secret)[0] == hashlib.sha256(b"root-only admin secret\n").hexdigest()
