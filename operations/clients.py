@@ -21,7 +21,7 @@ def owner(state: HostState, directory: str, user: str | None, group: str | None)
     """Who a client file belongs to: the settings' user (and group), else the directory's owner (a
     service user's own directory keeps its files), else root for a directory the deploy creates."""
     if user:
-        return user, group or user
+        return user, group or "-"  # the program gives it the owner's login group
     found = state.dirs.get(directory)
     if found is not None and found.exists:
         return found.user, group or found.group
@@ -34,10 +34,11 @@ def _tls_entries(target: Target, state: HostState, files: ClientFiles | None, us
         return []
     tls = target.settings.tls
     owner_, grp = owner(state, files.dir, user, group)
-    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, AFTER)]
+    flags = (*AFTER, "owndir")  # a directory the deploy creates for them is theirs (0750)
+    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, flags)]
     if tls.mtls:
-        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, owner_, grp, AFTER),
-                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o600, owner_, grp, AFTER)]
+        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, owner_, grp, flags),
+                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o600, owner_, grp, flags)]
     return entries
 
 
@@ -55,11 +56,54 @@ def env_problem(target: Target, state: HostState) -> str | None:
     if info.file.writer == "unsafe":
         return (f"redis_backend_env_path: a directory on the way to {backend.env_path} is writable by "
                 "other users; the deploy will not write there")
+    writer, directory = info.file.writer, _parent(backend.env_path)
+    if writer != "root":  # a user controls the directory: the program writes there as that user only
+        if backend.owner and backend.owner != writer:
+            return (f"redis_backend_env_owner is {backend.owner}, but {directory} is controlled by {writer}: the "
+                    f"deploy writes {backend.env_path} there only as {writer}, so it would belong to {writer}; set "
+                    f"redis_backend_env_owner to {writer} (or unset it), or make the directory root's")
+        if info.file.kind == "f" and info.file.user != writer:
+            return (f"redis_backend_env_path: {backend.env_path} belongs to {info.file.user}, but {directory} is "
+                    f"controlled by {writer}: the deploy writes there only as {writer}, which would take the file "
+                    f"from its owner; run `chown {writer} {backend.env_path}` or make the directory root's")
     if info.bad:
-        where = ", ".join(f"line {n} ({why})" for n, why in info.bad)
+        where = "; ".join(f"{backend.env_path} line {n}: {why}" for n, why in info.bad)
         return (f"redis_backend_env_path: {backend.env_path}: the merge cannot read the REDIS_* keys "
-                f"unambiguously: {where}; fix those lines by hand and run again")
+                f"unambiguously ({where}); fix those lines by hand and run again")
     return None
+
+
+def _dir_problem(setting: str, directory: str, info, owner: str | None, owner_setting: str) -> str | None:
+    if info.kind == "l" and info.user != "root":
+        return f"{setting}: {directory} is a symbolic link {info.user} controls; the deploy will not write through it"
+    if info.writer == "unsafe":
+        return (f"{setting}: a directory on the way to {directory} is writable by other users (or two users "
+                "control it); the deploy will not write there")
+    if owner and info.writer not in ("root", owner):
+        return (f"{owner_setting} is {owner}, but {directory} is controlled by {info.writer}: the files there "
+                f"would belong to {info.writer}; set {owner_setting} to {info.writer} (or leave it unset)")
+    return None
+
+
+def dir_problems(target: Target, state: HostState) -> dict[str, str]:
+    """The client directories that cannot be written safely: {directory: why (naming the setting)}."""
+    backend, exporter = target.backend, target.exporter
+    checks = []
+    if backend is not None and backend.tls_files is not None:
+        checks.append(("redis_tls_backend_dir", backend.tls_files.dir, backend.owner, "redis_backend_env_owner"))
+    if exporter is not None:
+        checks.append(("redis_exporter_env_path", _parent(exporter.env_path), exporter.owner,
+                       "redis_exporter_owner"))
+        if exporter.tls_files is not None:
+            checks.append(("redis_exporter_env_path", exporter.tls_files.dir, exporter.owner,
+                           "redis_exporter_owner"))
+    found = {}
+    for setting, directory, owner, owner_setting in checks:
+        info = state.dirs.get(directory)
+        why = _dir_problem(setting, directory, info, owner, owner_setting) if info is not None else None
+        if why:
+            found[directory] = why
+    return found
 
 
 def env_differs(target: Target, state: HostState, salt: str) -> bool:
@@ -71,8 +115,9 @@ def env_differs(target: Target, state: HostState, salt: str) -> bool:
         return True
     if info.file.mode & 0o007:
         return True  # the merge tightens it
-    wanted = (backend.owner or info.file.user, backend.group or backend.owner or info.file.group)
-    return (info.file.user, info.file.group) != wanted
+    if backend.owner and info.file.user != backend.owner:
+        return True
+    return bool(backend.group) and info.file.group != backend.group
 
 
 def password_entries(target: Target, state: HostState) -> list:
@@ -97,7 +142,8 @@ def entries(target: Target, state: HostState, salt: str) -> list:
     found: list = []
     for entry in password_entries(target, state):
         if isinstance(entry, MergeEntry):
-            if env_differs(target, state, salt):
+            # refused from the read (verification then fails the host naming the setting): never sent
+            if env_differs(target, state, salt) and env_problem(target, state) is None:
                 found.append(entry)
         elif not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
             found.append(entry)
@@ -106,7 +152,9 @@ def entries(target: Target, state: HostState, salt: str) -> list:
         tls += _tls_entries(target, state, target.backend.tls_files, target.backend.owner, target.backend.group)
     if target.exporter is not None:
         tls += _tls_entries(target, state, target.exporter.tls_files, target.exporter.owner, None)
-    return found + [e for e in tls if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    found += [e for e in tls if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    unsafe = dir_problems(target, state)  # held back: verification fails the host naming the setting
+    return [e for e in found if _parent(e.path) not in unsafe]
 
 
 def paths(target: Target) -> list[str]:

@@ -26,7 +26,9 @@ def provision():
     target, state, salt = prepared.target, prepared.state, prepared.salt
     changes: tuple = ()
     if not target.verify_only:
-        installed = install.server_package(name="Install the server", target=target, state=state, salt=salt)
+        source = " from packages.redis.io" if target.row.source == "upstream" else ""
+        installed = install.server_package(name=f"Install the server{source}", target=target, state=state,
+                                           salt=salt)
         configured = configure.server(name="Configure and run the server (TLS, redis.conf, service, clients)",
                                       target=target, state=state, salt=salt)
         changes = (installed, configured)

@@ -108,8 +108,9 @@ class FileInfo:
         return self.kind != "-"
 
     def same(self, salt: str, content: bytes | str, mode: int, user: str, group: str) -> bool:
+        """Whether the file is exactly this (`group` "-": the owner's login group, whatever it is)."""
         return (self.kind == "f" and self.sha == salted_sha256(salt, content) and self.mode == mode
-                and (self.user, self.group) == (user, group))
+                and self.user == user and group in ("-", self.group))
 
 
 MISSING = FileInfo("-")
@@ -269,6 +270,8 @@ _SERVER_TEXT = {"server.active": "active", "server.enabled": "enabled", "server.
 _SERVER_INT = {"server.layout": "layout", "server.port": "port", "server.tls_port": "tls_port", "keys": "keys",
                "persistent": "persistent", "acl.recent": "acl_recent"}
 _SERVER_OPTIONAL_INT = {"acl.failures": "acl_failures", "data.rdb": "data_rdb", "data.aof": "data_aof"}
+# The kernel values the program reports, under their own names (`vm.overcommit_memory=1`).
+KERNEL_KEYS = ("vm.overcommit_memory", "net.core.somaxconn", "thp")
 _TOP_TEXT = {"os_id": "os_id", "os_version": "os_version", "os_like": "os_like", "container": "container",
              "pm": "pm", "selinux": "selinux", "program": "program_sha"}
 
@@ -324,8 +327,8 @@ def parse(lines: list[str]) -> HostState:
         elif key == "envbad":
             index, lineno, reason = value.split(" ", 2)
             env_bad.setdefault(int(index), []).append((int(lineno), reason))
-        elif key.startswith("kernel."):
-            top["kernel"][key[len("kernel."):]] = value.strip()
+        elif key in KERNEL_KEYS:
+            top["kernel"][key] = value.strip()
         elif key.startswith("info."):
             server["info"][key[len("info."):]] = value.strip()
         elif key.startswith("conf."):

@@ -117,7 +117,8 @@ def server_package(target: Target, state: HostState, salt: str):
     if row.package_manager == "apt":
         options.update(update_max_age=APT_CACHE_SECONDS, apt_pinned=row.source == "upstream")
     else:
-        options.update(module_stream=row.module_stream or None,
+        # the stream only when the read found another (or none) enabled: `dnf module list` costs seconds
+        options.update(module_stream=row.module_stream if stream_missing else None,
                        dnf_spec=repository.rpm_spec(target.settings.upstream_version)
                        if row.source == "upstream" and missing else None)
     if ports:

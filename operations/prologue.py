@@ -84,6 +84,17 @@ def read_state(conf: settings.Settings, server_only: bool = False) -> tuple[Host
     return (found if isinstance(found, HostState) else HostState(errors=("the state read failed",))), salt
 
 
+def candidate(row: rows.Row, state: HostState) -> str:
+    """The package version dnf/apt would install now, or "" when it says nothing about the row: dnf tells
+    the candidate of the module stream enabled now, and a row that enables another stream first
+    (EL9: redis:7 over the default 6.2) installs from that one (the table's version counts then)."""
+    if row.module_stream:
+        module, _, stream = row.module_stream.partition(":")
+        if state.modules.get(module) != stream:
+            return ""
+    return state.candidate(row.packages[0])
+
+
 def _fail(step: str, problem: str) -> None:
     report.record(current_host.name, status="failed", failed_step=step, problem=problem)
     shell.fail_host(name=f"Check the {step}", message=problem)
@@ -111,7 +122,7 @@ def prepare() -> Prepared | None:
         _fail("platform", "systemd is not running on this host (PID 1); the service cannot be managed")
         return None
     package = row.packages[0]
-    chosen, problem, warnings = sources.choose(conf, row, state.installed(package), state.candidate(package))
+    chosen, problem, warnings = sources.choose(conf, row, state.installed(package), candidate(row, state))
     for warning in warnings:
         report.warn(current_host.name, warning)
     if problem:

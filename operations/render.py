@@ -7,7 +7,6 @@ repository's top-level `templates/`); a checkout that is not installed reads the
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -23,13 +22,8 @@ HEADER = "# Managed by hsi-redis: changes made here are replaced on the next run
 
 
 def _template_dir() -> Path:
-    try:
-        packaged = resources.files("operations.templates")
-        if packaged.joinpath("redis.conf.j2").is_file():
-            return Path(str(packaged))
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "templates"
+    packaged = Path(__file__).resolve().parent / "templates"   # an installed package (wheel)
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "templates"
 
 
 @functools.cache

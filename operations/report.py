@@ -51,20 +51,21 @@ _FIXES = (
      None,
      "fix the host's apt sources (`apt-get update` on the host shows the error; see /etc/apt/sources.list "
      "and /etc/apt/sources.list.d/), then run deploy.py again"),
+    # before the package rows: SELinux ports are labelled in the install step
+    (r"semanage|SELinux", None,
+     "check SELinux on the host (`semanage port -l`, `ausearch -m avc`), then run deploy.py again"),
     (r"(apt-get install|dnf install|dnf module \w+) failed|E: |Error: |dpkg: ", r"^Install ",
      "run the same install on the host (`apt-get install PACKAGE` or `dnf install PACKAGE`) to see why it "
      "fails; fix that (repository, disk space, a broken package), then run deploy.py again"),
-    (r"semanage|SELinux", None,
-     "check SELinux on the host (`semanage port -l`, `ausearch -m avc`), then run deploy.py again"),
     (r"sysctl", None,
      "check the kernel settings on the host (`sysctl -p /etc/sysctl.d/60-hsi-redis.conf` shows the "
      "error), or set redis_kernel_tuning=false; then run deploy.py again"),
     (r"Job for |Failed to (start|restart)|did not answer|does not answer|rolled back", None,
      "see why the server does not start: `systemctl status SERVICE` and `journalctl -u SERVICE` on the "
      "host; fix the cause or the setting, then run deploy.py again"),
-    (r"refused|not written|symbolic link|writable by", None,
+    (r"refused|not written|cannot create|symbolic link|writable by", None,
      "check the path the problem names on the host (its owner, its directory's owner and mode, no "
-     "symbolic link); fix it, then run deploy.py again"),
+     "symbolic link; the disk is neither full nor read-only); fix it, then run deploy.py again"),
     (None, r"^platform$",
      "run it on a supported platform with systemd running (see the README's platform table)"),
     (None, r"^version policy$",

@@ -54,7 +54,7 @@ def new_target(target: Target) -> Target:
     return resolve(settings, target.row, target.admin_password)
 
 
-def consumers(target: Target) -> list[Consumer]:
+def password_consumers(target: Target) -> list[Consumer]:
     """Every consumer of the password the settings name: the backend's `.env`, the exporter's file."""
     found = []
     if target.backend is not None:
@@ -64,6 +64,13 @@ def consumers(target: Target) -> list[Consumer]:
         found.append(Consumer("redis_exporter", target.exporter.env_path, target.settings.exporter_unit,
                               "redis_exporter_unit"))
     return found
+
+
+def consumers(target: Target) -> tuple[list[str], list[str]]:
+    """(units the run restarts, consumers it cannot restart: the operator must)."""
+    found = password_consumers(target)
+    return ([c.unit for c in found if c.unit],
+            [f"{c.what} (reads {c.path}; set {c.setting} to let rotate.py restart it)" for c in found if not c.unit])
 
 
 def file_holds(target: Target, consumer: Consumer, state: HostState, salt: str) -> bool:
@@ -134,7 +141,7 @@ def rotate(prepared) -> None:
     old = prepared.target
     new = new_target(old)
     report.add_secret(new.password.reveal())
-    found = consumers(new)
+    found = password_consumers(new)
     units = [c.unit for c in found if c.unit]
     waiting = [c for c in found if not c.unit]
     drop = not waiting or told(new, waiting, prepared.state, prepared.salt)

@@ -35,7 +35,7 @@ class Row:
     optional_bind: bool = True
     # dnf module stream to enable first (EL8/EL9), or "".
     module_stream: str = ""
-    # TLS files directory; "" = `<config dir>/tls` (EL8 keeps redis.conf directly in /etc).
+    # TLS files directory; "" = the config directory (EL8 keeps redis.conf directly in /etc).
     tls_path: str = ""
     # Where the packages come from: "distro" or "upstream" (packages.redis.io, see `upstream()`).
     source: str = "distro"
@@ -109,7 +109,7 @@ TABLE: dict[tuple[str, str], dict[str, Row]] = {
     ("fedora", "40"): {"redis": _row(_RPM_REDIS, "fedora-40", "7.2"), "valkey": _row(_RPM_VALKEY, "fedora-40", "7.2")},
     ("fedora", "41+"): {"valkey": _row(_RPM_VALKEY, "fedora-41+", "8.0")},
     ("el", "8"): {"redis": _row(_RPM_REDIS, "el-8", "6.2", config_path="/etc/redis.conf", optional_bind=False,
-                                module_stream="redis:6", upstream_rpm_dir="rockylinux8", tls_path="/etc/redis/tls",
+                                module_stream="redis:6", upstream_rpm_dir="rockylinux8", tls_path="/etc/redis",
                                 acl_deny_subcommands=False)},
     ("el", "9"): {"redis": _row(_RPM_REDIS, "el-9", "7.2", module_stream="redis:7",
                                 upstream_rpm_dir="rockylinux9")},

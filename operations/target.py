@@ -119,13 +119,16 @@ def _client_files(directory: str) -> ClientFiles:
 
 
 def _server_tls(settings: Settings, row: Row) -> ServerTls | None:
+    """The server's TLS files sit right in its config directory (`tls-*`): the packaged unit reads
+    nothing under /home or /root, and a directory the server's user controls (Debian's /etc/redis) is
+    written safely only one level deep (see the host program's "Writing files")."""
     tls = settings.tls
     if tls is None:
         return None
-    base = row.tls_path or f"{row.config_dir}/tls"
-    return ServerTls(port=tls.port, only=tls.only, auth_clients=tls.auth_clients, dir=base, ca=f"{base}/ca.crt",
-                     cert=f"{base}/server.crt", key=f"{base}/server.key", cli_cert=f"{STATE_DIR}/tls/client.crt",
-                     cli_key=f"{STATE_DIR}/tls/client.key", mtls=tls.mtls)
+    base = row.tls_path or row.config_dir
+    return ServerTls(port=tls.port, only=tls.only, auth_clients=tls.auth_clients, dir=base,
+                     ca=f"{base}/tls-ca.crt", cert=f"{base}/tls-server.crt", key=f"{base}/tls-server.key",
+                     cli_cert=f"{STATE_DIR}/tls/client.crt", cli_key=f"{STATE_DIR}/tls/client.key", mtls=tls.mtls)
 
 
 def _backend(settings: Settings, password: Secret) -> Backend | None:

@@ -112,14 +112,6 @@ class Settings:
     backend_unit: str | None = None
     exporter_unit: str | None = None
 
-    @property
-    def backend_url(self) -> str:
-        """REDIS_URL as the backend reads it. The password stays out (it would override REDIS_PASSWORD)."""
-        host = self.backend_host
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        return f"redis://{host}:{self.port}/{self.backend_db}"
-
 
 class _Reader:
     """Reads one host's data, collecting every problem instead of stopping at the first."""

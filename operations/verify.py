@@ -116,6 +116,8 @@ def env_problem(target: Target, state: HostState, salt: str) -> Problem | None:
     unsafe = clients.env_problem(target, state)
     if unsafe:
         return Problem("backend .env unsafe", unsafe, "see the message; nothing was written there")
+    for why in clients.dir_problems(target, state).values():
+        return Problem("client files unsafe", why, "see the message; nothing was written there")
     info = state.envs.get(backend.env_path)
     if info is None or info.file.kind == "-":
         return Problem("backend .env missing", f"{backend.env_path} does not exist", "run deploy.py")

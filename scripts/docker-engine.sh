@@ -6,8 +6,21 @@
 set -eu
 PIDFILE=${HSI_REDIS_DOCKERD_PIDFILE:-/tmp/hsi-redis-dockerd.pid}
 
+# Every systemd test host takes about 7 inotify instances, all counted against root; the kernel's
+# default of 128 stops the 19th host: its systemd exits at once (status 255, no output).
+INOTIFY_INSTANCES=1024
+inotify_room() {
+    have=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)
+    [ "$have" -ge "$INOTIFY_INSTANCES" ] && return 0
+    if ! sysctl -q -w "fs.inotify.max_user_instances=$INOTIFY_INSTANCES" 2>/dev/null; then
+        echo "[engine] fs.inotify.max_user_instances is $have: more than about $((have / 7)) test hosts at once" \
+             "will not start (as root: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES)" >&2
+    fi
+}
+
 case "${1:-start}" in
 start)
+    inotify_room
     if docker info >/dev/null 2>&1; then exit 0; fi
     if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
         if [ "$(id -u)" != 0 ]; then

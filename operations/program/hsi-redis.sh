@@ -237,7 +237,8 @@ mkdirs() {  # DIR: create what is missing below w_dir (root 0755, or as the user
   while [ -n "$md_r" ]; do
     md_r=${md_r#/}; md_c=${md_r%%/*}; case $md_r in */*) md_r=${md_r#*/};; *) md_r=;; esac
     [ -n "$md_c" ] || continue
-    md_q=$md_q/$md_c; [ -d "$md_q" ] || as_w mkdir -m 0755 "$md_q" || return 1
+    # root's new directories are 0755 (e.g. /opt/hsi/backend); a user's keep others out (0750)
+    md_q=$md_q/$md_c; [ -d "$md_q" ] || as_w mkdir -m "$([ "$w" = root ] && echo 0755 || echo 0750)" "$md_q" || return 1
   done
 }
 # WRITER OP(check|write) KIND(file|merge) MODE OWNER GROUP(- keeps, ?G: if allowed) TARGET MERGE_AWK,
@@ -245,12 +246,15 @@ mkdirs() {  # DIR: create what is missing below w_dir (root 0755, or as the user
 WRITER='set -euf; cd /; umask 077
 op=$1 kind=$2 mode=$3 own=$4 grp=$5 t=$6 d=${6%/*}
 [ -n "$d" ] || d=/
-if [ -L "$t" ] || { [ -e "$t" ] && [ ! -f "$t" ]; }; then
+# a whole file that is a link is replaced by the file (the rename replaces the link, never its target);
+# a merge, which reads the file, refuses one
+if { [ -L "$t" ] && [ "$kind" = merge ]; } || { [ ! -L "$t" ] && [ -e "$t" ] && [ ! -f "$t" ]; }; then
   echo "hsi-redis: $t is a symbolic link or not a regular file: refused (never followed)" >&2; exit 1; fi
 new=$(mktemp "${8:-$d}/.${t##*/}.hsi-XXXXXX"); trap "rm -f \"\$new\"" EXIT
 if [ "$kind" = merge ]; then cur=/dev/null; [ ! -f "$t" ] || cur=$t; awk -v f="$t" "$7" - "$cur" > "$new"
 else cat > "$new"; fi
-same=0; [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(dd if="$t" iflag=nofollow,nonblock status=none 2>/dev/null | sha256sum)" ] || same=1
+same=0; [ -L "$t" ] || [ ! -f "$t" ] \
+  || [ "$(sha256sum < "$new")" != "$(dd if="$t" iflag=nofollow,nonblock status=none 2>/dev/null | sha256sum)" ] || same=1
 if [ "$op" = check ]; then [ $same = 1 ] && echo same || echo differs; exit 0; fi
 if [ $same = 1 ]; then
   set -- $(stat -c "%a %U %G" "$t")
@@ -358,7 +362,7 @@ $0 == "end" { done = 1; next }
   p = substr($0, RLENGTH)
   if (("/" p "/") ~ /\/\.\.?\// || p ~ /[ \t]$/) fail("path not absolute and plain")
   if (u !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/ || g !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/) fail("bad owner")
-  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|repo|-)$/) fail("bad flag " a[i])
+  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|repo|owndir|-)$/) fail("bad flag " a[i])
   print n, $1, m, u, g, fl, p > (dir "/m"); f = dir "/" n ".b64"; printf "" > f; n++; body = 1
 }
 END {
@@ -401,18 +405,17 @@ entry() {
   # parents root's: staged in root's own directory and renamed in, with its owner and mode already set
   if [ "$w" != root ] && [ "$e_k" = file ] && staged "$en_d"; then w=root en_stage=$tmp; fi
   [ "$w" != unsafe ] || { say "$e_p: $w_why: refused, nothing written"; return 1; }
-  [ ! -L "$e_p" ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
+  [ ! -L "$e_p" ] || [ "$e_k" = file ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
   en_named=$e_u
   if [ "$e_k" = merge ]; then
     # an existing file keeps owner, group and mode (others' and exec bits dropped); a new one is the
-    # writer's, 0600 (0640 for a named group); a named owner brings its login group
+    # writer's, 0600 (0640 for a named group)
     en_m=600 en_o=$w en_g=-; [ "$e_g" = - ] || en_m=640
     if [ -f "$e_p" ]; then
       set -- $(stat -c '%a %U %G' "$e_p"); en_m=$(printf '%o' $((0$1 & 0660))) en_o=$2 en_g="?$3"
       [ "$w" = root ] || [ "$2" = "$w" ] || { say "$e_p belongs to $2, but $w controls its directory: written as $w, it would be taken from its owner; run chown $w $e_p (or make the directory root's): refused"; return 1; }
     fi
-    [ "$e_u" = - ] || { en_o=$e_u; en_g=$(id -gn "$e_u") || { say "$e_p: no user $e_u"; return 1; }; }
-    [ "$e_g" = - ] || en_g=$e_g
+    [ "$e_u" = - ] || en_o=$e_u; [ "$e_g" = - ] || en_g=$e_g
   else
     en_m=$(printf '%o' $((0$e_m))) en_o=$e_u en_g=$e_g
   fi
@@ -421,8 +424,17 @@ entry() {
       || { say "$e_p: the directory $w_dir belongs to $w, so the file would belong to $w, not $en_named: refused"; return 1; }
     en_o=-
   fi
+  # a named owner without a group: the owner's login group
+  if [ "$e_u" != - ] && [ "$e_g" = - ]; then en_g=$(id -gn "$e_u" 2>/dev/null) || en_g=-; fi
   case $en_g in '?'|'?-') en_g=-;; esac
-  if [ "$en_op" = write ]; then mkdirs "$en_r" || { say "$e_p: cannot create $en_d"; return 1; }
+  if [ "$en_op" = write ]; then
+    en_new=0; [ -d "$en_r" ] || en_new=1
+    mkdirs "$en_r" || { say "$e_p: cannot create $en_d"; return 1; }
+    # owndir: a client's own directory (its TLS files), made by root: given to the file's owner, 0750
+    if [ "$en_new" = 1 ] && [ "$w" = root ] && flag owndir && [ "$en_o" != - ]; then
+      en_og=$en_o; [ "$en_g" = - ] || en_og=$en_o:$en_g
+      chown "$en_og" "$en_r" 2>/dev/null && chmod 0750 "$en_r" || { say "$en_d: cannot give it to $en_o"; return 1; }
+    fi
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0
   fi
   e_res=$(as_w sh -c "$WRITER" hsi-redis-writer "$en_op" "$e_k" "$en_m" "$en_o" "$en_g" "$e_p" "$MERGE_AWK" \
@@ -474,22 +486,36 @@ restore_files() {  # the last good config and credential back in place
 secure_aof() {
   [ "$1" = yes ] || return 0
   if ! find_now; then
+    # stopped: it must start on the data it really has. An AOF at least as new as dump.rdb holds it all;
+    # otherwise (no AOF, or one older than the dump: AOF turned off at run time, a dump put back by hand)
+    # the dump does, and a start with AOF on would load the AOF instead (an empty or older dataset)
     reach "$config"; sa_dd=${datadir:-$r_dir}; sa_rdb=$(mtime "$sa_dd/dump.rdb"); sa_aof=$(aof_mtime "$sa_dd")
     [ "$sa_rdb" != - ] || return 0
-    # stale AOF: the server last ran without AOF (the last good config knows best) and the RDB is newer
-    reach "$(lgc)" || reach "$config"
+    # (find -newer compares whole timestamps: within one second, seconds would tie)
+    [ "$sa_aof" = - ] || [ -z "$(find "$sa_dd/appendonlydir" "$sa_dd/appendonly.aof" -type f -newer "$sa_dd/dump.rdb" \
+      2>/dev/null | head -n 1)" ] || return 0
     if [ "$sa_aof" != - ]; then
-      { [ "$r_aof" = yes ] || [ "$sa_aof" -ge "$sa_rdb" ]; } && return 0
-      sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T')), which the server did not keep up to date"
+      sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T'))"
     else sa_what="its data is only in $sa_dd/dump.rdb"
     fi
-    # start it once on a config with AOF off (the last good one while a restart is pending), AOF on live
-    reach "$config"
-    if [ "$r_aof" = yes ]; then
-      reach "$(lgc)" && [ "$r_aof" = no ] && [ -f "$sd/restart-pending" ] && restore_files \
-        || die "$service is stopped, $sa_what, and its config turns AOF on: starting it would load an empty or stale dataset. Start it once with appendonly no and run again"
+    # the config it starts on: the last good one while a restart is pending (the file on disk is new)
+    sa_cfg=$config; [ ! -f "$sd/restart-pending" ] || [ ! -s "$(lgc)" ] || sa_cfg=$(lgc)
+    mk_tmp; cp -p "$config" "$tmp/config.before" 2>/dev/null || : > "$tmp/config.before"
+    sa_mark=0; [ -f "$sd/restart-pending" ] || sa_mark=1
+    set -- $(stat -c '%a %U %G' "$config" 2>/dev/null || echo "640 root $sgroup")
+    # once, with AOF off: its config with `appendonly no` last (the last directive wins), put back after
+    { cat "$sa_cfg"; echo "appendonly no"; } > "$tmp/config.rdb"
+    : > "$sd/restart-pending" || die "cannot write $sd/restart-pending"
+    place "$tmp/config.rdb" "$config" "$1" "$2" "$3" >/dev/null || die "cannot write $config"
+    bounce start
+    if ! { find_now && wait_up && find_now; }; then
+      reasons; svc stop >/dev/null 2>&1
+      place "$tmp/config.before" "$config" "$1" "$2" "$3" >/dev/null
+      [ "$sa_mark" = 0 ] || rm -f "$sd/restart-pending"
+      die "$service is stopped and $sa_what; it does not start on its config $sa_cfg (see above), so its data cannot be moved into an AOF: nothing was changed. Fix that config (or start it once by hand) and run again"
     fi
-    bounce start; find_now; wait_up && find_now || die "$service did not answer after starting it to move its data into an AOF"
+    place "$tmp/config.before" "$config" "$1" "$2" "$3" >/dev/null || die "cannot put $config back"
+    [ "$sa_mark" = 0 ] || rm -f "$sd/restart-pending"
     echo started=1
   fi
   pick || die "the running server refuses the deploy's credentials (without a password: '$noauth', with $sd/cli.auth: '$p_reply'); its data cannot be moved into an AOF safely, so nothing was changed. Put its current password in $sd/cli.auth (root, 0600) and run again"
@@ -874,8 +900,11 @@ do_apply() {
   if [ "$enable" = 1 ]; then
     [ "$(svc is-enabled)" = enabled ] || { svc enable >/dev/null 2>&1 || die "could not enable $service"; echo enabled=1; }
     if [ "$(svc is-active)" != active ]; then
-      bounce start; use "$config"; wait_up || { reasons; die "$service did not answer after starting it"; }
-      echo started=1
+      reach "$config"; secure_aof "$r_aof"  # (starts it on its RDB first when that holds the newer data)
+      if [ "$(svc is-active)" != active ]; then
+        bounce start; use "$config"; wait_up || { reasons; die "$service did not answer after starting it"; }
+        echo started=1
+      fi
     fi
   fi
   write_entries after || exit 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import runpy
+import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,12 @@ class HostFixture:
     server: Server = field(default_factory=healthy_server)
     files: dict[str, tuple[bytes, int, str, str]] = field(default_factory=dict)  # path -> (content, mode, u, g)
     envs: dict[str, tuple[dict[str, str], int, str, str]] = field(default_factory=dict)  # path -> (lines...)
-    units: dict[str, Unit] = field(default_factory=dict)
+    # what else the read says of a .env: {"kind": "l", "writer": "unsafe", "bad": ((7, "quoted-key"),)}
+    env_details: dict[str, dict] = field(default_factory=dict)
+    # directories the read reports (path -> (user, group, writer)); others read as missing, root's to create
+    dirs: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)  # name without .service; unset: `unit_default`
+    unit_default: Unit = field(default_factory=lambda: Unit("loaded", "active", "enabled"))
     kernel: dict[str, str] = field(
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
@@ -96,22 +102,40 @@ class HostFixture:
                 files[path] = FileInfo("-")
         envs = {}
         for path, keys in request.envs:
+            details = self.env_details.get(path, {})
+            writer = details.get("writer") or self.dirs.get(path.rsplit("/", 1)[0], ("", "", "root"))[2]
             if path in self.envs:
                 lines, mode, user, group = self.envs[path]
-                envs[path] = EnvInfo(FileInfo("f", mode, user, group, writer="root"), crlf=False,
-                                     keys={k: (salted_sha256(salt, lines[k]),) for k in keys if k in lines})
+                envs[path] = EnvInfo(FileInfo(details.get("kind", "f"), mode, user, group, writer=writer), crlf=False,
+                                     keys={k: (salted_sha256(salt, lines[k]),) for k in keys if k in lines},
+                                     bad=tuple(details.get("bad", ())))
             else:
-                envs[path] = EnvInfo(FileInfo("-", writer="root"), crlf=False)
+                envs[path] = EnvInfo(FileInfo(details.get("kind", "-"), writer=writer), crlf=False)
+        dirs = {}
+        for path in request.dirs:
+            user, group, writer = self.dirs.get(path, ("", "", "root"))
+            dirs[path] = FileInfo("d" if user else "-", 0o755 if user else 0, user, group, writer=writer)
+        rpm_candidate = rpm and request.dnf_candidates
         return HostState(
             os_id=os_id, os_version=version, os_like=like, container=self.container, systemd=True,
             restart_pending=self.restart_pending, pm="dnf" if rpm else "apt",
-            packages={p: (self.installed.get(p, ""), self.candidate) for p in request.packages},
+            # as the program: apt always tells the candidate, dnf only when asked and not installed
+            packages={p: (self.installed.get(p, ""),
+                          self.candidate if not rpm or (rpm_candidate and not self.installed.get(p)) else "")
+                      for p in request.packages},
             apt_lists_age=-1, selinux=self.selinux,
             modules={m: self.module_stream for m in request.modules},
             selinux_ports={p: t for p, t in self.port_types.items() if p in request.selinux_ports},
-            units={u: self.units.get(u, Unit("loaded", "active", "enabled")) for u in request.units},
-            files=files, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
+            units={u.removesuffix(".service"): self.units.get(u.removesuffix(".service"), self.unit_default)
+                   for u in request.units},
+            files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
         )
+
+
+def fresh_host(release: str, **changes) -> HostFixture:
+    """A host that has nothing yet: no package, no unit loaded. (Its server, which verification reads,
+    answers as `healthy_server` unless `server=` says otherwise: the apply call started it.)"""
+    return HostFixture(release, unit_default=Unit("not-found", "inactive", ""), **changes)
 
 
 @dataclass(frozen=True)
@@ -141,6 +165,10 @@ class Call:
     def option(self, name: str) -> str | None:
         values = self.options.get(name)
         return values[-1] if values else None
+
+    def flag(self, name: str) -> bool:
+        """Whether the bare flag `--name` was given."""
+        return self.options.get(name) == [""]
 
     def entry(self, path: str) -> Entry:
         for entry in self.entries:
@@ -182,9 +210,12 @@ def parse_call(operation: str, command: StringCommand, stdin) -> Call | None:
     if len(bits) < 5 or bits[:2] != ["sh", "-c"] or bits[3] != program.PROGRAM_NAME:
         return None
     options: dict[str, list[str]] = {}
-    rest = [b.obj if isinstance(b, QuoteString) else b for b in bits[5:]]
-    for name, value in zip(rest[::2], rest[1::2], strict=True):
-        options.setdefault(str(name).removeprefix("--"), []).append(str(value))
+    rest = bits[5:]
+    for i, bit in enumerate(rest):
+        if isinstance(bit, QuoteString):
+            continue  # a value: taken with its option
+        value = rest[i + 1].obj if i + 1 < len(rest) and isinstance(rest[i + 1], QuoteString) else ""
+        options.setdefault(str(bit).removeprefix("--"), []).append(str(value))  # "" for a bare flag
     entries, password = _parse_bundle(list(stdin or []))
     return Call(operation, str(bits[4]), options, entries, password, command.get_masked_value())
 
@@ -195,6 +226,19 @@ class Result:
     other: dict[str, list[str]]           # commands that are not host-program calls (fail_host...)
     requests: dict[str, list]             # host -> StateRequests asked
     report: dict[str, dict]
+    commands: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # host -> (operation, text)
+    facts: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)     # other facts (see `answer`)
+
+    def operations(self, host: str) -> list[str]:
+        """The operations that sent a command to `host`, in order."""
+        return list(dict.fromkeys(operation for operation, _ in self.commands[host]))
+
+    def failures(self, host: str) -> list[str]:
+        """The `hsi-redis: ...` reasons of the commands that failed the host on purpose (fail_host)."""
+        return [text for text in self.other[host] if text.startswith("echo 'hsi-redis: ")]
+
+    def fact_kwargs(self, host: str, name: str) -> list[dict]:
+        return [kwargs for fact, kwargs in self.facts[host] if fact == name]
 
     def verbs(self, host: str) -> list[str]:
         return [c.verb for c in self.calls[host]]
@@ -221,8 +265,12 @@ class _Recorder(BaseStateCallback):
         _Recorder.current[host.name] = ", ".join(sorted(state.get_op_meta(op_hash).names))
 
 
-def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py") -> Result:
-    """Run `entry` on fake hosts: {name: (fixture, host data)}; return what each host was asked to do."""
+def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py", answer=None) -> Result:
+    """Run `entry` on fake hosts: {name: (fixture, host data)}; return what each host was asked to do.
+
+    `answer(fixture, fact_class, kwargs)` answers facts other than the state read (a deploy that is not
+    ours, e.g. bench/minimal_deploy.py); without it any other fact fails the test.
+    """
     settings.clear_cache()
     names = list(hosts)
     host_data = {}
@@ -238,18 +286,25 @@ def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py
     calls: dict[str, list[Call]] = {n: [] for n in names}
     other: dict[str, list[str]] = {n: [] for n in names}
     requests: dict[str, list] = {n: [] for n in names}
+    commands: dict[str, list[tuple[str, str]]] = {n: [] for n in names}
+    facts: dict[str, list[tuple[str, dict]]] = {n: [] for n in names}
     original_run = FakeConnector.run_shell_command
 
     def get_fact(self, cls, *args, **kwargs):
-        assert cls is HostStateFact, f"a flow asked another fact than the one read: {cls.__name__}"
-        requests[self.name.removeprefix("@fake/")].append(kwargs["request"])
+        name = self.name.removeprefix("@fake/")
+        if cls is not HostStateFact:
+            assert answer is not None, f"a flow asked another fact than the one read: {cls.__name__}"
+            facts[name].append((cls.__name__, dict(kwargs)))
+            return answer(fixtures[self.name], cls, kwargs)
+        requests[name].append(kwargs["request"])
         return fixtures[self.name].state(kwargs["request"])
 
     def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
         name = self.host.name.removeprefix("@fake/")
         stdin = arguments.get("_stdin") or getattr(command, "connector_arguments", {}).get("_stdin")
-        call = parse_call(_Recorder.current.get(self.host.name, ""), command, stdin) \
-            if isinstance(command, StringCommand) else None
+        operation = _Recorder.current.get(self.host.name, "")
+        commands[name].append((operation, command if isinstance(command, str) else command.get_masked_value()))
+        call = parse_call(operation, command, stdin) if isinstance(command, StringCommand) else None
         if call is not None:
             calls[name].append(call)
             _apply(fixtures[self.host.name], call)  # the simulated host now has what the call wrote
@@ -273,7 +328,8 @@ def run_flow(hosts: dict[str, tuple[HostFixture, dict]], entry: str = "deploy.py
             if "No hosts remaining" not in str(exc):
                 raise
     return Result(calls=calls, other=other, requests=requests,
-                  report={n.removeprefix("@fake/"): v for n, v in report_for_run.results.items()})
+                  report={n.removeprefix("@fake/"): v for n, v in report_for_run.results.items()},
+                  commands=commands, facts=facts)
 
 
 def _apply(fixture: HostFixture, call: Call) -> None:
@@ -281,10 +337,16 @@ def _apply(fixture: HostFixture, call: Call) -> None:
     for entry in call.entries:
         if entry.kind == "file":
             fixture.files[entry.path] = (entry.content.encode(), int(entry.mode, 8), entry.user, entry.group)
-        else:
-            lines = {line.split("=", 1)[0]: line for line in entry.content.splitlines()}
-            user = entry.user if entry.user != "-" else "root"
-            fixture.envs[entry.path] = (lines, 0o600, user, entry.group if entry.group != "-" else user)
+        else:  # as the program merges: other lines kept; an existing file keeps owner, group, mode (tightened)
+            old_lines, mode, user, group = fixture.envs.get(entry.path, ({}, None, None, None))
+            lines = {**old_lines, **{line.split("=", 1)[0]: line for line in entry.content.splitlines()}}
+            if user is None:  # a new file belongs to whoever controls its directory (root, or that user)
+                writer = fixture.dirs.get(entry.path.rsplit("/", 1)[0], ("", "", "root"))[2]
+                user, group = writer, writer
+            user = entry.user if entry.user != "-" else user
+            group = entry.group if entry.group != "-" else (entry.user if entry.user != "-" else group)
+            mode = mode & 0o660 if mode is not None else (0o640 if entry.group != "-" else 0o600)
+            fixture.envs[entry.path] = (lines, mode, user, group)
     if call.verb == "install":
         for package in (call.option("packages") or "").split():
             fixture.installed[package] = fixture.candidate or "7.2.4"
@@ -294,3 +356,27 @@ def _apply(fixture: HostFixture, call: Call) -> None:
             fixture.port_types[int(port)] = call.option("selinux-type")
     if call.verb == "apply":
         fixture.restart_pending = False
+        started = [call.option("service")] if call.flag("enable") else []
+        for unit in [*started, *(call.option("enable-units") or "").split()]:
+            fixture.units[unit.removesuffix(".service")] = Unit("loaded", "active", "enabled")
+        if call.option("sysctl"):
+            for line in fixture.files[call.option("sysctl")][0].decode().splitlines():
+                key, sep, value = line.partition("=")
+                if sep and not key.startswith("#"):
+                    fixture.kernel[key.strip()] = value.strip()
+
+
+def make_signing_key(directory: Path, algorithm: str = "ed25519") -> tuple[Path, str]:
+    """A throwaway OpenPGP key (stand-in for packages.redis.io's): (armored file, fingerprint by gpg)."""
+    home = directory / "gnupg"
+    home.mkdir(mode=0o700, exist_ok=True)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
+    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", "HSI test key <test@example.invalid>", algorithm,
+                    "sign", "never"], check=True, capture_output=True)
+    armored = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
+    colons = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True,
+                            text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
+    path = directory / "redis-upstream.asc"
+    path.write_text(armored)
+    return path, fingerprint

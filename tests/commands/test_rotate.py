@@ -6,8 +6,6 @@ state read sees it, and with the consumers' files already holding the new passwo
 from __future__ import annotations
 
 import hashlib
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -16,36 +14,16 @@ from operations.rows import TABLE
 from operations.target import resolve
 from operations.validation import parse
 
-from .harness import PASSWORD, HostFixture, healthy_server, run_flow
+from .harness import PASSWORD, HostFixture, healthy_server, make_signing_key, run_flow
 
 NOTICE = "/etc/hsi-redis/rotation-notice"
 ENV = "/opt/hsi/backend/.env"
 EXPORTER_ENV = "/etc/default/prometheus-redis-exporter"
 
 
-@pytest.fixture(autouse=True)
-def _private_secret_store(tmp_path, monkeypatch):
-    """Generated passwords go to a throwaway store; the operator's REDIS_PASSWORD is ignored."""
-    monkeypatch.setenv("HSI_REDIS_SECRETS_DIR", str(tmp_path / "secrets"))
-    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
-
-
-def signing_key(directory: Path) -> tuple[Path, str]:
-    """A throwaway OpenPGP key standing in for packages.redis.io's: (armored file, its fingerprint)."""
-    home = directory / "gnupg"
-    home.mkdir(mode=0o700)
-    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
-    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", "HSI test key <test@example.invalid>", "ed25519",
-                    "sign", "never"], check=True, capture_output=True)
-    path = directory / "redis-upstream.asc"
-    path.write_text(subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout)
-    colons = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True).stdout
-    return path, next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
-
-
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
-    path, fingerprint = signing_key(tmp_path_factory.mktemp("key"))
+    path, fingerprint = make_signing_key(tmp_path_factory.mktemp("key"))
     return {"redis_source": "upstream", "redis_upstream_key": str(path),
             "redis_upstream_key_fingerprint": fingerprint}
 
@@ -85,7 +63,9 @@ def test_rotate_sees_the_upstream_row_like_deploy(key, release):
     rotated = run_flow({"h": (HostFixture(release), data)}, entry="rotate.py")
     assert rotated.report["h"]["source"] == "upstream" and rotated.report["h"]["status"] == "ok"
     rotate = rotated.call("h", "rotate")
+    deployed = run_flow({"h": (HostFixture(release), data)})
     path, content = rendered_config(release, data, upstream=True)
+    assert deployed.call("h", "apply").entry(path).content == content
     assert rotate.option("config") == path == "/etc/redis/redis.conf" and "/etc/redis.conf" not in rotate.paths()
     assert rotate.entry(path).content == content != rendered_config(release, data, upstream=False)[1]
 

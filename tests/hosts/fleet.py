@@ -32,19 +32,42 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], check=check, text=True, capture_output=True)
 
 
+# A systemd container exits at once (status 255, no output) when the kernel has no inotify instance
+# left for it (fs.inotify.max_user_instances, 128 by default, ~7 a host; scripts/docker-engine.sh
+# raises it). Another host stopping frees some: a few more starts, bounded (about 40 s).
+START_BACKOFF = (2, 5, 10, 20)
+
+
+class HostDied(RuntimeError):
+    """The container's PID 1 exited before systemd came up."""
+
+
 def start_host(name: str, suite: str = "bookworm", ssh: bool = False, publish: tuple[int, ...] = (),
                labels: dict[str, str] | None = None) -> str:
     """Start (or replace) a test host and wait until systemd is up. Returns the container name."""
     image = (SSH_IMAGE if ssh else HOST_IMAGE).format(suite=suite)
-    _docker("rm", "-f", name, check=False)
     args = ["run", "-d", "--name", name, "--hostname", name, "--label", f"{LABEL}=1"]
     for key, value in (labels or {}).items():
         args += ["--label", f"{key}={value}"]
     for port in publish:
         args += ["-p", f"127.0.0.1::{port}"]
-    _docker(*args, *SYSTEMD_RUN_ARGS, image)
-    wait_for_systemd(name)
+    for pause in (*START_BACKOFF, None):
+        _docker("rm", "-f", name, check=False)
+        _docker(*args, *SYSTEMD_RUN_ARGS, image)
+        try:
+            wait_for_systemd(name)
+            return name
+        except HostDied as exc:
+            if pause is None:
+                raise
+            print(f"[hosts] {exc}; starting it again in {pause} s", file=sys.stderr)
+            time.sleep(pause)
     return name
+
+
+def _running(name: str) -> tuple[bool, str]:
+    state = _docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", name, check=False).stdout.split()
+    return (state[:1] == ["true"]), (state[1] if len(state) > 1 else "?")
 
 
 def wait_for_systemd(name: str, timeout: float = 120) -> None:
@@ -54,6 +77,10 @@ def wait_for_systemd(name: str, timeout: float = 120) -> None:
         state = _docker("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
         if state in ("running", "degraded"):
             return
+        running, code = _running(name)
+        if not running:
+            raise HostDied(f"{name}: the container exited (status {code}) before systemd came up "
+                           "(too few inotify instances? see scripts/docker-engine.sh)")
         time.sleep(0.5)
     raise RuntimeError(f"{name}: systemd did not come up (state {state!r})")
 

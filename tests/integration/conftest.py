@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import secrets
+from operations import credentials
 from tests.hosts import build, fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def run_pyinfra(tmp_path_factory):
 
 def stored_secret_path(run_pyinfra, host: Host, name: str = "redis_password") -> Path:
     """Where the run's control-machine store keeps the generated secret `name` of `host`."""
-    relative = secrets.secret_path(host.inventory_name, name).relative_to(secrets.store_dir())
+    relative = credentials.secret_path(host.inventory_name, name).relative_to(credentials.store_dir())
     return Path(run_pyinfra.secrets_dir) / relative
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from operations import certs
+from operations import pki as pki_helper
 
 from .conftest import generated_password, make_runner
 
@@ -149,7 +149,7 @@ def test_tls_files_of_users_are_written_as_them_and_links_never_chowned(host_fac
             "mkdir -p /opt/hsi/backend && chown hsi:hsi /opt/hsi/backend")
     runner = make_runner(tmp_path_factory)
     pki = Path(runner.secrets_dir) / "pki"
-    certs.ensure_pki(pki, {host.inventory_name: ["localhost"]})
+    pki_helper.ensure_pki(pki, {host.inventory_name: ["localhost"]})
     data = {
         "redis_tls": True, "redis_backend_env_owner": "hsi",
         "redis_tls_client_cert": str(pki / "backend-client.crt"),
@@ -162,7 +162,7 @@ def test_tls_files_of_users_are_written_as_them_and_links_never_chowned(host_fac
     assert host.stat("/opt/hsi/backend/redis-tls/client.key") == "600 hsi hsi"
     assert host.stat("/etc/hsi-exporter/redis-exporter-tls") == "750 prometheus prometheus"
     assert host.stat("/etc/hsi-exporter/redis_exporter.env") == "600 prometheus prometheus"
-    server_ca = "/etc/redis/tls/ca.crt"
+    server_ca = "/etc/redis/tls-ca.crt"
     host.sh(f"{AS_HSI} ln -sf {server_ca} /opt/hsi/backend/redis-tls/ca.crt && "
             "setpriv --reuid=prometheus --regid=prometheus --init-groups -- "
             f"ln -sf {server_ca} /etc/hsi-exporter/redis-exporter-tls/ca.crt")
@@ -178,9 +178,9 @@ def test_tls_files_of_users_are_written_as_them_and_links_never_chowned(host_fac
     assert third.returncode == 0 and third.host(host)["changes"] == 0, third.output
     # hsi swaps the whole directory for a link to the server's: refused, naming the setting.
     host.sh(f"{AS_HSI} sh -c 'mv /opt/hsi/backend/redis-tls /opt/hsi/backend/old-tls && "
-            "ln -s /etc/redis/tls /opt/hsi/backend/redis-tls'")
-    server_dir = snapshot(host, server_ca, "/etc/redis/tls", "/etc/redis/tls/server.key")
+            "ln -s /etc/redis /opt/hsi/backend/redis-tls'")
+    server_dir = snapshot(host, server_ca, "/etc/redis", "/etc/redis/tls-server.key")
     fourth = runner({host: data})
     assert fourth.returncode != 0, fourth.output
     assert "redis_tls_backend_dir" in fourth.host(host)["problem"], fourth.host(host)
-    assert snapshot(host, server_ca, "/etc/redis/tls", "/etc/redis/tls/server.key") == server_dir
+    assert snapshot(host, server_ca, "/etc/redis", "/etc/redis/tls-server.key") == server_dir

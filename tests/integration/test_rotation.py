@@ -15,7 +15,8 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import certs, secrets
+from operations import credentials
+from operations import pki as pki_helper
 from tests.hosts import fleet
 
 from .conftest import generated_password, stored_secret_path
@@ -125,8 +126,8 @@ def test_interrupted_rotation_resumes(served):
     host, runner, _port = served
     old = generated_password(runner, host)
     store = stored_secret_path(runner, host)
-    pending = store.with_name(store.name + secrets.PENDING_SUFFIX)
-    new = secrets.new_password()
+    pending = store.with_name(store.name + credentials.PENDING_SUFFIX)
+    new = credentials.new_password()
     pending.write_text(new + "\n")
     digest = hashlib.sha256(new.encode()).hexdigest()
     # As rotate.py's first steps do: the admin identity adds the new password beside the old one,
@@ -150,7 +151,7 @@ def test_interrupted_rotation_resumes(served):
 
 def tls_cli(host, password: str, *args: str) -> str:
     """redis-cli over TLS on 6380 with the backend's client pair; the password on stdin."""
-    tls = ("--tls --cacert /etc/redis/tls/ca.crt --cert /opt/hsi/backend/redis-tls/client.crt "
+    tls = ("--tls --cacert /etc/redis/tls-ca.crt --cert /opt/hsi/backend/redis-tls/client.crt "
            "--key /opt/hsi/backend/redis-tls/client.key")
     script = f'REDISCLI_AUTH="$(cat)" timeout 5 redis-cli --no-auth-warning -p 6380 {tls} {" ".join(args)}'
     return host.sh(script + " 2>&1", check=False, stdin=password).stdout.strip()
@@ -162,7 +163,7 @@ def test_rotation_on_a_tls_only_server(host_factory, tmp_path_factory):
     runner = make_runner(tmp_path_factory)
     host = host_factory("rotate-tls")
     pki = Path(runner.secrets_dir) / "pki"
-    certs.ensure_pki(pki, {host.inventory_name: ["127.0.0.1", "localhost"]})
+    pki_helper.ensure_pki(pki, {host.inventory_name: ["127.0.0.1", "localhost"]})
     host.sh(BACKEND_UNIT)
     data = {"redis_tls": True, "redis_tls_only": True, "redis_backend_host": "127.0.0.1",
             "redis_tls_client_cert": str(pki / "backend-client.crt"),
@@ -205,7 +206,7 @@ def test_without_a_backend_unit_a_second_run_drops_the_old_password(host_factory
     assert deployed.returncode == 0, deployed.output
     old = generated_password(runner, host)
     store = stored_secret_path(runner, host)
-    pending = store.with_name(store.name + secrets.PENDING_SUFFIX)
+    pending = store.with_name(store.name + credentials.PENDING_SUFFIX)
 
     first = runner([host], entry="rotate.py")
     assert first.returncode == 0, first.output

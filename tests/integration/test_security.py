@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import acl
+from operations import acl, prologue
 from operations.encoding import redis_conf_quote
 from tests.hosts import fleet
 
@@ -62,7 +62,7 @@ def inventory(hosts, **extra) -> dict:
 
 
 def admin_password(runner, host) -> str:
-    return generated_password(runner, host, acl.ADMIN_SECRET)
+    return generated_password(runner, host, prologue.ADMIN_SECRET)
 
 
 def all_secrets(runner, hosts) -> list[str]:

@@ -17,7 +17,8 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import certs
+from operations import pki as pki_helper
+from operations import tls_preflight
 from tests.hosts import fleet
 
 from .conftest import make_runner
@@ -26,7 +27,7 @@ from .conftest import make_runner
 PASSWORD = "Tls p@ss'w\"o$rd\\ #x ${HOME} ok"
 ENV = "/opt/hsi/backend/.env"
 EXPORTER_ENV = "/etc/hsi-exporter/redis_exporter.env"
-KEYS = ("/etc/redis/tls/server.key", "/etc/hsi-redis/tls/client.key", "/opt/hsi/backend/redis-tls/client.key",
+KEYS = ("/etc/redis/tls-server.key", "/etc/hsi-redis/tls/client.key", "/opt/hsi/backend/redis-tls/client.key",
         "/etc/hsi-exporter/redis-exporter-tls/client.key")
 
 
@@ -45,7 +46,7 @@ def pki(tls_runner, tls_host) -> Path:
     """The helper's PKI, where the deploy looks by default. SAN 127.0.0.1: what the backend
     (redis_backend_host) and the test (through the published port) connect to."""
     directory = Path(tls_runner.secrets_dir) / "pki"
-    certs.ensure_pki(directory, {tls_host.inventory_name: ["127.0.0.1", "localhost"]})
+    pki_helper.ensure_pki(directory, {tls_host.inventory_name: ["127.0.0.1", "localhost"]})
     return directory
 
 
@@ -65,7 +66,7 @@ def run(tls_runner, host, pki, *args, **extra):
 
 
 def tls_cli(host, *args: str, cert: bool = True, port: int = 6380) -> str:
-    tls = "--tls --cacert /etc/redis/tls/ca.crt"
+    tls = "--tls --cacert /etc/redis/tls-ca.crt"
     if cert:
         tls += " --cert /opt/hsi/backend/redis-tls/client.crt --key /opt/hsi/backend/redis-tls/client.key"
     script = f"REDISCLI_AUTH=\"$(cat)\" timeout 5 redis-cli --no-auth-warning -p {port} {tls} {' '.join(args)} 2>&1"
@@ -94,11 +95,11 @@ def test_first_run_mtls_tls_only(tls_host, tls_runner, pki):
     plain = tls_host.sh("timeout 5 redis-cli -p 6379 ping 2>&1", check=False).stdout
     assert "Connection refused" in plain, plain
     # Keys: never readable by others; owned by who reads them.
-    assert tls_host.stat("/etc/redis/tls/server.key") == "600 redis redis"
+    assert tls_host.stat("/etc/redis/tls-server.key") == "600 redis redis"
     assert tls_host.stat("/opt/hsi/backend/redis-tls/client.key") == "600 root root"
     for key in KEYS:
         assert int(tls_host.stat(key).split()[0], 8) & 0o077 == 0, key
-    assert tls_host.stat("/etc/redis/tls/server.crt").startswith("644 ")
+    assert tls_host.stat("/etc/redis/tls-server.crt").startswith("644 ")
     readable = tls_host.sh("find /etc /opt -name '*.key' -perm /o=r 2>/dev/null", check=False).stdout
     assert readable.strip() == "", readable
     # No key material and no password in pyinfra's -vvv output.
@@ -179,7 +180,7 @@ def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_run
         f"-out {cert}",
     ):
         subprocess.run(command.split(), check=True, capture_output=True)
-    assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
+    assert tls_preflight.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
     result = run(tls_runner, tls_host, pki, redis_tls_client_cert=str(cert), redis_tls_client_key=str(key))
     assert result.returncode == 0, result.output
     assert result.host(tls_host)["status"] == "ok", result.host(tls_host)  # verified with this client
@@ -189,12 +190,12 @@ def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_run
 
 
 def test_bad_key_is_refused_before_the_host_changes(tls_host, tls_runner, pki):
-    conf_before = tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls/*").stdout
+    conf_before = tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls-*").stdout
     # The CA's key is a valid key, just not the server certificate's.
     result = run(tls_runner, tls_host, pki, redis_tls_key=str(pki / "ca.key"))
     assert result.returncode != 0
     assert "redis_tls_key" in result.output and "does not match the certificate" in result.output, result.output
-    assert tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls/*").stdout == conf_before
+    assert tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls-*").stdout == conf_before
     assert "PRIVATE KEY" not in result.output
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from operations import acl, program
-from operations.pki import ensure_pki, pki_layout
+from operations.defaults import DENIED_COMMANDS
 from operations.encoding import redis_conf_quote
+from operations.pki import ensure_pki, pki_layout
 from operations.render import SAVE_RULES, render
 from operations.rows import TABLE
-from operations.defaults import DENIED_COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "operations" / "program" / "hsi-redis.sh"

@@ -62,15 +62,17 @@ def test_secure_aof_starts_a_stopped_rdb_only_server_once(make_host):
     assert h.dbsize() == 12
 
 
-def test_a_stopped_rdb_only_server_whose_config_turns_aof_on_is_not_started(make_host):
+def test_a_stopped_rdb_only_server_whose_config_turns_aof_on_starts_on_its_dump_first(make_host):
     h = make_host(appendonly=False)
     h.start()
     h.fill(12)
     h.stop()
-    h.write_config(appendonly=True)  # someone changed the file: starting it would load nothing
+    h.write_config(appendonly=True)  # someone changed the file: a plain start would load nothing
+    config = h.config.read_bytes()
     r = h.run("secure-aof")
-    assert r.code == 1 and "dump.rdb" in r.err and "appendonly no" in r.err
-    assert h.ctl("is-active", SERVICE).stdout.strip() == "inactive"
+    assert r.code == 0 and r.keys["started"] == "1" and r.keys["aof"] == "enabled", r.err
+    assert h.dbsize() == 12 and h.config.read_bytes() == config
+    assert not (h.state / "restart-pending").exists()
 
 
 def test_keep_last_good_saves_config_and_credential_root_only(host):
@@ -167,17 +169,31 @@ def test_a_stale_aof_beside_a_newer_rdb_is_never_loaded(make_host):
     assert h.dbsize() == 12 and h.cli("config", "get", "appendonly").split()[1] == "yes"
 
 
-def test_a_stale_aof_with_a_config_that_turns_aof_on_is_refused(make_host):
+def test_a_stale_aof_with_a_config_that_turns_aof_on_starts_on_the_newer_dump(make_host):
     h = stale_aof_host(make_host)
-    h.write_config(appendonly=True)  # on disk already, no restart pending: nothing safe to start on
+    h.write_config(appendonly=True)  # on disk already, no restart pending
+    config = h.config.read_bytes()
+    r = h.run("secure-aof")
+    assert r.code == 0 and r.keys["aof"] == "enabled", r.err
+    assert h.dbsize() == 12 and h.config.read_bytes() == config
+    assert not (h.state / "restart-pending").exists()
+
+
+def test_a_stale_aof_server_that_does_not_start_on_its_config_is_refused_untouched(make_host):
+    h = stale_aof_host(make_host)
+    h.write_config(appendonly=True, extra=["bogus-directive-by-hand yes"])
+    files = [h.config, h.data / "dump.rdb", *sorted((h.data / "appendonlydir").iterdir())]
+    before = [p.read_bytes() for p in files]
     for verb in ("secure-aof", "restart"):
         r = h.run(verb)
-        assert r.code == 1 and "is newer than the AOF" in r.err and "dump.rdb" in r.err, (verb, r.err)
-        assert h.ctl("is-active", SERVICE).stdout.strip() == "inactive"
-    (h.state / "restart-pending").touch()  # an interrupted run: the last good config is put back to start on
+        assert r.code == 1 and "does not start on its config" in r.err and "nothing was changed" in r.err, r.err
+        assert "is newer than the AOF" in r.err and "dump.rdb" in r.err
+        assert h.ctl("is-active", SERVICE).stdout.strip() != "active"
+        assert [p.read_bytes() for p in files] == before
+        assert not (h.state / "restart-pending").exists()
+    h.write_config(appendonly=True)  # the operator fixes it
     r = h.run("restart")
-    assert r.code == 0 and r.keys["aof"] == "enabled", r.err
-    assert h.dbsize() == 12
+    assert r.code == 0 and h.dbsize() == 12, r.err
 
 
 def test_a_failed_snapshot_means_no_restart_and_the_config_put_back(host):

@@ -1,9 +1,6 @@
 """Root never works by path where another user controls the directory (issue 9 items 2 and 8), run for
 real: as root, directories are given to `nobody`, who plays the backend's user, and the program writes
 the backend's `.env` (a `merge` entry) and its TLS files (`file` entries) exactly as the deploy sends them.
-
-One deliberate difference from the per-step code of issue 9: a deploy-owned file that is a symbolic link
-is refused (never followed, never replaced); before, it was replaced by a file.
 """
 
 from __future__ import annotations
@@ -261,10 +258,11 @@ def test_directory_links_are_followed_only_through_directories_root_controls(h, 
     assert listing(real) == {".env": (0, 0, 0o600)} and (real / ".env").read_text() == BACKEND
 
 
-def test_deploy_owned_files_that_are_links_are_refused_and_their_targets_untouched(h, trusted):
+def test_owned_files_in_a_users_directory_replace_links_and_never_touch_their_targets(h, trusted):
     """The chown-through-a-link attack: redis-tls/ca.crt replaced by a link to a root file with the same
-    content (the server's CA), client.key by a link to a secret. Never followed: refused, and the targets
-    keep their owner and content."""
+    content (the server's CA), client.key by a link to a secret. Written as the user, each link is replaced
+    by the file (the rename replaces the link); the targets keep their owner, mode and content. A .env that
+    is a link is refused instead (a merge reads the file)."""
     server_ca = trusted / "server-ca.crt"
     server_ca.write_text("CA\n")
     server_ca.chmod(0o644)
@@ -274,12 +272,13 @@ def test_deploy_owned_files_that_are_links_are_refused_and_their_targets_untouch
     (tls / "ca.crt").symlink_to(server_ca)
     (tls / "client.key").symlink_to(secret)
     before = fingerprint(server_ca), fingerprint(secret)
-    for name, (content, mode) in {"ca.crt": ("CA\n", "0644"), "client.key": ("KEY\n", "0600")}.items():
-        r = files(h, tls, {name: (content, mode)})
-        assert r.code == 1 and "symbolic link" in r.err, r.err
+    wanted = {"ca.crt": ("CA\n", "0644"), "client.key": ("KEY\n", "0600")}
+    r = files(h, tls, wanted)
+    assert r.code == 0, r.err
     assert (fingerprint(server_ca), fingerprint(secret)) == before
-    assert all(os.path.islink(tls / name) for name in ("ca.crt", "client.key"))
-
+    assert listing(tls) == {"ca.crt": (NOBODY, NOGROUP, 0o644), "client.key": (NOBODY, NOGROUP, 0o600)}
+    assert (tls / "client.key").read_text() == "KEY\n"
+    assert files(h, tls, wanted).out == ""
 
 
 @pytest.mark.parametrize("swap", ["fifo", "link"])

@@ -42,16 +42,20 @@ def test_root_writes_by_path_creating_missing_directories(h, tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.conf"]  # no temp file left behind
 
 
-def test_a_symlinked_target_is_refused_and_its_target_unchanged(h, tmp_path):
+def test_a_symlinked_target_is_never_followed(h, tmp_path):
+    """A whole file that is a link is replaced by the file itself (the rename replaces the link; its
+    target is never read or written); a merge, which would read through it, is refused."""
     victim = tmp_path / "victim"
     victim.write_text("keep me\n")
     link = tmp_path / "file.conf"
     link.symlink_to(victim)
     r = apply(h, ("file", "0600", "root", "root", "-", str(link), "evil\n"))
-    assert r.code == 1 and "symbolic link" in r.err and r.out == ""
-    assert victim.read_text() == "keep me\n" and link.is_symlink()
-    r = apply(h, ("merge", "-", "-", "-", str(link), "REDIS_URL=x\n"))
-    assert r.code == 1 and victim.read_text() == "keep me\n"
+    assert r.code == 0 and r.out == f"changed={link}\n", r.err
+    assert victim.read_text() == "keep me\n" and not link.is_symlink() and link.read_text() == "evil\n"
+    env = tmp_path / ".env"
+    env.symlink_to(victim)
+    r = apply(h, ("merge", "-", "-", "-", str(env), "REDIS_URL=x\n"))
+    assert r.code == 1 and "symbolic link" in r.err and victim.read_text() == "keep me\n" and env.is_symlink()
 
 
 def test_a_group_writable_directory_takes_whole_files_by_rename_and_refuses_merges(h, shared):
