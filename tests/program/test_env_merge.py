@@ -219,7 +219,8 @@ FRAGMENTS = [
 ]
 
 
-def _check_against_dotenv(h, path, original: bytes) -> None:
+def _check_against_dotenv(h, path, original: bytes) -> bool:
+    """Whether the merge went ahead; either way, python-dotenv agrees and the read agrees with the merge."""
     before = dotenv_values(stream=io.StringIO(original.decode(), newline=""))
     _, bad, _ = scan(h, path)
     r = merge(h, path)
@@ -227,15 +228,16 @@ def _check_against_dotenv(h, path, original: bytes) -> None:
         assert " line " in r.err, r.err
         assert path.read_bytes() == original
         assert bad, "the read must refuse what the merge refuses"
-        return
+        return False
     assert not bad, bad
     after = read(path)
     assert {k: after.get(k) for k in OWNED} == WANTED
     assert {k: v for k, v in after.items() if k not in OWNED} == {k: v for k, v in before.items() if k not in OWNED}
     assert settled(h, path)
+    return True
 
 
-@settings(max_examples=150, **HYPOTHESIS)
+@settings(max_examples=100, **HYPOTHESIS)
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=7), st.booleans())
 def test_what_the_merge_accepts_python_dotenv_reads_as_written(h, envdir, fragments, crlf):
     """The refusal rule checked against python-dotenv itself: whenever the merge goes ahead, the backend's
@@ -253,17 +255,12 @@ other_line = st.text(
 ).filter(lambda s: "REDIS_URL" not in s and "REDIS_PASSWORD" not in s)
 
 
-@settings(max_examples=60, **HYPOTHESIS)
+@settings(max_examples=40, **HYPOTHESIS)
 @given(st.lists(other_line, max_size=8))
 def test_other_lines_survive_byte_for_byte(h, envdir, lines):
     path = envdir / ".env"
     original = "".join(f"{line}\n" for line in lines).encode()
     path.write_bytes(original)
-    r = merge(h, path)
-    if r.code:  # a quote that never closes, a key python-dotenv reads otherwise
-        assert " line " in r.err and path.read_bytes() == original, r.err
-        return
-    merged = path.read_bytes().decode().split("\n")[:-1]  # not splitlines(): \x1e etc. are not breaks here
-    assert merged == [*lines, *OWNED.values()]  # no line of theirs assigns an owned key: all kept
-    path.write_bytes(original)
-    _check_against_dotenv(h, path, original)  # ran again on the original: dotenv agrees as well
+    if _check_against_dotenv(h, path, original):  # refused: a quote that never closes, odd spacing...
+        merged = path.read_bytes().decode().split("\n")[:-1]  # not splitlines(): \x1e etc. are no breaks here
+        assert merged == [*lines, *OWNED.values()]  # no line of theirs assigns an owned key: all kept
