@@ -10,8 +10,11 @@ anywhere is simply run again:
 3. the consumers the deploy can restart are restarted (`redis_backend_unit`, `redis_exporter_unit`);
 4. the old password is dropped (`ACL SETUSER default resetpass #<new>`) only when every consumer the
    deploy knows of runs with the new one: restarted in step 3, or restarted by the operator after a
-   previous run said so (its files already hold the new password). Otherwise the summary says what to
-   restart, and running rotate.py again finishes.
+   previous run said so. Otherwise the old password stays valid, the program leaves a root-only notice
+   on the host (`/etc/hsi-redis/rotation-notice`: the new password's SHA-256), and the summary says what
+   to restart. The next run drops the old password when the state read shows that notice for this
+   password and the consumers' files already holding it (a run interrupted before the notice never
+   counts as "the operator was told").
 
 Generated passwords: the new one waits in the control machine's store (`<name>.next`) and becomes the
 current one only once the old one is dropped, so a second run moves to the same value.
@@ -19,7 +22,8 @@ current one only once the old one is dropped, so a second run moves to the same 
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+from dataclasses import dataclass, replace
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -28,7 +32,18 @@ from pyinfra.operations import python
 from . import clients, configure, credentials, program, report, verify
 from .hoststate import HostState, salted_sha256
 from .program import FileEntry
+from .render import exporter_env
 from .target import Target, resolve
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A program that reads the backend's password from a file the deploy writes."""
+
+    what: str
+    path: str
+    unit: str | None   # restarted by rotate.py when set
+    setting: str       # the setting that names its unit
 
 
 def new_target(target: Target) -> Target:
@@ -39,31 +54,60 @@ def new_target(target: Target) -> Target:
     return resolve(settings, target.row, target.admin_password)
 
 
-def consumers(target: Target) -> tuple[list[str], list[str]]:
-    """(units the deploy restarts, consumers it cannot restart: the operator must)."""
-    units, manual = [], []
+def password_consumers(target: Target) -> list[Consumer]:
+    """Every consumer of the password the settings name: the backend's `.env`, the exporter's file."""
+    found = []
     if target.backend is not None:
-        if target.settings.backend_unit:
-            units.append(target.settings.backend_unit)
-        else:
-            manual.append(f"the HSI backend (it reads {target.backend.env_path}; set redis_backend_unit "
-                          "to let the deploy restart it)")
+        found.append(Consumer("the HSI backend", target.backend.env_path, target.settings.backend_unit,
+                              "redis_backend_unit"))
     if target.exporter is not None:
-        if target.settings.exporter_unit:
-            units.append(target.settings.exporter_unit)
-        else:
-            manual.append(f"redis_exporter (it reads {target.exporter.env_path})")
-    return units, manual
+        found.append(Consumer("redis_exporter", target.exporter.env_path, target.settings.exporter_unit,
+                              "redis_exporter_unit"))
+    return found
 
 
-def files_hold(target: Target, state: HostState, salt: str) -> bool:
-    """Whether the consumers' files already hold the target's password (a previous run wrote them)."""
-    backend = target.backend
-    if backend is None:
-        return True
-    info = state.envs.get(backend.env_path)
-    wanted = dict(backend.lines)["REDIS_PASSWORD"]
-    return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
+def consumers(target: Target) -> tuple[list[str], list[str]]:
+    """(units the run restarts, consumers it cannot restart: the operator must)."""
+    found = password_consumers(target)
+    return ([c.unit for c in found if c.unit],
+            [f"{c.what} (reads {c.path}; set {c.setting} to let rotate.py restart it)" for c in found if not c.unit])
+
+
+def file_holds(target: Target, consumer: Consumer, state: HostState, salt: str) -> bool:
+    """Whether the consumer's file already holds the target's password (a previous run wrote it)."""
+    if target.backend is not None and consumer.path == target.backend.env_path:
+        info = state.envs.get(consumer.path)
+        wanted = dict(target.backend.lines)["REDIS_PASSWORD"]
+        return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
+    found = state.file(consumer.path)
+    return found.kind == "f" and found.sha == salted_sha256(salt, exporter_env(target))
+
+
+def notice_path(target: Target) -> str:
+    return f"{target.state_dir}/{program.NOTICE_NAME}"
+
+
+def notice(target: Target) -> str:
+    """The notice's content: the new password's SHA-256 (as the ACL holds it)."""
+    return hashlib.sha256(target.password.reveal().encode()).hexdigest() + "\n"
+
+
+def told(target: Target, waiting: list[Consumer], state: HostState, salt: str) -> bool:
+    """An earlier run kept the old password for this new one and said what to restart (its notice is on
+    the host), and the waiting consumers' files already hold the new password: the operator restarted them."""
+    given = state.file(notice_path(target))
+    return (given.kind == "f" and given.sha == salted_sha256(salt, notice(target))
+            and all(file_holds(target, c, state, salt) for c in waiting))
+
+
+def held_back_warning(waiting: list[Consumer]) -> str:
+    """What the summary says when the old password stays valid for consumers without a unit."""
+    what = " and ".join(f"{c.what} (reads {c.path})" for c in waiting)
+    them = "them" if len(waiting) > 1 else "it"
+    return (f"password rotation not finished: the new password is in place, the old one stays valid until "
+            f"{what} {'are' if len(waiting) > 1 else 'is'} restarted. Restart {them}, then run rotate.py again "
+            f"(before any deploy.py) to drop the old password; with {' and '.join(c.setting for c in waiting)} "
+            f"set, rotate.py restarts {them} itself")
 
 
 @operation()
@@ -97,11 +141,12 @@ def rotate(prepared) -> None:
     old = prepared.target
     new = new_target(old)
     report.add_secret(new.password.reveal())
-    units, manual = consumers(new)
-    drop = not manual or files_hold(new, prepared.state, prepared.salt)
+    found = password_consumers(new)
+    units = [c.unit for c in found if c.unit]
+    waiting = [c for c in found if not c.unit]
+    drop = not waiting or told(new, waiting, prepared.state, prepared.salt)
     if not drop:
-        report.warn(host.name, "the old password stays valid until these run with the new one: "
-                    + "; ".join(manual) + ". Restart them, then run rotate.py again to drop it")
+        report.warn(host.name, held_back_warning(waiting))
     rotated = rotate_on_host(name="Rotate the backend password (add, rewrite files, restart consumers, drop)",
                              target=new, state=prepared.state, units=tuple(units), drop=drop)
     if drop and new.settings.password_source.startswith("generated"):
