@@ -133,8 +133,6 @@ def server(flushall: str, config_set: str) -> hoststate.Server:
                             backend_config_set=config_set)
 
 
-
-
 @pytest.mark.parametrize("reply", [
     "ERR unknown command 'FLUSHALL'",
     "ERR syntax error",
