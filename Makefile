@@ -34,7 +34,7 @@ test: images tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
 
 unit: venv tools
-	$(PY) -m pytest tests/unit tests/commands tests/program
+	$(PY) -m pytest -n 2 tests/unit tests/commands tests/program
 
 ## hsi-redis against a minimal 5-operation deploy on 1, 10 and 20 fresh hosts (BENCH_ARGS="--hosts 1 2").
 bench: images

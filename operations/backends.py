@@ -236,12 +236,10 @@ def rotate_backend(target: Target, state: HostState, salt: str):
                           stdin=program.bundle(entries))
 
 
-def backend_has_new_password(name: str) -> tuple[bool, str]:
-    """(whether backend host `name` runs with the new password after this run's step, what it needs else)."""
+def backend_rotation(name: str) -> str:
+    """What backend host `name`'s rotation step of this run did: `restarted` (its unit, or it runs with the
+    new password already), `held` (its .env already held it; no unit), `written` (written now, no unit:
+    to be restarted by hand), or `missing` (the step did not run or failed)."""
     if not succeeded("rotate-backend", name):
-        return False, f"{name} did not get the new password in this run"
-    done = report.of().entry(name).get("rotation")
-    if done in ("restarted", "held"):
-        return True, ""
-    return False, (f"the HSI backend on {name} (its .env holds the new password; set redis_backend_unit "
-                   "there to let rotate.py restart it)")
+        return "missing"
+    return report.of().entry(name).get("rotation", "missing")

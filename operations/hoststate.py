@@ -163,8 +163,10 @@ class Server:
     backend_ping: str = ""
     backend_flushall: str = ""
     backend_config_set: str = ""
-    acl_failures: int | None = None
-    acl_previous: str = ""
+    acl_failures: int | None = None   # the sum of ACL LOG's auth entries (None: not read)
+    acl_previous: str = ""            # "run_id total epoch" the previous run recorded
+    acl_recent: int = 0               # auth failures in entries updated since that run
+    acl_full: bool = False            # ACL LOG holds acllog-max-len entries: old ones fall off
     tls_ping: str = ""
     tls_nocert: str = ""
     plain_ping: str = ""
@@ -281,7 +283,7 @@ _SERVER_TEXT = {"server.active": "active", "server.enabled": "enabled", "server.
                 "acl.previous": "acl_previous", "tls.ping": "tls_ping", "tls.nocert": "tls_nocert",
                 "plain.ping": "plain_ping"}
 _SERVER_INT = {"server.layout": "layout", "server.port": "port", "server.tls_port": "tls_port", "keys": "keys",
-               "persistent": "persistent"}
+               "persistent": "persistent", "acl.recent": "acl_recent"}
 _SERVER_OPTIONAL_INT = {"acl.failures": "acl_failures", "data.rdb": "data_rdb", "data.aof": "data_aof"}
 # The kernel values the program reports, under their own names (`vm.overcommit_memory=1`).
 KERNEL_KEYS = ("vm.overcommit_memory", "net.core.somaxconn", "thp")
@@ -355,6 +357,8 @@ def parse(lines: list[str]) -> HostState:
             server[_SERVER_OPTIONAL_INT[key]] = _int(value)
         elif key == "server.cli":
             server["cli"] = value.strip() == "1"
+        elif key == "acl.full":
+            server["acl_full"] = value.strip() == "1"
         elif key == "error":
             errors.append(value.strip())
         elif key in ("firewall.cap", "firewall.policy"):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pyinfra import host as current_host
 from pyinfra import state as current_state
 
-from . import acl, clients, configure, credentials, firewall, install, report, rows, settings, shell, sources
+from . import acl, clients, configure, credentials, firewall, install, program, report, rows, settings, shell, sources
 from .hoststate import HostState, HostStateFact, StateRequest, new_salt
 from .target import Target, resolve, resolve_backend
 
@@ -71,6 +71,7 @@ def state_request(conf: settings.Settings, salt: str, server_only: bool = False)
         if target.row.module_stream:
             modules.setdefault(target.row.module_stream.split(":")[0], None)
     first = targets[0]  # the clients' files do not depend on the row
+    files.setdefault(f"{first.state_dir}/{program.NOTICE_NAME}", None)  # rotate.py's second run
     ports = tuple(sorted({p for t in targets for p in install.server_ports(t)}))
     return StateRequest(
         salt=salt, layouts=tuple(layouts), files=tuple(files), envs=tuple(clients.envs(first)),

@@ -10,8 +10,11 @@ anywhere is simply run again:
 3. the consumers the deploy can restart are restarted (`redis_backend_unit`, `redis_exporter_unit`);
 4. the old password is dropped (`ACL SETUSER default resetpass #<new>`) only when every consumer the
    deploy knows of runs with the new one: restarted in step 3, or restarted by the operator after a
-   previous run said so (its files already hold the new password). Otherwise the summary says what to
-   restart, and running rotate.py again finishes.
+   previous run said so. Otherwise the old password stays valid, the program leaves a root-only notice
+   on the host (`/etc/hsi-redis/rotation-notice`: the new password's SHA-256), and the summary says what
+   to restart. The next run drops the old password when the state read shows that notice for this
+   password and the consumers' files already holding it (a run interrupted before the notice never
+   counts as "the operator was told").
 
 Generated passwords: the new one waits in the control machine's store (`<name>.next`) and becomes the
 current one only once the old one is dropped, so a second run moves to the same value.
@@ -20,12 +23,15 @@ Backend hosts (redis_role: backend). A server's backend hosts are consumers too,
 server adds the new password and rewrites its own files (step 4 is held back), then each backend host's
 `.env` gets it and its `redis_backend_unit` is restarted (operations/backends.py), then the server drops
 the old password when every consumer, local and remote, runs with the new one (`drop_after_backends`).
-Every host runs these steps in the same order, so pyinfra finishes each on all hosts before the next.
+A backend host without a unit counts as told as the server's own consumers do: the server's notice for
+this password from an earlier run, and its `.env` already holding it. Every host runs these steps in the
+same order, so pyinfra finishes each on all hosts before the next.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+from dataclasses import dataclass, replace
 
 from pyinfra import host
 from pyinfra import state as run_state
@@ -36,7 +42,18 @@ from pyinfra.operations import python
 from . import backends, clients, configure, credentials, program, report, settings, verify
 from .hoststate import HostState, salted_sha256
 from .program import FileEntry
+from .render import exporter_env
 from .target import Target, resolve, resolve_backend
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A program that reads the backend's password from a file the deploy writes."""
+
+    what: str
+    path: str
+    unit: str | None   # restarted by rotate.py when set
+    setting: str       # the setting that names its unit
 
 
 def new_password(conf: settings.Settings) -> credentials.Secret:
@@ -56,31 +73,60 @@ def new_target(target: Target) -> Target:
     return replace(new, firewall=target.firewall, backend_hosts=target.backend_hosts)
 
 
-def consumers(target: Target) -> tuple[list[str], list[str]]:
-    """(units the deploy restarts, consumers it cannot restart: the operator must)."""
-    units, manual = [], []
+def password_consumers(target: Target) -> list[Consumer]:
+    """Every consumer of the password the settings name: the backend's `.env`, the exporter's file."""
+    found = []
     if target.backend is not None:
-        if target.settings.backend_unit:
-            units.append(target.settings.backend_unit)
-        else:
-            manual.append(f"the HSI backend (it reads {target.backend.env_path}; set redis_backend_unit "
-                          "to let the deploy restart it)")
+        found.append(Consumer("the HSI backend", target.backend.env_path, target.settings.backend_unit,
+                              "redis_backend_unit"))
     if target.exporter is not None:
-        if target.settings.exporter_unit:
-            units.append(target.settings.exporter_unit)
-        else:
-            manual.append(f"redis_exporter (it reads {target.exporter.env_path})")
-    return units, manual
+        found.append(Consumer("redis_exporter", target.exporter.env_path, target.settings.exporter_unit,
+                              "redis_exporter_unit"))
+    return found
 
 
-def files_hold(target: Target, state: HostState, salt: str) -> bool:
-    """Whether the consumers' files already hold the target's password (a previous run wrote them)."""
-    backend = target.backend
-    if backend is None:
-        return True
-    info = state.envs.get(backend.env_path)
-    wanted = dict(backend.lines)["REDIS_PASSWORD"]
-    return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
+def consumers(target: Target) -> tuple[list[str], list[str]]:
+    """(units the run restarts, consumers it cannot restart: the operator must)."""
+    found = password_consumers(target)
+    return ([c.unit for c in found if c.unit],
+            [f"{c.what} (reads {c.path}; set {c.setting} to let rotate.py restart it)" for c in found if not c.unit])
+
+
+def file_holds(target: Target, consumer: Consumer, state: HostState, salt: str) -> bool:
+    """Whether the consumer's file already holds the target's password (a previous run wrote it)."""
+    if target.backend is not None and consumer.path == target.backend.env_path:
+        info = state.envs.get(consumer.path)
+        wanted = dict(target.backend.lines)["REDIS_PASSWORD"]
+        return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
+    found = state.file(consumer.path)
+    return found.kind == "f" and found.sha == salted_sha256(salt, exporter_env(target))
+
+
+def notice_path(target: Target) -> str:
+    return f"{target.state_dir}/{program.NOTICE_NAME}"
+
+
+def notice(target: Target) -> str:
+    """The notice's content: the new password's SHA-256 (as the ACL holds it)."""
+    return hashlib.sha256(target.password.reveal().encode()).hexdigest() + "\n"
+
+
+def told(target: Target, waiting: list[Consumer], state: HostState, salt: str) -> bool:
+    """An earlier run kept the old password for this new one and said what to restart (its notice is on
+    the host), and the waiting consumers' files already hold the new password: the operator restarted them."""
+    given = state.file(notice_path(target))
+    return (given.kind == "f" and given.sha == salted_sha256(salt, notice(target))
+            and all(file_holds(target, c, state, salt) for c in waiting))
+
+
+def held_back_warning(waiting: list[Consumer]) -> str:
+    """What the summary says when the old password stays valid for consumers without a unit."""
+    what = " and ".join(f"{c.what} (reads {c.path})" for c in waiting)
+    them = "them" if len(waiting) > 1 else "it"
+    return (f"password rotation not finished: the new password is in place, the old one stays valid until "
+            f"{what} {'are' if len(waiting) > 1 else 'is'} restarted. Restart {them}, then run rotate.py again "
+            f"(before any deploy.py) to drop the old password; with {' and '.join(c.setting for c in waiting)} "
+            f"set, rotate.py restarts {them} itself")
 
 
 @operation()
@@ -112,17 +158,20 @@ def rotate_on_host(target: Target, state: HostState, units: tuple[str, ...], dro
                           stdin=program.bundle(entries, password=target.password.reveal()))
 
 
-def _held_back(manual: list[str]) -> str:
-    return ("the old password stays valid until these run with the new one: " + "; ".join(manual)
-            + ". Restart them, then run rotate.py again to drop it")
+def remote_warning(name: str) -> str:
+    """What the summary says for a backend host without a unit that has the new password in its .env."""
+    return (f"password rotation not finished: the old password stays valid until the HSI backend on {name} "
+            f"(its .env holds the new password) is restarted. Restart it, then run rotate.py again (before any "
+            f"deploy.py) to drop the old password; with redis_backend_unit set on {name}, rotate.py restarts it "
+            "itself")
 
 
 @operation()
 def drop_after_backends(target: Target, state: HostState, salt: str):
     """
     On a server with backend hosts, after they got the new password: drop the old one when every
-    consumer runs with the new one (else the summary says who must restart), then, for a generated
-    password, make the new one the current one in the control machine's store.
+    consumer runs with it (else the summary says who must restart), then, for a generated password,
+    make the new one the current one in the control machine's store.
 
     + target: the server's Target with the NEW password (other hosts: nothing here)
     + state: the prologue's state read
@@ -139,14 +188,18 @@ def drop_after_backends(target: Target, state: HostState, salt: str):
         return
     if not run_state.is_executing:
         return
-    _, manual = consumers(target)
-    waiting = [] if not manual or files_hold(target, state, salt) else manual
+    waiting = [c for c in password_consumers(target) if not c.unit]
+    warnings = [held_back_warning(waiting)] if waiting and not told(target, waiting, state, salt) else []
+    told_before = told(target, [], state, salt)  # this password's notice: an earlier run said what to restart
     for name in target.backend_hosts:
-        ready, why = backends.backend_has_new_password(name)
-        if not ready:
-            waiting.append(why)
-    if waiting:
-        report.warn(host.name, _held_back(waiting))
+        done = backends.backend_rotation(name)
+        if done not in ("restarted", "held") or (done == "held" and not told_before):
+            warnings.append(remote_warning(name) if done in ("held", "written") else
+                            f"password rotation not finished: {name} did not get the new password in this run "
+                            "(see its line); the old password stays valid. Run rotate.py again")
+    if warnings:
+        for warning in warnings:
+            report.warn(host.name, warning)
         host.noop("the old password stays valid")
         return
     yield program.command("rotate-drop", *program.options(**target.layout_options()),
@@ -161,11 +214,14 @@ def rotate(prepared) -> None:
     old = prepared.target
     new = new_target(old)
     report.add_secret(new.password.reveal())
-    units, manual = consumers(new) if old.serves else ([], [])
+    found = password_consumers(new) if old.serves else []
+    units = [c.unit for c in found if c.unit]
+    waiting = [c for c in found if not c.unit]
     # a server with backend hosts drops the old password only after them (drop_after_backends)
-    drop = old.serves and not old.backend_hosts and (not manual or files_hold(new, prepared.state, prepared.salt))
-    if old.serves and not old.backend_hosts and not drop:
-        report.warn(host.name, _held_back(manual))
+    alone = old.serves and not old.backend_hosts
+    drop = alone and (not waiting or told(new, waiting, prepared.state, prepared.salt))
+    if alone and not drop:
+        report.warn(host.name, held_back_warning(waiting))
     rotated = rotate_on_host(name="Rotate the backend password (add, rewrite files, restart consumers, drop)",
                              target=new, state=prepared.state, units=tuple(units), drop=drop)
     backends.remember("rotate", rotated)

@@ -95,14 +95,14 @@ def identity_problem(target: Target, seen: Server) -> Problem | None:
     denied = set(acl.denied_commands(target.settings, target.row))
     checks = []
     if "flushall" in denied:
-        checks.append(("FLUSHALL", seen.backend_flushall))
+        checks.append(("FLUSHALL", "flushall", seen.backend_flushall))
     if denied & {"config", "config|set"}:
-        checks.append(('CONFIG SET requirepass ""', seen.backend_config_set))
-    for shown, reply in checks:
-        if "QUEUED" in reply:
+        checks.append(('CONFIG SET requirepass ""', "config|set", seen.backend_config_set))
+    for shown, command, reply in checks:
+        if reply.strip() == "QUEUED":
             return Problem("least privilege off", f"the backend identity may run {shown}",
                            "run deploy.py again (redis.conf's user lines deny it)")
-        if "NOPERM" not in reply:
+        if not is_denial(reply, command):
             return Problem("least privilege unverified",
                            f"the denial of {shown} to the backend identity could not be seen ({reply.strip()!r})",
                            "run verify.py again; if it persists, check the user lines in redis.conf")
@@ -148,13 +148,30 @@ def firewall_problem(target: Target, state: HostState) -> Problem | None:
 
 
 def failures_since_last_run(seen: Server) -> int:
-    """New auth failures since the previous run (all of them after a restart or a log reset)."""
+    """New auth failures since the previous run (all of them after a restart or a log reset).
+
+    A full ACL LOG (acllog-max-len entries) drops its oldest entries as new ones come, of any reason (the
+    least-privilege probe's NOPERMs too), so there the total can fall, or stand still, while failures
+    happen: take the larger of the difference and the failures in entries updated since the last run.
+    """
     total = seen.acl_failures or 0
     previous = seen.acl_previous.split()
     same_server = len(previous) >= 2 and previous[0] == seen.run_id and previous[1].isdigit()
-    if same_server and total >= int(previous[1]):
-        return total - int(previous[1])
-    return total
+    if not same_server:
+        return total
+    difference = total - int(previous[1])
+    if seen.acl_full:
+        return max(difference, seen.acl_recent)
+    return difference if difference >= 0 else total
+
+
+def is_denial(reply: str, command: str) -> bool:
+    """A NOPERM naming `command` (`cmd|sub`) or its parent. The wording differs across versions: 6.x
+    "this user has no permissions to run the 'config' command or its subcommand", 7.0 "... the
+    'config|set' command", 7.2+ and Valkey "User default has no permissions to run the 'config|set'
+    command"."""
+    names = {command, command.split("|")[0]}
+    return reply.strip().startswith("NOPERM") and any(f"'{name}'" in reply for name in names)
 
 
 def findings(target: Target, state: HostState, salt: str, before: HostState | None = None) -> tuple[dict, Problem | None]:
@@ -171,8 +188,8 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
         "uptime_seconds": seen.uptime, "keys": seen.keys,
         "checks": {"auth_ping": seen.auth.strip(), "noauth_ping": seen.noauth.strip(), "service": seen.active,
                    "backend_ping": seen.backend_ping.strip(),
-                   "flushall_denied": "NOPERM" in seen.backend_flushall,
-                   "config_set_denied": "NOPERM" in seen.backend_config_set},
+                   "flushall_denied": is_denial(seen.backend_flushall, "flushall"),
+                   "config_set_denied": is_denial(seen.backend_config_set, "config|set")},
     }
     if target.tls is not None:
         found["tls"] = {"port": target.tls.port, "via": seen.via, "only": target.tls.only,

@@ -24,6 +24,9 @@ PROGRAM_NAME = "hsi-redis"
 # Where an operator (and the backup timer) find the program on a host.
 INSTALLED_PATH = "/usr/local/sbin/hsi-redis"
 STATE_DIR = "/etc/hsi-redis"
+# In the state directory: the SHA-256 of the password a rotation kept the old one for (root 0600; the
+# program writes it when a consumer must be restarted by hand, and removes it with the old password).
+NOTICE_NAME = "rotation-notice"
 
 
 @functools.cache

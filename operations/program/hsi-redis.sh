@@ -203,9 +203,9 @@ chain() {
       [ "$ch_t" = $((040000)) ] || { w=unsafe w_why="$ch_d is not a directory"; break; }
       if [ "$ch_u" != 0 ]; then
         if [ "$w" = root ]; then w=$ch_n
-        elif [ "$w" != "$ch_n" ]; then w=unsafe w_why="$ch_d belongs to $ch_n inside a directory $w controls"; break
+        elif [ "$w" != "$ch_n" ]; then w_why="$ch_d belongs to $ch_n inside a directory $w controls" w=unsafe; break
         fi
-      elif [ "$w" != root ]; then w=unsafe w_why="$ch_d belongs to root inside a directory $w controls"; break
+      elif [ "$w" != root ]; then w_why="$ch_d belongs to root inside a directory $w controls" w=unsafe; break
       fi
       if [ $((ch_m & 022)) != 0 ]; then
         [ $((ch_m & 01000)) != 0 ] || { w=unsafe w_why="$ch_d is writable by its group or others"; break; }
@@ -224,9 +224,9 @@ staged() {  # DIR: DIR is a plain directory others cannot write, on the state di
   [ -d "$1" ] && [ ! -L "$1" ] && [ -n "$tmp" ] || return 1
   set -- "$1" $(stat -c '%a %d' "$1" "$tmp")
   [ $((0$2 & 002)) = 0 ] && [ "$3" = "$5" ] || return 1
-  sg_w=$w sg_why=$w_why; chain "${1%/*}/"
+  sg_w=$w sg_why=$w_why sg_d=$w_dir; chain "${1%/*}/"
   [ "$w" = root ] && return 0
-  w=$sg_w w_why=$sg_why; return 1
+  w=$sg_w w_why=$sg_why w_dir=$sg_d; return 1
 }
 as_w() {  # CMD...: run CMD as the writer $w
   [ "$w" != root ] || { "$@"; return; }
@@ -256,7 +256,8 @@ if { [ -L "$t" ] && [ "$kind" = merge ]; } || { [ ! -L "$t" ] && [ -e "$t" ] && 
 new=$(mktemp "${8:-$d}/.${t##*/}.hsi-XXXXXX"); trap "rm -f \"\$new\"" EXIT
 if [ "$kind" = merge ]; then cur=/dev/null; [ ! -f "$t" ] || cur=$t; awk -v f="$t" "$7" - "$cur" > "$new"
 else cat > "$new"; fi
-same=0; [ -L "$t" ] || [ ! -f "$t" ] || [ "$(sha256sum < "$new")" != "$(sha256sum < "$t")" ] || same=1
+same=0; [ -L "$t" ] || [ ! -f "$t" ] \
+  || [ "$(sha256sum < "$new")" != "$(dd if="$t" iflag=nofollow,nonblock status=none 2>/dev/null | sha256sum)" ] || same=1
 if [ "$op" = check ]; then [ $same = 1 ] && echo same || echo differs; exit 0; fi
 if [ $same = 1 ]; then
   set -- $(stat -c "%a %U %G" "$t")
@@ -266,46 +267,73 @@ fi
 [ "$own" = - ] || chown "$own" "$new"
 case $grp in -) ;; \?*) chgrp "${grp#?}" "$new" 2>/dev/null || :;; *) chgrp "$grp" "$new";; esac
 chmod "$mode" "$new"; mv -fT "$new" "$t"; trap - EXIT; echo changed'
-# The .env merge, read as python-dotenv reads: a line assigning an owned key (KEY=, export KEY=, blanks
-# around =) is replaced in place, later ones dropped, missing keys appended, other lines kept byte for
-# byte (CRLF kept). A quoted owned key, or an owned value whose quote does not close on its line, is
-# refused; lines inside another key's multi-line value are not assignments. Input: wanted lines, then
+# The .env merge. The file is parsed as python-dotenv (the backend's reader) parses it, binding by
+# binding (a quoted value may span lines; a backslash escapes any character). A binding of an owned key
+# on one line is replaced in place, later ones dropped, missing keys appended; every other line is kept
+# byte for byte. A replaced line keeps its line ending, appended lines take the last line's. Refused
+# (nothing changed), where python-dotenv and the merge, or another reader, could disagree: a quoted owned
+# key, an owned key without `=`, an owned value spanning lines, an owned key assigned inside another
+# key's multi-line value, whitespace other than blanks and tabs around an owned key (form feed, vertical
+# tab, Unicode spaces: python-dotenv skips them), a quote that never closes (the appended lines would
+# close it), a bare carriage return (python-dotenv ends the line there). Input: the wanted lines, then
 # the file; with scan="K1 K2" only the file: prints `crlf 0|1`, `key KEY LINE`, `bad LINE REASON`.
 MERGE_AWK='
-function closes(s, q,   i, c, p) {
-  p = ""; for (i = 1; i <= length(s); i++) { c = substr(s, i, 1); if (c == q && p != "\\") return i; p = c }
+function cl(s, q,   i, c) {
+  for (i = 1; i <= length(s); i++) { c = substr(s, i, 1); if (c == "\\") i++; else if (c == q) return i }
   return 0
+}
+function adv(k,   t) { t = substr(T, p, k); p += k; ln += gsub(/\n/, "", t) }
+function at(re) { return match(substr(T, p), re) }
+function odd() { if (substr(T, p, RLENGTH) ~ /\f/) o = 1; adv(RLENGTH) }
+function own(s,   k) {
+  sub(/^[ \t\f]*(export[ \t\f]+)?["\047]?/, "", s)
+  if (!match(s, /^[^=# \t\f"\047]+/)) return 0
+  k = substr(s, 1, RLENGTH)
+  return substr(s, RLENGTH + 1) ~ /^["\047]?[ \t\f]*=/ && k in want
 }
 scan == "" && FILENAME == ARGV[1] { k = $0; sub(/=.*/, "", k); want[k] = $0; order[++nw] = k; next }
 { L[++n] = $0 }
 END {
   sq = "\047"; dq = "\""
   if (scan != "") { nw = split(scan, order, " "); for (i = 1; i <= nw; i++) want[order[i]] = "" }
-  cr = 0; for (i = 1; i <= n; i++) if (L[i] ~ /\r$/) cr = 1
   for (i = 1; i <= n; i++) {
-    if (i <= cont) continue
-    s = L[i]; sub(/\r$/, "", s); sub(/^[ \t]*(export[ \t]+)?/, "", s); k = ""; qk = 0
-    if (substr(s, 1, 1) == sq) {
-      if (match(s, "^" sq "[^" sq "]+" sq)) { k = substr(s, 2, RLENGTH - 2); qk = 1; s = substr(s, RLENGTH + 1) }
-    } else if (match(s, /^[^=# \t]+/)) {
-      k = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
-      if (length(k) > 2 && substr(k, 1, 1) == dq && substr(k, length(k)) == dq) { k = substr(k, 2, length(k) - 2); qk = 1 }
+    s = L[i]; sub(/\r$/, "", s); if (index(s, "\r")) why[i] = "carriage-return"
+    gsub(/\302[\205\240]|\341\232\200|\342\200[\200-\212\250\251\257]|\342\201\237|\343\200\200|[\v\034-\037]/, "\f", s)
+    P[i] = s; T = T s "\n"
+  }
+  sub(/^\357\273\277/, "", T); p = 1; ln = 1
+  while (p <= length(T)) {
+    at("^[ \t\f\n]*"); w = substr(T, p, RLENGTH); adv(RLENGTH)
+    if (p > length(T)) break
+    sub(/.*\n/, "", w); o = w ~ /\f/; b = ln; k = ""; qk = 0; e = 0; v = 0
+    if (at("^export[ \t\f]+")) odd()
+    c = substr(T, p, 1)
+    if (c == "#") k = "#"
+    else if (c == sq) { if (at("^" sq "[^" sq "]+" sq)) { k = substr(T, p + 1, RLENGTH - 2); qk = 1; adv(RLENGTH) } else e = 2 }
+    else if (at("^[^=# \t\f\n]+")) { k = substr(T, p, RLENGTH); adv(RLENGTH) } else e = 1
+    if (!e && k != "#") {
+      at("^[ \t\f]*"); odd()
+      if (substr(T, p, 1) == "=") {
+        v = 1; at("^=[ \t\f]*"); x = RLENGTH; odd(); c = substr(T, p, 1)
+        if (c == sq || c == dq) { j = cl(substr(T, p + 1), c); if (j) adv(j + 1); else e = 2 }
+        else if (x == 1 || c != "#") { at("^[^\n]*"); adv(RLENGTH) }
+      }
     }
-    if (k == "" || !match(s, /^[ \t]*=[ \t]*/)) continue
-    v = substr(s, RLENGTH + 1); q = substr(v, 1, 1); open = 0
-    if ((q == dq || q == sq) && !closes(substr(v, 2), q)) {
-      open = 2
-      for (j = i + 1; j <= n; j++) { t = L[j]; sub(/\r$/, "", t); if (closes(t, q)) { cont = j; open = 1; break } }
+    if (!e) { if (at("^[ \t\f]*#[^\n]*")) adv(RLENGTH); if (at("^[ \t\f]*\n")) adv(RLENGTH); else e = 1 }
+    if (e) { at("^[^\n]*\n?"); adv(RLENGTH) }
+    z = ln - 1
+    if (!qk && k ~ /^".+"$/) { k = substr(k, 2, length(k) - 2); qk = 1 }
+    if (e == 2) why[b] = "unterminated-quote"
+    else if (k in want) {
+      if (qk) why[b] = "quoted-key"; else if (z > b) why[b] = "multi-line-value"
+      else if (!v && !e) why[b] = "no-equals"; else if (o) why[b] = "odd-whitespace"
+      else if (!(b in why)) owned[b] = k
     }
-    if (!(k in want)) continue
-    if (qk) why[i] = "quoted-key"
-    else if (open == 1) why[i] = "multi-line-value"
-    else if (open == 2) why[i] = "unterminated-quote"
-    else owned[i] = k
+    for (i = b + 1; i <= z; i++) if (own(P[i])) why[i] = "inside-multi-line-value"
   }
   if (scan != "") {
-    print "crlf", cr
-    for (i = 1; i <= n; i++) if (i in owned) print "key", owned[i], i; else if (i in why) print "bad", i, why[i]
+    print "crlf", (L[n] ~ /\r$/) ? 1 : 0
+    for (i = 1; i <= n; i++) if (i in why) print "bad", i, why[i]; else if (i in owned) print "key", owned[i], i
     exit 0
   }
   for (i = 1; i <= n; i++) if (i in why) {
@@ -313,11 +341,11 @@ END {
     bad = 1
   }
   if (bad) exit 3
-  e = cr ? "\r" : ""
   for (i = 1; i <= n; i++) {
-    if (i in owned) { k = owned[i]; if (!(k in done)) { print want[k] e; done[k] = 1 }; continue }
-    print L[i]
+    if (!(i in owned)) print L[i]
+    else if (!(owned[i] in done)) { print want[owned[i]] (L[i] ~ /\r$/ ? "\r" : ""); done[owned[i]] = 1 }
   }
+  e = (L[n] ~ /\r$/) ? "\r" : ""
   for (i = 1; i <= nw; i++) if (!(order[i] in done)) print want[order[i]] e
 }'
 
@@ -375,7 +403,7 @@ is_rfile() {  # the current entry is a file the server reads
 # its directory. Sets e_res; 1 (said why) when refused.
 entry() {
   en_op=$1 en_src=${2:-$tmp/$e_i} en_d=${e_p%/*}; [ -n "$en_d" ] || en_d=/
-  chain "$en_d"; en_stage=''
+  chain "$en_d"; en_stage='' en_r=$ch_p  # en_r: through the links root controls (missing parts made there)
   # a whole file in a directory only the server's user or group controls (/etc/redis on Debian), its
   # parents root's: staged in root's own directory and renamed in, with its owner and mode already set
   if [ "$w" != root ] && [ "$e_k" = file ] && staged "$en_d"; then w=root en_stage=$tmp; fi
@@ -383,11 +411,12 @@ entry() {
   [ ! -L "$e_p" ] || [ "$e_k" = file ] || { say "$e_p is a symbolic link: refused (it is never followed)"; return 1; }
   en_named=$e_u
   if [ "$e_k" = merge ]; then
+    # an existing file keeps owner, group and mode (others' and exec bits dropped); a new one is the
+    # writer's, 0600 (0640 for a named group)
+    en_m=600 en_o=$w en_g=-; [ "$e_g" = - ] || en_m=640
     if [ -f "$e_p" ]; then
       set -- $(stat -c '%a %U %G' "$e_p"); en_m=$(printf '%o' $((0$1 & 0660))) en_o=$2 en_g="?$3"
-    else
-      [ -d "$en_d" ] && set -- $(stat -c '%U %G' "$en_d") || set -- "$w" -
-      en_m=600 en_o=$1 en_g=$2; [ "$w" = root ] || en_o=$w
+      [ "$w" = root ] || [ "$2" = "$w" ] || { say "$e_p belongs to $2, but $w controls its directory: written as $w, it would be taken from its owner; run chown $w $e_p (or make the directory root's): refused"; return 1; }
     fi
     [ "$e_u" = - ] || en_o=$e_u; [ "$e_g" = - ] || en_g=$e_g
   else
@@ -402,12 +431,12 @@ entry() {
   if [ "$e_u" != - ] && [ "$e_g" = - ]; then en_g=$(id -gn "$e_u" 2>/dev/null) || en_g=-; fi
   case $en_g in '?'|'?-') en_g=-;; esac
   if [ "$en_op" = write ]; then
-    en_new=0; [ -d "$en_d" ] || en_new=1
-    mkdirs "$en_d" || { say "$e_p: cannot create $en_d"; return 1; }
+    en_new=0; [ -d "$en_r" ] || en_new=1
+    mkdirs "$en_r" || { say "$e_p: cannot create $en_d"; return 1; }
     # owndir: a client's own directory (its TLS files), made by root: given to the file's owner, 0750
     if [ "$en_new" = 1 ] && [ "$w" = root ] && flag owndir && [ "$en_o" != - ]; then
       en_og=$en_o; [ "$en_g" = - ] || en_og=$en_o:$en_g
-      chown "$en_og" "$en_d" 2>/dev/null && chmod 0750 "$en_d" || { say "$en_d: cannot give it to $en_o"; return 1; }
+      chown "$en_og" "$en_r" 2>/dev/null && chmod 0750 "$en_r" || { say "$en_d: cannot give it to $en_o"; return 1; }
     fi
   elif [ ! -d "$en_d" ]; then e_res=differs; return 0
   fi
@@ -644,12 +673,20 @@ sec == "info" {
   p = index($0, ":"); if (p) { k = substr($0, 1, p - 1); if (k in want) print "info." k "=" substr($0, p + 1); if (k == "run_id") run = substr($0, p + 1) }
   next
 }
-sec == "conf" { if ($0 !~ /^ERROR,/) { n = csv($0); for (i = 1; i < n; i += 2) print "conf." T[i] "=" T[i + 1] }; next }
+sec == "conf" {
+  if ($0 !~ /^ERROR,/) { n = csv($0); for (i = 1; i < n; i += 2) { print "conf." T[i] "=" T[i + 1]; if (T[i] == "acllog-max-len") mx = T[i + 1] + 0 } }
+  next
+}
+function entry() { if (lr == "auth") { sum += lc; if (since >= 0 && la + 1 < since) rec += lc }; lr = "" }
 sec == "acl" {
   acl = 1; if ($0 ~ /^ERROR,/) { acl = 0; next }
-  n = csv($0); for (i = 1; i < n; i += 2) { if (T[i] == "count") c = T[i + 1]; else if (T[i] == "reason" && T[i + 1] == "auth") sum += c }
+  n = csv($0)
+  for (i = 1; i < n; i += 2) { v = T[i + 1]; if (T[i] == "count") { entry(); lc = v; ne++ } else if (T[i] == "reason") lr = v; else if (T[i] == "age-seconds") la = v }
 }
-END { print "keys=" keys + 0; print "persistent=" keys - ex; print "#acl " (acl ? sum + 0 : "-") " " (run == "" ? "-" : run) }'
+END {
+  entry(); print "keys=" keys + 0; print "persistent=" keys - ex
+  print "#acl " (acl ? sum + 0 : "-") " " (run == "" ? "-" : run) " " rec + 0 " " (mx > 0 && ne >= mx ? 1 : 0)
+}'
 BACKEND_AWK=$CSV_FN'
 /^AUTH failed/ { a = $0; next } { n = csv($0); r[++i] = (T[1] == "ERROR" && n > 1) ? T[2] : T[1] }
 END { print "backend.ping=" (a == "" ? r[1] : a); print "backend.flushall=" r[3]; print "backend.config_set=" r[6] }'
@@ -665,13 +702,18 @@ server_report() {  # the server part of state/verify (record=1: moves the auth-f
   pick; sr_auth=PONG; [ "$ident" != refused ] || sr_auth=$p_reply
   printf 'server.auth=%s\nserver.identity=%s\n' "$sr_auth" "$ident"
   if [ "$ident" != refused ]; then
+    # seconds since the last recorded run: a full ACL LOG drops old entries, so its new failures are those
+    # in entries updated since then (whole seconds)
+    sr_s=$(head -n 1 "$sd/auth-failures" 2>/dev/null | cut -d ' ' -f 3)
+    case $sr_s in ''|*[!0-9]*) sr_s=-1;; *) sr_s=$(($(date +%s) - sr_s));; esac
     sr_o=$(printf '%s\n' 'ECHO @@info' INFO 'ECHO @@conf' 'CONFIG GET maxmemory' 'CONFIG GET maxmemory-policy' \
       'CONFIG GET appendonly' 'CONFIG GET appendfsync' 'CONFIG GET dir' 'CONFIG GET port' 'CONFIG GET tls-port' \
-      'ECHO @@acl' 'ACL LOG 100000' 'ECHO @@end' | ask --csv | awk "$STATE_AWK")
+      'CONFIG GET acllog-max-len' 'ECHO @@acl' 'ACL LOG 100000' 'ECHO @@end' | ask --csv | awk -v since="$sr_s" "$STATE_AWK")
     printf '%s\n' "$sr_o" | grep -v '^#'
     set -- $(printf '%s\n' "$sr_o" | sed -n 's/^#acl //p')
     echo "acl.failures=$1"
     if [ "$1" != - ]; then
+      printf 'acl.recent=%s\nacl.full=%s\n' "$3" "$4"
       [ ! -s "$sd/auth-failures" ] || echo "acl.previous=$(head -n 1 "$sd/auth-failures")"
       [ "$record" = 0 ] || [ ! -d "$sd" ] || { sr_t=$(mktemp "$sd/.auth-failures.XXXXXX") \
         && echo "$2 $1 $(date +%s)" > "$sr_t" && mv -f "$sr_t" "$sd/auth-failures"; }
@@ -911,14 +953,21 @@ do_rotate() {
         echo "restarted_unit=$ro_u"
       done
     fi
-    [ "$drop" = 1 ] || { [ "$ro_n" -le 1 ] || echo kept_old=1; return 0; }
+    # a consumer must be restarted by hand first: the notice (root 0600) says for which password the
+    # operator was told; the state read shows it to the next run, which may then drop the old one
+    if [ "$drop" = 0 ]; then
+      [ "$ro_n" -gt 1 ] || return 0
+      ro_t=$(mktemp "$sd/.notice.XXXXXX") && echo "$ro_sha" > "$ro_t" && mv -fT "$ro_t" "$sd/rotation-notice" \
+        || { rm -f "$ro_t"; die "cannot write $sd/rotation-notice; the old password stays valid"; }
+      echo kept_old=1; return 0
+    fi
   fi
   # 4. one atomic command leaves only the new password
-  [ "$ro_n" -gt 1 ] || return 0
+  [ "$ro_n" -gt 1 ] || { rm -f "$sd/rotation-notice"; return 0; }
   pong_as "$ro_new" || die "the server does not accept the new password: run the rotation again"
   setuser 'resetpass '; pong_as "$ro_new" || die "the server does not accept the new password after dropping the old"
   [ -z "$ro_old" ] || [ "$ro_old" = "$ro_new" ] || ! pong_as "$ro_old" || die "the old password still works after dropping it"
-  echo "dropped=$((ro_n - 1))"
+  rm -f "$sd/rotation-notice"; echo "dropped=$((ro_n - 1))"
 }
 
 # write: a client host's files (a backend host's .env, CA, client pair), then --restart-units restarted

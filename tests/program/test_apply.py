@@ -112,3 +112,17 @@ def test_unit_files_reload_systemd(host):
     r = host.run("apply", stdin=bundle(("file", "0644", "root", "root", "unit", str(unit), "[Service]\n")))
     assert r.code == 0 and r.out == f"changed={unit}\n" and "daemon-reload" in " ".join(host.calls())
     assert oct(unit.parent.stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_run_while_a_restart_is_pending_keeps_the_config_from_before_the_first_change(host):
+    """Run 1 saved the running config, wrote a new one and died before its restart; run 2 brings yet
+    another config that the server rejects: the rollback goes to the config the server last ran with,
+    not to run 1's unproven one."""
+    host.fill(4)
+    good = host.config.read_text()
+    assert host.run("keep-last-good").code == 0
+    host.write_config(extra=["hz 16"])  # run 1's file; it died here
+    (host.state / "restart-pending").touch()
+    r = host.run("apply", stdin=bundle(config_entry(host, host.render(extra=["no-such-directive 1"]))))
+    assert r.code == 1 and "rolled back to the last good config, which serves 4 keys" in r.err, r.err
+    assert host.config.read_text() == good and host.cli("config", "get", "hz").split() == ["hz", "10"]

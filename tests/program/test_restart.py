@@ -259,3 +259,18 @@ def test_a_data_move_is_copied_by_the_servers_user(tmp_path):
     finally:
         _kill_servers(h.fake)
         shutil.rmtree(shared)
+
+
+def test_a_stopped_server_with_aof_and_a_new_data_directory_takes_its_data_along(host):
+    """issue 9 item 11: the server is stopped when the config with a new `dir` arrives; the old directory
+    is the one of the config it last ran with (the last good copy), and its AOF goes along."""
+    host.fill(11)
+    assert host.run("keep-last-good").code == 0
+    host.stop()
+    new = host.root / "moved"
+    host.write_config(data=new)
+    (host.state / "restart-pending").touch()
+    r = host.run("restart")
+    assert r.code == 0 and r.keys["data_moved"] == f"{host.data} {new}", r.err
+    assert r.keys["restarted"] == "- 11" and (new / "appendonlydir").is_dir()
+    assert host.cli("config", "get", "dir").split() == ["dir", str(new)] and host.dbsize() == 11

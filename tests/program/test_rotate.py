@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
-from .conftest import BACKEND_PW, SERVICE, bundle
+from operations.hoststate import salted_sha256
+
+from .conftest import BACKEND_PW, SERVICE, bundle, give_client_pair, tls_context
 
 NEW_PW = "new-Backend-pw-9876543210zz"
 
@@ -80,3 +83,53 @@ def test_rotation_refuses_when_neither_password_works(host):
     assert r.code == 1 and "accepts neither" in r.err and not pong(host, NEW_PW)
     bad = host.run("rotate-add", stdin="password !!notbase64\n")
     assert bad.code == 1 and "base64" in bad.err
+
+
+def test_keeping_the_old_password_leaves_a_notice_the_next_read_sees(host):
+    """A consumer must be restarted by hand (--drop 0): the old password stays, and a root-only notice
+    holds the new password's SHA-256; the state read reports its salted hash, so the next run knows the
+    operator was told for THIS password. Dropping the old password removes it."""
+    notice = host.state / "rotation-notice"
+    r = host.run("rotate", "--drop", "0", stdin=stdin(host, *files(host)))
+    assert r.code == 0 and r.keys["kept_old"] == "1", r.err
+    digest = hashlib.sha256(NEW_PW.encode()).hexdigest()
+    assert notice.read_text() == digest + "\n" and oct(notice.stat().st_mode & 0o777) == "0o600"
+    assert notice.stat().st_uid == 0 and list(host.state.glob(".notice.*")) == []
+    read = host.run("state", "--salt", "ab12", "--file", str(notice)).keys["file"]
+    assert read == f"f 600 root root {salted_sha256('ab12', digest + chr(10))} {notice}"
+    assert NEW_PW not in read and pong(host, BACKEND_PW)
+    again = host.run("rotate", "--drop", "1", stdin=stdin(host, *files(host)))
+    assert again.code == 0 and again.keys["dropped"] == "1" and not notice.exists(), again.err
+    assert not pong(host, BACKEND_PW) and pong(host, NEW_PW)
+
+
+def test_no_notice_when_there_is_no_old_password_to_keep(host):
+    assert host.run("rotate", "--drop", "1", stdin=stdin(host, *files(host))).keys["dropped"] == "1"
+    r = host.run("rotate", "--drop", "0", stdin=stdin(host, *files(host)))
+    assert r.code == 0 and r.out == "" and not (host.state / "rotation-notice").exists()
+
+
+def test_a_failed_notice_keeps_the_old_password_and_says_so(host):
+    (host.state / "rotation-notice").mkdir()  # cannot be replaced by a file
+    r = host.run("rotate", "--drop", "0", stdin=stdin(host, *files(host)))
+    assert r.code == 1 and "rotation-notice" in r.err and "old password stays valid" in r.err
+    assert list(host.state.glob(".notice.*")) == []
+    assert pong(host, BACKEND_PW) and pong(host, NEW_PW)
+
+
+def test_rotation_on_a_tls_only_server_with_client_certificates(make_host, pki):
+    """issue 9 item 12: no plain port; the program reaches the TLS port with the deploy's client pair."""
+    h = make_host()
+    h.tls = tls_context(pki, h.port)
+    h.write_config(port=0)
+    give_client_pair(h, pki)
+    assert h.ctl("start", SERVICE).returncode == 0
+    h.wait_pong(tls=True)
+    h.cli("set", "k", "v", tls=True)
+    tls_files = (("file", "0600", "root", "root", "-", str(h.state / "backend.auth"), NEW_PW),
+                 ("file", "0640", "root", "root", "restart", str(h.config), h.render(port=0, backend_pw=NEW_PW)))
+    r = h.run("rotate", "--drop", "1", stdin=stdin(h, *tls_files))
+    assert r.code == 0 and r.keys["added"] == "1" and r.keys["dropped"] == "1", r.err
+    assert h.cli("ping", password=NEW_PW, user="", tls=True) == "PONG"
+    assert "WRONGPASS" in h.cli("ping", password=BACKEND_PW, user="", tls=True)
+    assert h.cli("get", "k", tls=True) == "v"

@@ -118,6 +118,8 @@ def test_identity_classification(changes, kind):
 def test_every_version_s_denial_text_is_recognised(flushall, config_set):
     seen = replace(HEALTHY, backend_flushall=flushall, backend_config_set=config_set)
     assert verify.identity_problem(TARGET, seen) is None
+    found, _ = verify.findings(TARGET, HostState(server=seen), "00")
+    assert found["checks"]["flushall_denied"] and found["checks"]["config_set_denied"]
     found, problem = verify.findings(TARGET, replace(_env_state(), server=seen), SALT)
     assert problem is None and found["checks"]["flushall_denied"] and found["checks"]["config_set_denied"]
 
