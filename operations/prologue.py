@@ -21,7 +21,20 @@ from dataclasses import dataclass
 from pyinfra import host as current_host
 from pyinfra import state as current_state
 
-from . import acl, clients, configure, credentials, firewall, install, program, report, rows, settings, shell, sources
+from . import (
+    acl,
+    clients,
+    configure,
+    credentials,
+    firewall,
+    install,
+    program,
+    report,
+    rows,
+    settings,
+    shell,
+    sources,
+)
 from .hoststate import HostState, HostStateFact, StateRequest, new_salt
 from .target import Target, resolve, resolve_backend
 
