@@ -37,7 +37,8 @@ def host_names(inventory: Path, group_data: Path | None = None, extra: tuple[str
     Reads a pyinfra inventory file the way pyinfra does (each module-level list/tuple is a
     group of `"name"` or `("name", {data})`) plus `group_data/all.py` and `group_data/<group>.py`.
     Names: `redis_backend_host`, the host's address (`ssh_hostname` or its name when that is a
-    DNS name/IP), `extra`, and the local names the deploy's own checks use.
+    DNS name/IP), `extra`, and the local names the deploy's own checks use. Backend hosts
+    (`redis_role: backend`) run no server and get none.
     """
     group_data = group_data or Path.cwd() / "group_data"
     module = _module_data(inventory)
@@ -50,6 +51,8 @@ def host_names(inventory: Path, group_data: Path | None = None, extra: tuple[str
         for member in members:
             name, data = (member, {}) if isinstance(member, str) else (member[0], dict(member[1]))
             merged = {**common, **group_vars, **data}
+            if merged.get("redis_role") == "backend":
+                continue  # no server there: a backend host gets its server's CA (and client pair)
             names = [str(merged.get("redis_backend_host") or "localhost")]
             address = str(merged.get("ssh_hostname") or name)
             if _is_name(address):

@@ -345,6 +345,15 @@ def test_helper_reads_names_from_an_inventory(tmp_path):
     assert names["@docker/c1"][0] == "127.0.0.1" and "@docker/c1" not in names["@docker/c1"]
 
 
+def test_helper_makes_no_server_certificate_for_a_backend_host(tmp_path):
+    """A backend host (redis_role: backend) runs no server: its .env gets its server's CA and client pair."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text("hosts = [('nvr', {'redis_role': 'server', 'redis_backend_host': 'nvr.lan'}),\n"
+                         "         ('app', {'redis_role': 'backend', 'redis_server': 'nvr'})]\n")
+    names = certs.host_names(inventory, tmp_path / "group_data")
+    assert list(names) == ["nvr"] and names["nvr"][0] == "nvr.lan"
+
+
 def test_helper_command_line(tmp_path, capsys):
     inventory = tmp_path / "inventory.py"
     inventory.write_text("hosts = ['redis-a.lan']\n")
