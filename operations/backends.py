@@ -132,6 +132,43 @@ def findings(target: Target, state: HostState, salt: str) -> tuple[dict, verify.
     return found, verify.env_problem(target, state, salt) or tls_problem(target, state, salt)
 
 
+@operation()
+def backend_ping(target: Target, state: HostState, salt: str, changes: tuple = ()):
+    """
+    On a backend host whose files this run wrote: PING its server as the backend does (its address and
+    port, TLS with its CA and client files, its password on stdin), where the host has redis-cli or
+    valkey-cli (it usually has none: the summary says so). A run that wrote nothing pings nothing.
+
+    + target: the host's Target (a server's host: nothing here)
+    + state: the prologue's state read
+    + salt: the salt of that read
+    + changes: this run's operations that may have written the backend's files
+
+    **Example:**
+
+    .. code:: python
+
+        backend_ping(name="PING from the backend host", target=target, state=state, salt=salt)
+    """
+    if target.serves or not run_state.is_executing or report.of().entry(host.name).get("status") != "ok":
+        return
+    if not any(op.did_change() for op in changes):
+        return  # nothing new: the read was the verification
+    backend = target.backend
+    if not state.client_cli:
+        report.note(host.name, f"no redis-cli or valkey-cli on this host: the connection to "
+                    f"{backend.host}:{backend.port} was not tried from here")
+        return
+    options: dict = {"addr": backend.host, "port": backend.port}
+    if backend.tls_files is not None:
+        options["ca"] = backend.tls_files.ca
+        if backend.tls.mtls:
+            options.update(cert=backend.tls_files.cert, key=backend.tls_files.key)
+    report.record(host.name, ping_from_backend_host=f"{backend.host}:{backend.port}")
+    yield program.command("ping", *program.options(**options),
+                          stdin=program.bundle([], password=target.password.reveal()))
+
+
 @operation(is_idempotent=True)
 def backend_answers(target: Target, state: HostState, salt: str, changes: tuple = ()):
     """

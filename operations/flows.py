@@ -41,6 +41,8 @@ def provision():
                                      target=target, state=state, salt=salt)
     backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target, state=state,
                              salt=salt, changes=(written,))
+    backends.backend_ping(name="Backend host: PING its server as the backend does", target=target, state=state,
+                          salt=salt, changes=(written,))
 
 
 @deploy("Verify Redis for HSI")

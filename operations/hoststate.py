@@ -236,6 +236,7 @@ class HostState:
     kernel: dict[str, str] = field(default_factory=dict)
     server: Server = field(default_factory=Server)
     firewall: FirewallState = field(default_factory=FirewallState)
+    client_cli: str = ""          # a backend host's redis-cli or valkey-cli ("" when it has none)
     errors: tuple[str, ...] = ()
 
     @property
@@ -363,6 +364,8 @@ def parse(lines: list[str]) -> HostState:
             errors.append(value.strip())
         elif key in ("firewall.cap", "firewall.policy"):
             firewall[key[len("firewall."):]] = value.strip() == "1"
+        elif key == "client.cli":
+            top["client_cli"] = _dash(value.strip())
         elif key in ("firewall.nft", "firewall.firewalld", "firewall.table"):
             firewall[key[len("firewall."):]] = _dash(value.strip())
     top["envs"] = {

@@ -63,6 +63,10 @@ _FIXES = (
     (r"Job for |Failed to (start|restart)|did not answer|does not answer|rolled back", None,
      "see why the server does not start: `systemctl status SERVICE` and `journalctl -u SERVICE` on the "
      "host; fix the cause or the setting, then run deploy.py again"),
+    (r"PING to \S+ as the backend", None,
+     "the backend host cannot reach its server as the backend would: check that redis_backend_host resolves "
+     "there to the server, that the server's firewall admits this host (redis_backend_address), and the TLS "
+     "files; then run deploy.py again"),
     (r"refused|not written|cannot create|symbolic link|writable by", None,
      "check the path the problem names on the host (its owner, its directory's owner and mode, no "
      "symbolic link; the disk is neither full nor read-only); fix it, then run deploy.py again"),

@@ -237,3 +237,5 @@ def rotate(prepared) -> None:
                           salt=prepared.salt, changes=(rotated, dropped))
     backends.backend_answers(name="Verify the backend host's .env and TLS files", target=new,
                              state=prepared.state, salt=prepared.salt, changes=(moved,))
+    backends.backend_ping(name="Backend host: PING its server with the new password", target=new,
+                          state=prepared.state, salt=prepared.salt, changes=(moved,))

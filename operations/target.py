@@ -73,6 +73,8 @@ class Backend:
     tls_files: ClientFiles | None
     tls: TlsConfig | None = None            # the server's TLS settings: what the CA and client files hold
     server: str = ""                        # the server's inventory name
+    host: str = ""                          # where REDIS_URL points: the server's redis_backend_host
+    port: int = 0                           # and its port (the TLS port with TLS)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def _backend(settings: Settings, password: Secret, server: Settings | None = Non
     lines += [(key, dotenv_line(key, value, quote=False)) for key, value in ssl.items()]
     return Backend(env_path=settings.backend_env_path, owner=settings.backend_env_owner,
                    group=settings.backend_env_group, url=url, lines=tuple(lines), tls_files=files, tls=tls,
-                   server=server.host_name)
+                   server=server.host_name, host=server.backend_host, port=tls.port if tls else server.port)
 
 
 def _firewall(settings: Settings, plain_port: int, backends: tuple[Settings, ...]) -> Firewall | None:

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2016,SC2046,SC2086,SC2015
 # (programs in single quotes; splitting is deliberate under set -f; `A && B || die` dies on any failure)
 # hsi-redis VERB [OPTIONS]: the host side of the hsi-redis deploy (program spec v1, issue 10).
-# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall
+# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall ping
 # Sent whole with every call (sh -c "<text>" hsi-redis VERB ...) or installed as /usr/local/sbin/hsi-redis.
 # The only code that talks to the server's CLI or guards data on a host. Output: key=value lines; a
 # failing verb says why on stderr (`hsi-redis: ...`) and exits 1; state and verify never fail. Passwords
@@ -25,7 +25,7 @@ sd=/etc/hsi-redis admin=hsi-admin service=redis-server config=/etc/redis/redis.c
 suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' envs='' envkeys='' pkgs='' units='' layouts=''
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
-noserver=0 fw=0 fwtool='' fwfile='' fwunit='' fwmark='' fwrm=''
+noserver=0 fw=0 fwtool='' fwfile='' fwunit='' fwmark='' fwrm='' pgaddr='' pgport=6379 pgca='' pgcrt='' pgkey=''
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
@@ -47,7 +47,8 @@ while [ $# -gt 0 ]; do
     --selinux-tools) setools=$v;; --restart-files) rfiles=$v;; --enable) enable=1;;
     --restart-units) runits=$v;; --drop) drop=$v;; --sysctl) sysctl=$v;; --enable-units) eunits=$v;;
     --no-server) noserver=1;; --firewall) fw=1;; --tool) fwtool=$v;; --fw-file) fwfile=$v;; --fw-unit) fwunit=$v;;
-    --fw-mark) fwmark=$v;; --remove) fwrm=$fwrm$v$NL;;
+    --fw-mark) fwmark=$v;; --remove) fwrm=$fwrm$v$NL;; --addr) pgaddr=$v;; --port) pgport=$v;; --ca) pgca=$v;;
+    --cert) pgcrt=$v;; --key) pgkey=$v;;
     *) bad "unknown option $o";;
   esac
 done
@@ -98,7 +99,7 @@ reach() {  # CONFIG: sets r_port r_tport r_addr r_ca r_dir r_log r_aof; 1 when t
   [ -f "$1" ] || return 1
   eval "$(awk "$REACH_AWK" "$1")"
 }
-c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass=''
+c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass='' c_crt=$sd/tls/client.crt c_key=$sd/tls/client.key
 use() {  # CONFIG: talk to that config's server (its plain port, else its TLS port)
   reach "$1" || return 1
   c_addr=$r_addr c_ca=$r_ca c_port=$r_port c_tls=0
@@ -108,8 +109,8 @@ use() {  # CONFIG: talk to that config's server (its plain port, else its TLS po
 # REDISCLI_AUTH. It exits 0 on WRONGPASS: callers judge the replies.
 ask() {
   if [ "$c_tls" = 1 ]; then
-    if [ "$c_cert" = 1 ] && [ -s "$sd/tls/client.crt" ] && [ -s "$sd/tls/client.key" ]; then
-      set -- --cert "$sd/tls/client.crt" --key "$sd/tls/client.key" "$@"
+    if [ "$c_cert" = 1 ] && [ -s "$c_crt" ] && [ -s "$c_key" ]; then
+      set -- --cert "$c_crt" --key "$c_key" "$@"
     fi
     set -- --tls --cacert "$c_ca" "$@"
   fi
@@ -979,6 +980,18 @@ do_write() {
   done
 }
 
+# ping: a backend host asks its server as the backend would (--addr --port, TLS with --ca [--cert --key]),
+# its password on stdin; a host without a CLI says so
+do_ping() {
+  IFS= read -r pg_l; case $pg_l in "password "*) ;; *) die "stdin must start with a 'password <base64>' line";; esac
+  c_pass=$(printf '%s' "${pg_l#password }" | base64 -d 2>/dev/null) || die "the password is not valid base64"
+  cli=$(command -v redis-cli || command -v valkey-cli) || { echo ping=-; return 0; }
+  c_addr=$pgaddr c_port=$pgport c_ca=$pgca c_crt=$pgcrt c_key=$pgkey; [ -z "$pgca" ] || c_tls=1
+  pg_r=$(ask ping | head -n 1)
+  [ "$pg_r" = PONG ] || die "PING to $pgaddr:$pgport as the backend answered '${pg_r:-nothing}'"
+  echo ping=PONG
+}
+
 # -- firewall (issue 11): the server's ports admit loopback and the listed sources only. nft: our own
 # table, loaded atomically from our file (`table; delete table; table {...}` replaces it and nothing
 # else), kept across reboots by our own unit; firewalld: our own policy file, then a reload.
@@ -1035,7 +1048,8 @@ record=0
 case $verb in
   state) record=1; host_report; [ -z "$pkgs$modules$seports" ] || packages_report; [ -z "$units" ] || units_report
     [ "$kernel" = 0 ] || kernel_report; [ "$fw" = 0 ] || firewall_report; path_reports
-    [ "$noserver" = 1 ] || { choose_layout && server_report; };;
+    if [ "$noserver" = 1 ]; then echo "client.cli=$(command -v redis-cli || command -v valkey-cli || echo -)"
+    else choose_layout && server_report; fi;;
   verify) record=1; [ "$fw" = 0 ] || firewall_report; path_reports; [ "$noserver" = 1 ] || { choose_layout && server_report; };;
   install) do_install;;
   apply) do_apply;;
@@ -1044,7 +1058,8 @@ case $verb in
   keep-last-good) need_cli; keep_last_good;;
   rotate|rotate-add|rotate-drop) do_rotate;;
   write) do_write;;
+  ping) do_ping;;
   firewall) do_firewall;;
-  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall)";;
+  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall ping)";;
 esac
 exit 0

@@ -98,6 +98,7 @@ class HostFixture:
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
     firewall: FirewallState = field(default_factory=FirewallState)   # what the read says when asked
+    client_cli: str = ""                                              # a backend host's redis-cli, if any
 
     def state(self, request) -> HostState:
         os_id, version, like = OS_RELEASES[self.release]
@@ -141,6 +142,7 @@ class HostFixture:
             files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {},
             server=self.server if request.server else Server(),
             firewall=self.firewall if request.firewall else FirewallState(),
+            client_cli="" if request.server else self.client_cli,
         )
 
 

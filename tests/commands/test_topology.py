@@ -155,3 +155,22 @@ def test_rules_left_from_an_earlier_run_go_when_the_server_returns_to_loopback(t
     result = run_flow({SERVER: (server_fixture, back), BACKEND: hosts[BACKEND]})
     call = result.call(SERVER, "firewall")
     assert call.option("tool") == "off" and set(call.options["remove"]) == {firewall.NFT_FILE, firewall.UNIT_FILE}
+
+
+def test_a_backend_host_with_a_cli_pings_its_server_after_a_write_and_only_then(tls):
+    backend = HostFixture("debian-12", client_cli="/usr/bin/redis-cli")
+    hosts = pair(tls, backend_host=backend)
+    result = run_flow(hosts)
+    assert result.verbs(BACKEND) == ["write", "ping"]
+    ping = result.call(BACKEND, "ping")
+    assert (ping.option("addr"), ping.option("port")) == ("redis.campus.lan", "6380")
+    assert (ping.option("ca"), ping.option("cert"), ping.option("key")) == (
+        f"{TLS_DIR}/ca.crt", f"{TLS_DIR}/client.crt", f"{TLS_DIR}/client.key")
+    assert ping.password == PASSWORD and PASSWORD not in ping.text
+    assert run_flow(hosts).calls[BACKEND] == [], "nothing written: the read is the verification"
+
+
+def test_a_backend_host_without_a_cli_says_the_connection_was_not_tried(tls):
+    result = run_flow(pair(tls))
+    assert "ping" not in result.verbs(BACKEND)
+    assert any("no redis-cli or valkey-cli on this host" in n for n in result.report[BACKEND]["notes"])

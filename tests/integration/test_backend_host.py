@@ -60,6 +60,7 @@ class Pair:
     runner: object
     data: dict
     config_dir: str                   # the server's: /etc/redis or /etc/valkey
+    cli: bool                         # the backend host has redis-cli: the deploy pings from there
 
     def run(self, entry: str = "deploy.py", **extra):
         return self.runner({self.server: self.data[self.server], self.backend: {**self.data[self.backend], **extra}},
@@ -90,13 +91,17 @@ def pair(request, host_factory, tmp_path_factory) -> Pair:
     server, backend = start_pair(host_factory, runner, suite, f"{suite}-{flavour}")
     backend.sh(f"mkdir -p /opt/hsi/backend && printf '{BACKEND_LINES}' > {ENV} && chmod 600 {ENV}")
     backend.sh(BACKEND_UNIT)
+    cli = suite == "bookworm"  # one backend host with redis-cli (the client tools only)
+    if cli:
+        backend.sh("apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                   "--no-install-recommends redis-tools >/dev/null")
     data = {
         server: {"redis_role": "server", "redis_flavour": flavour, "redis_tls": True, "redis_tls_only": True,
                  "redis_backend_host": NAME, **tls_files(runner, server)},
         backend: {"redis_role": "backend", "redis_server": server.inventory_name,
                   "redis_backend_unit": "hsi-backend"},
     }
-    made = Pair(server, backend, runner, data, "/etc/valkey" if flavour == "valkey" else "/etc/redis")
+    made = Pair(server, backend, runner, data, "/etc/valkey" if flavour == "valkey" else "/etc/redis", cli)
     first = made.run()
     assert first.returncode == 0, first.output
     made.first = first
@@ -140,10 +145,14 @@ def test_the_backend_files_land_on_the_backend_host_only(pair):
     assert pair.backend.sh(f"cat {TLS_DIR}/ca.crt").stdout == pair.server.sh(f"cat {pair.config_dir}/tls-ca.crt").stdout
     # the server host has no backend files; the backend host has no server
     assert pair.server.sh(f"test -e {ENV} || test -e {TLS_DIR}", check=False).returncode != 0
-    assert pair.backend.sh("command -v redis-server || command -v valkey-server || command -v redis-cli",
-                           check=False).returncode != 0
+    assert pair.backend.sh("command -v redis-server || command -v valkey-server", check=False).returncode != 0
     # the program's root-only scratch directory is all the deploy keeps there, and it is empty
     assert pair.backend.sh("stat -c '%a %U' /etc/hsi-redis && ls -A /etc/hsi-redis").stdout == "700 root\n"
+    # the backend host's own PING through the server's name, with its own files (where it has redis-cli)
+    if pair.cli:
+        assert backend_entry["ping_from_backend_host"] == f"{NAME}:6380", backend_entry
+    else:
+        assert any("no redis-cli or valkey-cli on this host" in note for note in backend_entry["notes"])
     summary = pair.first.output.split("hsi-redis summary", 1)[1]
     assert f"{pair.backend.inventory_name}" in summary and f"backend of {pair.server.inventory_name}" in summary
 

@@ -1,4 +1,4 @@
-"""The program's `firewall` and `write` verbs and the state read's firewall part (issue 11).
+"""The program's `firewall`, `write` and `ping` verbs and the state read's firewall part (issue 11).
 
 nftables for real, inside a network namespace each test makes for itself (`ip netns`: its own empty
 ruleset, nothing of this machine's touched): our table loads as one transaction, carries its mark, comes
@@ -7,7 +7,9 @@ back the same on a second load, leaves a foreign table alone, survives a broken 
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -15,7 +17,7 @@ import pytest
 
 from operations import program, render
 
-from .conftest import FAKE_CTL, bundle, run_program
+from .conftest import BACKEND_PW, FAKE_CTL, SERVICE, bundle, give_client_pair, run_program, tls_context
 
 MARK = "hsi-redis 0123456789abcdef"
 FOREIGN = "table inet foreign { chain input { type filter hook input priority 0; policy accept; tcp dport 22 accept; } }"
@@ -209,3 +211,39 @@ def test_no_capability_reads_as_zero():
                            "state", "--no-server", "--firewall"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "firewall.cap=0" in done.stdout, done.stdout + done.stderr
     assert "firewall.table=" not in done.stdout
+
+
+def _password_line(password: str) -> str:
+    return f"password {base64.b64encode(password.encode()).decode()}\nend\n"
+
+
+def test_ping_asks_the_server_as_the_backend_over_tls_with_its_own_files(make_host, pki, tmp_path):
+    """A backend host's check: its address, port, CA and client pair (not the deploy's /etc/hsi-redis/tls
+    ones); the password on stdin, never in argv; a wrong one fails with the server's reply."""
+    h = make_host()
+    h.tls = tls_context(pki, h.port)
+    h.write_config(port=0)
+    give_client_pair(h, pki)  # the deploy's own pair: moved aside below, so the backend's files must do
+    assert h.ctl("start", SERVICE).returncode == 0
+    h.wait_pong(tls=True)
+    shutil.rmtree(h.state / "tls")
+    backend = ["--addr", "localhost", "--port", str(h.port), "--ca", pki["ca"], "--cert", pki["client_cert"],
+               "--key", pki["client_key"]]
+    r = h.run("ping", *backend, stdin=_password_line(BACKEND_PW))
+    assert (r.code, r.out) == (0, "ping=PONG\n"), r.err
+    wrong = h.run("ping", *backend, stdin=_password_line("not-the-password-0123456789"))
+    assert wrong.code == 1 and wrong.err.startswith(f"hsi-redis: PING to localhost:{h.port} as the backend "
+                                                    "answered '"), wrong.err
+    assert "not-the-password" not in wrong.err + wrong.out
+    no_cert = h.run("ping", *backend[:6], stdin=_password_line(BACKEND_PW))
+    assert no_cert.code == 1, "mTLS: without the client pair the server refuses"
+
+
+def test_ping_on_a_host_without_a_cli_says_so(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dash", "grep", "base64", "head", "cat", "tr", "sed", "awk"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    done = run_program("ping", "--state-dir", str(tmp_path / "state"), "--addr", "redis.lan",
+                       stdin=_password_line("pw"), env={"PATH": str(bin_dir)})
+    assert (done.code, done.out) == (0, "ping=-\n"), done.err
