@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pyinfra import state as run_state
 from pyinfra.api import operation
 
-from . import acl, clients, prologue, report
+from . import acl, clients, prologue, render, report
 from .acl import ADMIN_USER
 from .hoststate import HostState, Server, answered, salted_sha256
 from .shell import fail_command
 from .target import Target
+from .validation import memory_bytes
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,58 @@ def env_problem(target: Target, state: HostState, salt: str) -> Problem | None:
     return None
 
 
+# What verification compares between the running server (CONFIG GET) and redis.conf, and the setting
+# that decides each (None: the deploy always writes it).
+DRIFT_KEYS = {"maxmemory": "redis_maxmemory (or redis_size)", "maxmemory-policy": "redis_maxmemory_policy",
+              "appendonly": None, "appendfsync": "redis_appendfsync"}
+
+
+def config_says(text: str) -> dict[str, str]:
+    """The DRIFT_KEYS directives of a redis.conf text, the last one of each as the server reads them."""
+    found = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0].lower() in DRIFT_KEYS:
+            found[words[0].lower()] = words[1]
+    return found
+
+
+def _same(key: str, running: str, wanted: str) -> bool:
+    if key == "maxmemory":  # CONFIG GET answers bytes; the file says 100mb
+        return memory_bytes(running) == memory_bytes(wanted)
+    return running.lower() == wanted.lower()
+
+
+def admin_cli(target: Target) -> str:
+    """The CLI as the admin identity on the host, reaching the server the way the deploy's checks do."""
+    words = [f'REDISCLI_AUTH="$(cat {target.cli_auth})"', target.row.cli, "--user", ADMIN_USER]
+    if target.local_address != "127.0.0.1":
+        words += ["-h", target.local_address]
+    tls = target.tls
+    if target.plain_port:
+        words += ["-p", str(target.plain_port)] if target.plain_port != 6379 else []
+    else:
+        words += ["--tls", "--cacert", tls.ca, "-p", str(tls.port)]
+        words += ["--cert", tls.cli_cert, "--key", tls.cli_key] if tls.mtls else []
+    return " ".join(words)
+
+
+def drift(target: Target, seen: Server) -> list[str]:
+    """Warnings (with the fix) for each memory/persistence setting the running server holds other than
+    redis.conf says: changed at run time with CONFIG SET, or a config written but not loaded."""
+    service, found = target.row.service, []
+    for key, wanted in config_says(render.redis_conf(target)).items():
+        running = seen.conf.get(key)
+        if running is None or _same(key, running, wanted):
+            continue
+        setting = DRIFT_KEYS[key]
+        keep = f"; if {running} is what you want, set {setting} and run deploy.py" if setting else ""
+        found.append(
+            f"drift: the running server has {key} {running}, redis.conf says {wanted} (changed at run time with "
+            f"CONFIG SET?). Fix: `{admin_cli(target)} CONFIG SET {key} {wanted}` on the host, or `systemctl restart {service}` (it loads redis.conf){keep}")
+    return found
+
+
 def failures_since_last_run(seen: Server) -> int:
     """New auth failures since the previous run (all of them after a restart or a log reset).
 
@@ -181,6 +234,8 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
                         "auth_clients": target.tls.auth_clients}
     problem = (server_problem(target, seen) or identity_problem(target, seen)
                or env_problem(target, state, salt))
+    for warning in drift(target, seen):
+        report.warn(target.name, warning)
     if problem is None and counted.acl_failures is not None:
         since = failures_since_last_run(counted)
         found["auth_failures_since_last_run"] = since
