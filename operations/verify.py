@@ -156,8 +156,9 @@ def _same(key: str, running: str, wanted: str) -> bool:
 
 
 def admin_cli(target: Target) -> str:
-    """The CLI as the admin identity on the host, reaching the server the way the deploy's checks do."""
-    words = [f'REDISCLI_AUTH="$(cat {target.cli_auth})"', target.row.cli, "--user", ADMIN_USER]
+    """The CLI as the admin identity on the host, reaching the server the way the deploy's checks do (the
+    password read from the root-only file on stdin: `--askpass`)."""
+    words = [target.row.cli, "--user", ADMIN_USER, "--askpass"]
     if target.local_address != "127.0.0.1":
         words += ["-h", target.local_address]
     tls = target.tls
@@ -181,7 +182,7 @@ def drift(target: Target, seen: Server) -> list[str]:
         keep = f"; if {running} is what you want, set {setting} and run deploy.py" if setting else ""
         found.append(
             f"drift: the running server has {key} {running}, redis.conf says {wanted} (changed at run time with "
-            f"CONFIG SET?). Fix: `{admin_cli(target)} CONFIG SET {key} {wanted}` on the host, or `systemctl restart {service}` (it loads redis.conf){keep}")
+            f"CONFIG SET?). Fix: `{admin_cli(target)} CONFIG SET {key} {wanted} < {target.cli_auth}` on the host, or `systemctl restart {service}` (it loads redis.conf){keep}")
     return found
 
 

@@ -48,7 +48,7 @@ def test_a_value_changed_at_run_time_is_a_warning_with_the_fix(key, running, wan
     assert len(found) == 1
     text = found[0]
     assert f"{key} {running}" in text and f"redis.conf says {wanted}" in text
-    assert f"CONFIG SET {key} {wanted}" in text and "--user hsi-admin" in text
+    assert f"redis-cli --user hsi-admin --askpass CONFIG SET {key} {wanted} < /etc/hsi-redis/cli.auth" in text
     assert "systemctl restart redis-server" in text
     if setting:
         assert setting in text
@@ -74,4 +74,4 @@ def test_the_fix_reaches_a_tls_only_server_as_the_deploy_does(tmp_path, monkeypa
     tls = target(redis_tls=True, redis_tls_only=True, redis_tls_client_cert=str(pki.pki_dir() / "backend-client.crt"),
                  redis_tls_client_key=str(pki.pki_dir() / "backend-client.key"))
     text = verify.drift(tls, seen(appendfsync="no"))[0]
-    assert "--tls --cacert /etc/redis/tls-ca.crt -p 6380 --cert /etc/hsi-redis/tls/client.crt" in text
+    assert "--askpass --tls --cacert /etc/redis/tls-ca.crt -p 6380 --cert /etc/hsi-redis/tls/client.crt" in text
