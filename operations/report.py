@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ContextObject, ctx_state
 
@@ -115,6 +116,7 @@ class RunReport:
         self.secrets: set[str] = set()
         self.early_errors: list[str] = []
         self.finished = False
+        self.dry = False  # `pyinfra --dry`: every host is prepared, none is changed
 
     # -- recording ---------------------------------------------------------------------------------
     def entry(self, host_name: str) -> dict:
@@ -219,8 +221,11 @@ class RunReport:
             entry.setdefault("fix", fix_for(step, entry["problem"]))
             entry["failures"] = [{"step": step, "problem": entry["problem"],
                                   "output": entry.get("output", []), "fix": entry["fix"]}]
+        elif self.dry:
+            entry["status"] = "dry run"
+            entry["would_change"] = _would_change(state, host)
         else:
-            entry.setdefault("status", "dry run" if getattr(state.config, "DRY", False) else "unverified")
+            entry.setdefault("status", "unverified")
         if "started" in entry and "finished" in entry:
             entry["seconds"] = round(entry["finished"] - entry["started"], 2)
         entry.setdefault("failures", [])
@@ -239,16 +244,43 @@ class RunReport:
                           f"{entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
                 if "auth_failures_since_last_run" in entry:
                     detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
+            elif entry["status"] == "dry run":
+                would = entry.get("would_change")
+                detail = ("nothing changed (--dry); " + ("would run: " + "; ".join(would) if would else
+                          "nothing to do" if would is not None else "run it without -y to see what would change"))
             else:
                 detail = entry.get("problem", "")
             lines = [f"    {name:<{width}}  {entry['status'].upper():<6} {detail}"]
             pad = f"    {'':<{width}}  {'':<6} "
+            if entry.get("connect"):
+                lines.append(f"{pad}clients: {_connect_line(entry['connect'])}")
             lines += [f"{pad}warning: {w}" for w in entry.get("warnings", [])]
             lines += [f"{pad}note: {n}" for n in entry.get("notes", [])]
             if entry["status"] != "ok" and entry.get("fix"):
                 lines.append(f"{pad}fix: {entry['fix']}")
             for line in lines:
                 print(self.redact(line), file=out)
+
+
+def _connect_line(connect: dict) -> str:
+    """Where the host's clients connect: the URL, the CA, where the password is (never the password)."""
+    parts = [f"REDIS_URL={connect['redis_url']}"]
+    if connect.get("ca"):
+        parts.append(f"CA {connect['ca']}")
+    parts.append(f"password {connect['password']}")
+    return ", ".join(parts)
+
+
+def _would_change(state, host) -> list[str] | None:
+    """The operations a dry run prepared that would change the host (pyinfra ran their command
+    generators to decide; no command ran); None when pyinfra did not look (`-y` skips it)."""
+    if not getattr(state, "check_for_changes", False):
+        return None
+    names = []
+    for op_hash, op_data in state.ops.get(host, {}).items():
+        if getattr(op_data.operation_meta, "_maybe_is_change", None):
+            names.append(_op_name(state, op_hash).rsplit(" | ", 1)[-1])
+    return names
 
 
 def _op_name(state, op_hash) -> str:
@@ -345,6 +377,10 @@ def install(state) -> RunReport:
     if isinstance(state, ContextObject):
         state = ctx_state.get()
     run = of(state)
+    # pyinfra keeps --dry in its CLI's parameters only (not in Config): read them while the CLI runs
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("dry"):
+        run.dry = True
     logger = logging.getLogger("pyinfra")
     if not any(isinstance(h, _ErrorLog) and h.run is run for h in logger.handlers):
         logger.addHandler(_ErrorLog(run))

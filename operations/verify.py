@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pyinfra import state as run_state
 from pyinfra.api import operation
 
-from . import acl, clients, prologue, render, report
+from . import acl, clients, credentials, prologue, render, report
 from .acl import ADMIN_USER
 from .hoststate import HostState, Server, answered, salted_sha256
 from .shell import fail_command
-from .target import Target
+from .target import Target, redis_url
 from .validation import memory_bytes
 
 
@@ -213,6 +213,28 @@ def is_denial(reply: str, command: str) -> bool:
     return reply.strip().startswith("NOPERM") and any(f"'{name}'" in reply for name in names)
 
 
+def connection(target: Target) -> dict:
+    """Where the host's clients connect, for the summary: the backend's REDIS_URL (never with a password),
+    the CA file it checks the server with, and where its password is kept."""
+    settings, backend, tls = target.settings, target.backend, target.tls
+    source = settings.password_source
+    if source.startswith("generated"):
+        origin = f"kept on the control machine in {credentials.secret_path(target.name)}"
+    elif source.startswith("environment"):
+        origin = "from REDIS_PASSWORD in the operator's environment (the deploy keeps no copy)"
+    else:
+        origin = "from the inventory's redis_password"
+    if backend is not None:
+        url, ca = backend.url, backend.tls_files.ca if backend.tls_files else None
+        where = f"REDIS_PASSWORD in {backend.env_path}, {origin}"
+    else:  # no .env written: what a client would use
+        url = (redis_url(settings.backend_host, settings.port, db=settings.backend_db) if tls is None
+               else redis_url(settings.backend_host, tls.port, tls=True, db=settings.backend_db))
+        ca = tls.ca if tls is not None else None
+        where = f"not written on the host (redis_backend_env_path is empty), {origin}"
+    return {"redis_url": url, "ca": ca, "password": where}
+
+
 def findings(target: Target, state: HostState, salt: str, before: HostState | None = None) -> tuple[dict, Problem | None]:
     """What the report shows of the host, and the first problem (None: healthy).
 
@@ -224,7 +246,7 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
     counted = before.server if before is not None and before.server.acl_failures is not None else seen
     found: dict = {
         "platform": target.row.name, "flavour": target.row.flavour, "version": seen.version, "aof": seen.aof,
-        "uptime_seconds": seen.uptime, "keys": seen.keys,
+        "uptime_seconds": seen.uptime, "keys": seen.keys, "connect": connection(target),
         "checks": {"auth_ping": seen.auth.strip(), "noauth_ping": seen.noauth.strip(), "service": seen.active,
                    "backend_ping": seen.backend_ping.strip(),
                    "flushall_denied": is_denial(seen.backend_flushall, "flushall"),

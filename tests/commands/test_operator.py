@@ -22,3 +22,33 @@ def test_a_server_that_runs_its_config_has_no_drift_warning():
     server = healthy_server(conf=RUNNING_CONFIG)
     result = run_flow({"deb": (fresh_host("debian-12", server=server), {})}, entry="verify.py")
     assert not [w for w in result.report["deb"].get("warnings", []) if w.startswith("drift")]
+
+
+def test_the_report_says_where_the_backend_connects_and_where_its_password_is(tmp_path):
+    result = run_flow({"deb": (fresh_host("debian-12"), {"redis_password": None})})
+    connect = result.report["deb"]["connect"]
+    store = tmp_path / "secrets" / "_fake_deb" / "redis_password"
+    assert connect == {"redis_url": "redis://localhost:6379/0", "ca": None,
+                       "password": f"REDIS_PASSWORD in /opt/hsi/backend/.env, kept on the control machine in {store}"}
+    assert store.read_text().strip() not in str(result.report["deb"])
+
+
+def test_with_tls_the_url_and_the_backends_ca_copy(tmp_path, monkeypatch):
+    from operations import pki
+    pki.ensure_pki(pki.pki_dir(), {"@fake/deb": ["localhost", "127.0.0.1"]})
+    monkeypatch.setenv("REDIS_PASSWORD", "from-the-operators-environment-0123")
+    result = run_flow({"deb": (fresh_host("debian-12"), {"redis_tls": True, "redis_tls_only": True})})
+    connect = result.report["deb"]["connect"]
+    ca = "/opt/hsi/backend/redis-tls/ca.crt"
+    assert connect["redis_url"] == f"rediss://localhost:6380/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    assert connect["ca"] == ca
+    assert connect["password"] == ("REDIS_PASSWORD in /opt/hsi/backend/.env, from REDIS_PASSWORD in the operator's "
+                                   "environment (the deploy keeps no copy)")
+
+
+def test_without_a_backend_env_the_summary_says_the_password_is_not_on_the_host():
+    result = run_flow({"deb": (fresh_host("debian-12"), {"redis_backend_env_path": ""})})
+    connect = result.report["deb"]["connect"]
+    assert connect["redis_url"] == "redis://localhost:6379/0"
+    assert connect["password"] == ("not written on the host (redis_backend_env_path is empty), from the inventory's "
+                                   "redis_password")
