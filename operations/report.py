@@ -185,7 +185,9 @@ class RunReport:
         if inventory is None or getattr(state, "current_stage", StateStage.Setup) < StateStage.Connect:
             return  # the run never tried to reach a host (debug-inventory, --help, a settings error...)
         self.finished = True
-        rows = [(host.name, self._host_entry(state, host)) for host in inventory]
+        # `--limit`: the hosts left out were never meant to run (they are not "unreachable")
+        in_limit = getattr(state, "is_host_in_limit", lambda host: True)
+        rows = [(host.name, self._host_entry(state, host)) for host in inventory if in_limit(host)]
         self._print(rows)
         path = report_path()
         try:

@@ -305,3 +305,14 @@ def test_install_reads_dry_from_the_cli_parameters(run):
         assert report.install(state).dry is False
         context.params.update(dry=True)
         assert report.install(state).dry is True
+
+
+def test_hosts_left_out_by_limit_are_not_in_the_summary(run, capsys):
+    ran, left_out = _host("@docker/ran"), _host("@docker/left-out")
+    run.record(ran.name, status="ok", flavour="redis", version="7.0.15", uptime_seconds=3)
+    state = _State([ran, left_out])
+    state.activated_hosts = {ran}
+    state.is_host_in_limit = lambda host: host is ran  # `pyinfra ... --limit @docker/ran`
+    summary, _, document = finish(run, state, capsys)
+    assert list(document["hosts"]) == ["@docker/ran"] and document["ok"] is True
+    assert "left-out" not in summary and "(1 host)" in summary
