@@ -238,6 +238,7 @@ class RunReport:
 
     def _print(self, rows: list[tuple[str, dict]]) -> None:
         width = max([len(name) for name, _ in rows] + [4])
+        status_width = max([len(entry["status"]) for _, entry in rows] + [6])  # "DRY RUN" is 7
         out = sys.stderr
         print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
         for name, entry in rows:
@@ -252,8 +253,8 @@ class RunReport:
                           "nothing to do" if would is not None else "run it without -y to see what would change"))
             else:
                 detail = entry.get("problem", "")
-            lines = [f"    {name:<{width}}  {entry['status'].upper():<6} {detail}"]
-            pad = f"    {'':<{width}}  {'':<6} "
+            lines = [f"    {name:<{width}}  {entry['status'].upper():<{status_width}} {detail}"]
+            pad = f"    {'':<{width}}  {'':<{status_width}} "
             if entry.get("connect"):
                 lines.append(f"{pad}clients: {_connect_line(entry['connect'])}")
             lines += [f"{pad}warning: {w}" for w in entry.get("warnings", [])]
