@@ -74,6 +74,7 @@ class StateRequest:
     dnf_candidates: bool = False
     kernel: bool = False
     server_only: bool = False   # `verify`: the server part (and the files/envs asked for), nothing else
+    metrics: str = ""           # HOST:PORT of the exporter's page: `exporter.up` from its redis_up
 
     def __repr__(self) -> str:
         return f"StateRequest({len(self.files)} files, {len(self.layouts)} layouts)"
@@ -87,7 +88,7 @@ class StateRequest:
             packages=" ".join(self.packages) or None, units=" ".join(self.units) or None,
             modules=" ".join(self.modules) or None,
             selinux_ports=" ".join(str(p) for p in self.selinux_ports) or None,
-            dnf_candidates=self.dnf_candidates, kernel=self.kernel,
+            dnf_candidates=self.dnf_candidates, kernel=self.kernel, metrics=self.metrics or None,
         )
         return bits
 
@@ -221,6 +222,7 @@ class HostState:
     envs: dict[str, EnvInfo] = field(default_factory=dict)
     kernel: dict[str, str] = field(default_factory=dict)
     server: Server = field(default_factory=Server)
+    exporter_up: str = ""     # the exporter's redis_up (1|0), down (no page), unverified (no tool), "" (not asked)
     errors: tuple[str, ...] = ()
 
     @property
@@ -273,7 +275,7 @@ _SERVER_OPTIONAL_INT = {"acl.failures": "acl_failures", "data.rdb": "data_rdb", 
 # The kernel values the program reports, under their own names (`vm.overcommit_memory=1`).
 KERNEL_KEYS = ("vm.overcommit_memory", "net.core.somaxconn", "thp")
 _TOP_TEXT = {"os_id": "os_id", "os_version": "os_version", "os_like": "os_like", "container": "container",
-             "pm": "pm", "selinux": "selinux", "program": "program_sha"}
+             "pm": "pm", "selinux": "selinux", "program": "program_sha", "exporter.up": "exporter_up"}
 
 
 def parse(lines: list[str]) -> HostState:

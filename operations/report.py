@@ -67,6 +67,9 @@ _FIXES = (
     (r"refused|not written|cannot create|symbolic link|writable by", None,
      "check the path the problem names on the host (its owner, its directory's owner and mode, no "
      "symbolic link; the disk is neither full nor read-only); fix it, then run deploy.py again"),
+    (r"packages no redis_exporter", None,
+     "set redis_exporter: false for this host (an exporter you install yourself can use its own ACL user, "
+     "see the README's Monitoring), then run deploy.py again"),
     (None, r"^platform$",
      "run it on a supported platform with systemd running (see the README's platform table)"),
     (None, r"^version policy$",

@@ -19,7 +19,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from . import credentials, pki, sources, tls_preflight
 from .credentials import Secret
-from .defaults import DEFAULTS, DENIED_COMMANDS, ESSENTIAL_COMMANDS, MAXMEMORY_POLICIES, SIZES
+from .defaults import DEFAULTS, DENIED_COMMANDS, ESSENTIAL_COMMANDS, MAXMEMORY_POLICIES, REMOVED, SIZES
 from .tls_preflight import TlsConfig
 
 # Every pattern is used with `fullmatch` (see `_whole`): `$` would also match before a trailing
@@ -98,8 +98,8 @@ class Settings:
     upstream_key: str = field(repr=False)  # armored key text (public, but long)
     upstream_key_fingerprint: str
     tls: TlsConfig | None = None
-    exporter_env_path: str | None = None
-    exporter_owner: str = "root"
+    exporter: bool = False
+    exporter_password: Secret | None = field(default=None, repr=False)  # hsi-exporter's, generated per host
     exporter_listen: str = "127.0.0.1:9121"
     acl_denied: tuple[str, ...] = ()
     backend_config_set: bool = False
@@ -110,7 +110,6 @@ class Settings:
     extra_config: tuple[str, ...] = ()
     restart_wait: int = 60
     backend_unit: str | None = None
-    exporter_unit: str | None = None
 
 
 class _Reader:
@@ -180,6 +179,12 @@ def _bind_addresses(reader: _Reader) -> tuple[str, ...]:
             continue
         addresses.append(address)
     return tuple(addresses)
+
+
+def local_address(bind: tuple[str, ...]) -> str:
+    """Where a client on the host reaches the server: its first bind address (a wildcard: loopback)."""
+    first = bind[0].lstrip("-")
+    return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::*": "::1"}.get(first, first)
 
 
 def _is_loopback(address: str) -> bool:
@@ -317,6 +322,21 @@ def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
     )
 
 
+# The exporter's own password, generated once per host in the control machine's store (like the admin's).
+EXPORTER_SECRET = "exporter_password"
+
+
+def _exporter_san(reader: _Reader, tls: TlsConfig, address: str) -> None:
+    """Under TLS-only the exporter connects over TLS to the address the server listens on here, and checks
+    the server certificate's names against it (Go's TLS client): the certificate must cover it."""
+    leaf = tls_preflight.load_certificates(tls.cert_pem.encode())[0]
+    if not tls_preflight.covers(leaf, address):
+        reader.fail("redis_exporter", f"the exporter connects to {address} (the first redis_bind address) over TLS "
+                    f"and checks the server certificate for that name, which it does not cover "
+                    f"({', '.join(tls_preflight.san_names(leaf)) or 'no names'}); add {address} to its SAN "
+                    "(python -m operations.certs does), or bind a covered address first")
+
+
 _UNIT_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,250}")
 
 
@@ -381,13 +401,12 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
     warnings: list[str] = []
     port = reader.integer("redis_port", 1, 65535)
     tls = _tls(reader, backend_host, env_path, port, warnings)
-    exporter_path = reader.raw("redis_exporter_env_path") or None
-    if exporter_path is not None and (not _whole(_PATH_RE, exporter_path)
-                                      or exporter_path.endswith("/")):
-        reader.fail("redis_exporter_env_path", f"{exporter_path!r} is not an absolute file path")
+    exporter = reader.boolean("redis_exporter")
     exporter_listen = reader.raw("redis_exporter_listen")
     if not _whole(_LISTEN_RE, exporter_listen):
         reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
+    if exporter and tls is not None and tls.only:
+        _exporter_san(reader, tls, local_address(bind) if bind else "127.0.0.1")
 
     acl_denied = _denied_commands(reader)
     settings = Settings(
@@ -409,8 +428,8 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),
         tls=tls,
-        exporter_env_path=exporter_path,
-        exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
+        exporter=exporter,
+        exporter_password=credentials.generated_password(host_name, EXPORTER_SECRET) if exporter else None,
         exporter_listen=exporter_listen,
         **sources.parse_source_settings(reader),
         acl_denied=acl_denied,
@@ -421,12 +440,9 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
         extra_config=_extra_config(reader),
         restart_wait=reader.integer("redis_restart_wait", 5, 3600),
         backend_unit=_unit_name(reader, "redis_backend_unit"),
-        exporter_unit=_unit_name(reader, "redis_exporter_unit"),
     )
-    if settings.exporter_unit and exporter_path is None:
-        reader.fail("redis_exporter_unit", "needs redis_exporter_env_path (the file the exporter reads)")
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:
-        reader.fail(key, "unknown setting (a typo?); see the README's settings table")
+        reader.fail(key, REMOVED.get(key, "unknown setting (a typo?); see the README's settings table"))
     return (None if reader.problems else settings), reader.problems
 

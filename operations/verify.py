@@ -186,6 +186,23 @@ def drift(target: Target, seen: Server) -> list[str]:
     return found
 
 
+def exporter_problem(target: Target, state: HostState) -> Problem | None:
+    """The exporter (`redis_exporter: true`) serves its page on the host and says `redis_up 1`."""
+    exporter = target.exporter
+    if exporter is None or state.exporter_up in ("1", "unverified"):
+        return None
+    unit = exporter.service
+    if state.exporter_up == "0":
+        return Problem("exporter not logged in",
+                       f"redis_exporter on {exporter.metrics} reports redis_up 0: it cannot reach the server at "
+                       f"{exporter.address} or log in as {acl.EXPORTER_USER}",
+                       f"journalctl -u {unit} -n 20 says why; run deploy.py again (it rewrites "
+                       f"{exporter.env_path} and restarts {unit})")
+    return Problem("exporter not answering", f"nothing serves http://{exporter.metrics}/metrics on the host",
+                   f"systemctl status {unit}; journalctl -u {unit} -n 20; run deploy.py again (it installs, "
+                   "enables and starts it)")
+
+
 def failures_since_last_run(seen: Server) -> int:
     """New auth failures since the previous run (all of them after a restart or a log reset).
 
@@ -255,8 +272,13 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
     if target.tls is not None:
         found["tls"] = {"port": target.tls.port, "via": seen.via, "only": target.tls.only,
                         "auth_clients": target.tls.auth_clients}
+    if target.exporter is not None:
+        found["exporter"] = {"metrics": f"http://{target.exporter.metrics}/metrics", "redis_up": state.exporter_up}
+        if state.exporter_up == "unverified":
+            report.warn(target.name, f"the exporter's metrics could not be read on the host (it has neither curl, "
+                        f"wget nor bash): check http://{target.exporter.metrics}/metrics yourself")
     problem = (server_problem(target, seen) or identity_problem(target, seen)
-               or env_problem(target, state, salt))
+               or env_problem(target, state, salt) or exporter_problem(target, state))
     for warning in drift(target, seen):
         report.warn(target.name, warning)
     if problem is None and counted.acl_failures is not None:

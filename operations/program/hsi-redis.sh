@@ -25,6 +25,7 @@ sd=/etc/hsi-redis admin=hsi-admin service=redis-server config=/etc/redis/redis.c
 suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' envs='' envkeys='' pkgs='' units='' layouts=''
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
+metrics='' aunits=''
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
@@ -45,6 +46,7 @@ while [ $# -gt 0 ]; do
     --dnf-spec) dnfspec=$v;; --apt-pinned) pinned=1;; --selinux-type) setype=$v;;
     --selinux-tools) setools=$v;; --restart-files) rfiles=$v;; --enable) enable=1;;
     --restart-units) runits=$v;; --drop) drop=$v;; --sysctl) sysctl=$v;; --enable-units) eunits=$v;;
+    --metrics) metrics=$v;; --after-units) aunits=$v;;
     *) bad "unknown option $o";;
   esac
 done
@@ -362,7 +364,7 @@ $0 == "end" { done = 1; next }
   p = substr($0, RLENGTH)
   if (("/" p "/") ~ /\/\.\.?\// || p ~ /[ \t]$/) fail("path not absolute and plain")
   if (u !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/ || g !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/) fail("bad owner")
-  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|repo|owndir|-)$/) fail("bad flag " a[i])
+  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|units|repo|owndir|-)$/) fail("bad flag " a[i])
   print n, $1, m, u, g, fl, p > (dir "/m"); f = dir "/" n ".b64"; printf "" > f; n++; body = 1
 }
 END {
@@ -441,7 +443,7 @@ entry() {
     "$en_stage" < "$en_src") \
     || { say "$e_p: not written"; return 1; }
 }
-unit_changed=0 repo_changed=0 wrote=0
+unit_changed=0 repo_changed=0 wrote=0 units_changed=0
 write_entries() {  # PHASE (now: all but `after` entries; after; all): prints changed=PATH
   [ -s "$tmp/m" ] || return 0
   while read -r e_i e_k e_m e_u e_g e_f e_p <&3; do
@@ -451,6 +453,7 @@ write_entries() {  # PHASE (now: all but `after` entries; after; all): prints ch
     echo "changed=$e_p"; wrote=1
     ! flag unit || unit_changed=1
     ! flag repo || repo_changed=1
+    ! flag units || units_changed=1
   done 3< "$tmp/m"
 }
 place() {  # SOURCE TARGET MODE OWNER GROUP: one file, written link-safely
@@ -912,6 +915,31 @@ do_apply() {
   fi
   write_entries after || exit 1
   [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
+  # --after-units (the exporter): enabled, running, restarted when a file flagged `units` changed; then
+  # given a few seconds to serve --metrics, which the check right after this call reads
+  for ap_u in $aunits; do
+    [ "$(svc is-enabled "$ap_u")" = enabled ] || { svc enable "$ap_u" >/dev/null 2>&1 || die "could not enable $ap_u"; echo "enabled=$ap_u"; }
+    if [ "$units_changed" = 1 ]; then ap_a=restart; elif [ "$(svc is-active "$ap_u")" != active ]; then ap_a=start; else continue; fi
+    svc "$ap_a" "$ap_u" >/dev/null 2>&1 || die "$ap_a $ap_u failed: see systemctl status $ap_u"
+    echo "${ap_a}ed_unit=$ap_u"; ap_i=0
+    while [ -n "$metrics" ] && [ "$ap_i" -lt 50 ] && [ -z "$(scrape 2>/dev/null | head -c 1)" ]; do ap_i=$((ap_i + 1)); sleep 0.2; done
+  done
+}
+# scrape: the exporter's page at --metrics HOST:PORT with what the host has: curl, wget, else bash's
+# /dev/tcp (Debian's minimal images have only bash); 9 when it has none
+scrape() {
+  sc_h=${metrics%:*}; sc_h=${sc_h#[}
+  if command -v curl >/dev/null 2>&1; then timeout "$T" curl -s "http://$metrics/metrics"
+  elif command -v wget >/dev/null 2>&1; then timeout "$T" wget -q -O - "http://$metrics/metrics"
+  elif command -v bash >/dev/null 2>&1; then
+    timeout "$T" bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' "${sc_h%]}" "${metrics##*:}"
+  else return 9
+  fi
+}
+metrics_report() {  # exporter.up=<its redis_up> | down (no page) | unverified (no tool to read it)
+  mr_o=$(scrape 2>/dev/null) || [ $? != 9 ] || { echo exporter.up=unverified; return; }
+  mr_u=$(printf '%s\n' "$mr_o" | sed -n 's/^redis_up \([0-9]*\).*/\1/p' | head -n 1)
+  echo "exporter.up=${mr_u:-down}"
 }
 pwcount() {  # how many passwords `default` has (asked as the admin)
   ask acl getuser default | awk '/^passwords$/ { p = 1; next } p && length($0) == 64 && /^[0-9a-f]+$/ { n++; next } p { p = 0 } END { print n + 0 }'
@@ -970,8 +998,8 @@ do_rotate() {
 record=0
 case $verb in
   state) record=1; host_report; [ -z "$pkgs$modules$seports" ] || packages_report; [ -z "$units" ] || units_report
-    [ "$kernel" = 0 ] || kernel_report; path_reports; choose_layout && server_report;;
-  verify) record=1; path_reports; choose_layout && server_report;;
+    [ "$kernel" = 0 ] || kernel_report; path_reports; choose_layout && server_report; [ -z "$metrics" ] || metrics_report;;
+  verify) record=1; path_reports; choose_layout && server_report; [ -z "$metrics" ] || metrics_report;;
   install) do_install;;
   apply) do_apply;;
   restart) need_cli; reach "$config"; secure_aof "$r_aof"; do_restart;;

@@ -88,6 +88,7 @@ class HostFixture:
     kernel: dict[str, str] = field(
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
+    exporter_up: str = "1"  # what the exporter's page says when the read asks (`--metrics`)
 
     def state(self, request) -> HostState:
         os_id, version, like = OS_RELEASES[self.release]
@@ -129,6 +130,7 @@ class HostFixture:
             units={u.removesuffix(".service"): self.units.get(u.removesuffix(".service"), self.unit_default)
                    for u in request.units},
             files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
+            exporter_up=self.exporter_up if request.metrics else "",
         )
 
 
@@ -357,7 +359,7 @@ def _apply(fixture: HostFixture, call: Call) -> None:
     if call.verb == "apply":
         fixture.restart_pending = False
         started = [call.option("service")] if call.flag("enable") else []
-        for unit in [*started, *(call.option("enable-units") or "").split()]:
+        for unit in [*started, *(call.option("enable-units") or "").split(), *(call.option("after-units") or "").split()]:
             fixture.units[unit.removesuffix(".service")] = Unit("loaded", "active", "enabled")
         if call.option("sysctl"):
             for line in fixture.files[call.option("sysctl")][0].decode().splitlines():
