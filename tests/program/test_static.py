@@ -12,8 +12,9 @@ from .conftest import PROGRAM, ROOT, run_program
 # One argv string may not exceed 128 KiB (Linux MAX_ARG_STRLEN); over SSH with sudo the text is quoted
 # twice. What travels is the program without comment lines and indentation (program.text()); the
 # cap stops growth, the quoted size keeps the real limit in view. 46 KB: issue 9's behaviours ported in
-# (the .env read as python-dotenv reads it, a full ACL LOG, the rotation notice) took 2.2 KB.
-MAX_BYTES = 46_000
+# (the .env read as python-dotenv reads it, a full ACL LOG, the rotation notice) took 2.2 KB; 47 KB: issue
+# 11's exporter (reading its metrics page, --after-units) took 1.2 KB.
+MAX_BYTES = 47_000
 MAX_ARG = 128 * 1024
 
 
