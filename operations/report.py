@@ -250,6 +250,8 @@ class RunReport:
                           f"{entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
                 if "auth_failures_since_last_run" in entry:
                     detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
+                if entry.get("exporter"):
+                    detail += f", exporter redis_up {entry['exporter'].get('redis_up') or '?'}"
             elif entry["status"] == "dry run":
                 would = entry.get("would_change")
                 detail = ("nothing changed (--dry); " + ("would run: " + "; ".join(would) if would else

@@ -252,10 +252,12 @@ def test_the_summary_says_where_clients_connect_never_the_password(run, capsys):
     connect = {"redis_url": "rediss://localhost:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/opt/hsi/backend/redis-tls/ca.crt",
                "ca": "/opt/hsi/backend/redis-tls/ca.crt",
                "password": "REDIS_PASSWORD in /opt/hsi/backend/.env, kept on the control machine in /s/h9/redis_password"}
-    run.record(host.name, status="ok", flavour="redis", version="7.0.15", uptime_seconds=3, connect=connect)
+    run.record(host.name, status="ok", flavour="redis", version="7.0.15", uptime_seconds=3, connect=connect,
+               exporter={"metrics": "http://127.0.0.1:9121/metrics", "redis_up": "1"})
     summary, _, document = finish(run, _State([host]), capsys)
     lines = summary.splitlines()
     main = next(i for i, line in enumerate(lines) if "@docker/h9" in line)
+    assert lines[main].endswith("up 3s, exporter redis_up 1")
     assert lines[main + 1].split() == [
         "clients:", f"REDIS_URL={connect['redis_url']},", "CA", "/opt/hsi/backend/redis-tls/ca.crt,", "password",
         "REDIS_PASSWORD", "in", "/opt/hsi/backend/.env,", "kept", "on", "the", "control", "machine", "in",
