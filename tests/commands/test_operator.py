@@ -1,7 +1,9 @@
 """What the operator reads at the end of a run (simulated hosts): drift between the running server and
-redis.conf as a warning with the fix."""
+redis.conf as a warning with the fix, and where each host's clients connect."""
 
 from __future__ import annotations
+
+from operations import pki
 
 from .harness import fresh_host, healthy_server, run_flow
 
@@ -34,7 +36,6 @@ def test_the_report_says_where_the_backend_connects_and_where_its_password_is(tm
 
 
 def test_with_tls_the_url_and_the_backends_ca_copy(tmp_path, monkeypatch):
-    from operations import pki
     pki.ensure_pki(pki.pki_dir(), {"@fake/deb": ["localhost", "127.0.0.1"]})
     monkeypatch.setenv("REDIS_PASSWORD", "from-the-operators-environment-0123")
     result = run_flow({"deb": (fresh_host("debian-12"), {"redis_tls": True, "redis_tls_only": True})})

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from operations import rows, validation, verify
+from operations import pki, rows, validation, verify
 from operations.credentials import Secret
 from operations.hoststate import Server
 from operations.target import resolve
@@ -68,7 +68,6 @@ def test_the_last_directive_of_the_file_counts_as_the_server_reads_it():
 
 
 def test_the_fix_reaches_a_tls_only_server_as_the_deploy_does(tmp_path, monkeypatch):
-    from operations import pki
     monkeypatch.setenv("HSI_REDIS_SECRETS_DIR", str(tmp_path))
     pki.ensure_pki(pki.pki_dir(), {"h": ["localhost", "127.0.0.1"]})
     tls = target(redis_tls=True, redis_tls_only=True, redis_tls_client_cert=str(pki.pki_dir() / "backend-client.crt"),
