@@ -12,7 +12,7 @@ from .conftest import PROGRAM, ROOT, run_program
 # One argv string may not exceed 128 KiB (Linux MAX_ARG_STRLEN); over SSH with sudo the text is quoted
 # twice. What travels is the program without comment lines and indentation (program.text()); the
 # cap stops growth, the quoted size keeps the real limit in view.
-MAX_BYTES = 44_000
+MAX_BYTES = 56_000  # issue 12's snapshot, stage and restore verbs took it from 43 to 52 KB
 MAX_ARG = 128 * 1024
 
 
