@@ -15,7 +15,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from . import clients, install, program, render, report
+from . import clients, install, program, render, report, schedule
 from .hoststate import HostState
 from .program import FileEntry, MergeEntry
 from .target import Target
@@ -81,11 +81,12 @@ def kernel_entries(target: Target, state: HostState) -> tuple[list[FileEntry], b
 
 def paths(target: Target) -> list[str]:
     """Every file this step may write (for the state read)."""
-    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"])
+    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"]
+            + schedule.paths())
 
 
 def units(target: Target) -> list[str]:
-    return [target.row.service, THP_UNIT]
+    return [target.row.service, THP_UNIT, schedule.TIMER]
 
 
 def _differs(state: HostState, salt: str, entry: FileEntry | MergeEntry) -> bool:
@@ -113,16 +114,20 @@ def server(target: Target, state: HostState, salt: str):
     if skip:
         report.note(host.name, skip)
     kernel, sysctl_now, thp_units = kernel_entries(target, state)
-    entries = [e for e in [*server_entries(target), *kernel] if _differs(state, salt, e)]
+    entries = [e for e in [*server_entries(target), *kernel, *schedule.entries(target)] if _differs(state, salt, e)]
+    snapshot_on, snapshot_off = schedule.units_to_change(target, state)
     entries += clients.entries(target, state, salt)
     unit = state.unit(target.row.service)
     # a changed container drop-in is written by the install step, which leaves a restart pending
     dropin = install.needs_dropin(target, state) and not state.file(install.dropin_path(target)).same(
         salt, render.container_dropin(state.container).encode(), 0o644, "root", "root")
     start = not (unit.running and unit.enabled == "enabled")
-    if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units):
+    if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units or snapshot_on
+            or snapshot_off):
         host.noop(f"{target.row.service} runs with this configuration")
         return
     options = {**target.layout_options(), "enable": start,
-               "sysctl": SYSCTL_FILE if sysctl_now else None, "enable_units": " ".join(thp_units) or None}
+               "sysctl": SYSCTL_FILE if sysctl_now else None,
+               "enable_units": " ".join((*thp_units, *snapshot_on)) or None,
+               "disable_units": " ".join(snapshot_off) or None}
     yield program.command("apply", *program.options(**options), stdin=program.bundle(entries))

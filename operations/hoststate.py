@@ -74,6 +74,7 @@ class StateRequest:
     dnf_candidates: bool = False
     kernel: bool = False
     server_only: bool = False   # `verify`: the server part (and the files/envs asked for), nothing else
+    snapshots: str = ""         # the scheduled snapshots' directory: their count and the newest's age
 
     def __repr__(self) -> str:
         return f"StateRequest({len(self.files)} files, {len(self.layouts)} layouts)"
@@ -87,7 +88,7 @@ class StateRequest:
             packages=" ".join(self.packages) or None, units=" ".join(self.units) or None,
             modules=" ".join(self.modules) or None,
             selinux_ports=" ".join(str(p) for p in self.selinux_ports) or None,
-            dnf_candidates=self.dnf_candidates, kernel=self.kernel,
+            dnf_candidates=self.dnf_candidates, kernel=self.kernel, snapshots=self.snapshots or None,
         )
         return bits
 
@@ -220,6 +221,8 @@ class HostState:
     kernel: dict[str, str] = field(default_factory=dict)
     server: Server = field(default_factory=Server)
     errors: tuple[str, ...] = ()
+    snapshots: int = 0                   # complete scheduled snapshots on the host
+    snapshot_age: int | None = None      # the newest one's age in seconds (host clock); None: none
 
     @property
     def in_container(self) -> bool:
@@ -341,6 +344,9 @@ def parse(lines: list[str]) -> HostState:
             server["cli"] = value.strip() == "1"
         elif key == "error":
             errors.append(value.strip())
+        elif key == "snapshots":
+            count, age = (value.split() + ["0", "-"])[:2]
+            top["snapshots"], top["snapshot_age"] = _int(count, 0), _int(age)
     top["envs"] = {
         path: EnvInfo(file=info, crlf=crlf,
                       keys={k: tuple(v) for k, v in env_keys.get(i, {}).items()},

@@ -88,6 +88,8 @@ class HostFixture:
     kernel: dict[str, str] = field(
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
+    snapshots: int = 0                      # scheduled snapshots on the host, and the newest's age
+    snapshot_age: int | None = None
 
     def state(self, request) -> HostState:
         os_id, version, like = OS_RELEASES[self.release]
@@ -129,6 +131,8 @@ class HostFixture:
             units={u.removesuffix(".service"): self.units.get(u.removesuffix(".service"), self.unit_default)
                    for u in request.units},
             files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
+            snapshots=self.snapshots if request.snapshots else 0,
+            snapshot_age=self.snapshot_age if request.snapshots else None,
         )
 
 
@@ -359,6 +363,8 @@ def _apply(fixture: HostFixture, call: Call) -> None:
         started = [call.option("service")] if call.flag("enable") else []
         for unit in [*started, *(call.option("enable-units") or "").split()]:
             fixture.units[unit.removesuffix(".service")] = Unit("loaded", "active", "enabled")
+        for unit in (call.option("disable-units") or "").split():
+            fixture.units[unit.removesuffix(".service")] = Unit("loaded", "inactive", "disabled")
         if call.option("sysctl"):
             for line in fixture.files[call.option("sysctl")][0].decode().splitlines():
                 key, sep, value = line.partition("=")
