@@ -605,7 +605,7 @@ checked() {  # FILE: this host's check tool reads it whole (sets ck_keys ck_ttl)
 }
 root_dir() {  # DIR: in directories only root writes; created 0700 when missing
   chain "$1"; [ "$w" = root ] || die "$1 must be in directories only root can write ($w${w_why:+: $w_why})"
-  [ -d "$1" ] || install -d -m 0700 "$1" || die "cannot create $1"
+  [ -d "$1" ] || mkdir -p "$1" || die "cannot create $1"  # (umask 077: 0700, its new parents too)
 }
 sn_stamp() { date -u +%Y%m%dT%H%M%SZ; }
 stamps() { find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r; }
