@@ -16,7 +16,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from . import clients, exporter, install, program, render, report
+from . import clients, exporter, install, program, render, report, schedule
 from .hoststate import HostState
 from .program import FileEntry, MergeEntry
 from .target import Target
@@ -82,11 +82,12 @@ def kernel_entries(target: Target, state: HostState) -> tuple[list[FileEntry], b
 
 def paths(target: Target) -> list[str]:
     """Every file this step may write (for the state read)."""
-    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"])
+    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"]
+            + schedule.paths())
 
 
 def units(target: Target) -> list[str]:
-    return [target.row.service, THP_UNIT]
+    return [target.row.service, THP_UNIT, schedule.TIMER]
 
 
 def _differs(state: HostState, salt: str, entry: FileEntry | MergeEntry) -> bool:
@@ -114,7 +115,8 @@ def server(target: Target, state: HostState, salt: str):
     if skip:
         report.note(host.name, skip)
     kernel, sysctl_now, thp_units = kernel_entries(target, state)
-    entries = [e for e in [*server_entries(target), *kernel] if _differs(state, salt, e)]
+    entries = [e for e in [*server_entries(target), *kernel, *schedule.entries(target)] if _differs(state, salt, e)]
+    snapshot_on, snapshot_off = schedule.units_to_change(target, state)
     entries += clients.entries(target, state, salt)
     entries += [e for e in exporter.entries(target) if _differs(state, salt, e)]
     unit = state.unit(target.row.service)
@@ -122,12 +124,14 @@ def server(target: Target, state: HostState, salt: str):
     dropin = install.needs_dropin(target, state) and not state.file(install.dropin_path(target)).same(
         salt, render.container_dropin(state.container).encode(), 0o644, "root", "root")
     start = not (unit.running and unit.enabled == "enabled")
-    if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units
-            or exporter.needs_start(target, state)):
+    if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units or snapshot_on
+            or snapshot_off or exporter.needs_start(target, state)):
         host.noop(f"{target.row.service} runs with this configuration")
         return
     options = {**target.layout_options(), "enable": start,
-               "sysctl": SYSCTL_FILE if sysctl_now else None, "enable_units": " ".join(thp_units) or None,
+               "sysctl": SYSCTL_FILE if sysctl_now else None,
+               "enable_units": " ".join((*thp_units, *snapshot_on)) or None,
+               "disable_units": " ".join(snapshot_off) or None,
                "after_units": " ".join(exporter.units(target)) or None,
                "metrics": target.exporter.metrics if target.exporter is not None else None}
     yield program.command("apply", *program.options(**options), stdin=program.bundle(entries))

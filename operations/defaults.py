@@ -101,7 +101,18 @@ SETTINGS: tuple[Setting, ...] = (
             "before restoring the last good config."),
     Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
             "writing the new password into its `.env` (unset: not restarted)."),
+    # Backups, restores, scheduled snapshots (issue 12).
+    Setting("redis_backup_dir", "backups", "Directory on the control machine for `backup.py`'s copies "
+            "(`<dir>/<host>/<UTC time>/`; directories 0700, files 0600); relative to where pyinfra runs."),
+    Setting("redis_backup_keep", 14, "Backups `backup.py` keeps per host on the control machine (the newest)."),
+    Setting("redis_backup_schedule", "off", "Snapshots on the host by a systemd timer: `off`, `hourly`, `daily` "
+            "or `weekly`; verification warns when the newest is older than twice that."),
+    Setting("redis_snapshot_dir", "/var/lib/hsi-redis/snapshots", "Host directory (root only) for the "
+            "scheduled snapshots."),
+    Setting("redis_snapshot_keep", 7, "Scheduled snapshots kept on the host (the newest)."),
 )
+# redis_backup_schedule: how often, in seconds (verification warns past twice that)
+SCHEDULES = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
 # Settings that existed once: naming one is an error that says what replaced it.

@@ -4,6 +4,8 @@
     flows.provision()          # what deploy.py runs
     flows.check()              # what verify.py runs
     flows.rotate_password()    # what rotate.py runs
+    flows.backup()             # what backup.py runs
+    flows.restore()            # what restore.py runs (needs restore_from and restore_confirm)
 
 Each starts with the one prologue (settings of every host validated -> one state read -> the host's
 Target), then decides every step from that read: on a host that is already right, no step touches the
@@ -12,9 +14,10 @@ host again and the read itself is the verification.
 
 from __future__ import annotations
 
+from pyinfra import host as current_host
 from pyinfra.api import deploy
 
-from . import configure, install, prologue, rotation, verify
+from . import backups, configure, install, prologue, restores, rotation, verify
 
 
 @deploy("Provision Redis for HSI")
@@ -51,3 +54,21 @@ def rotate_password():
     prepared = prologue.prepare()
     if prepared is not None:
         rotation.rotate(prepared)
+
+
+@deploy("Back up Redis")
+def backup():
+    """A snapshot of the server, copied to the control machine (see operations/backups.py)."""
+    prepared = prologue.prepare()
+    if prepared is not None:
+        backups.fetch(name="Snapshot the server (redis-cli --rdb, checked) and copy it here", target=prepared.target)
+
+
+@deploy("Restore Redis data")
+def restore():
+    """A backup put back onto the host (see operations/restores.py): its inputs are checked for every host
+    of the run before any host is read."""
+    source = restores.inputs(current_host)
+    prepared = prologue.prepare()
+    if prepared is not None:
+        restores.restore(prepared, source)

@@ -75,6 +75,7 @@ class StateRequest:
     kernel: bool = False
     server_only: bool = False   # `verify`: the server part (and the files/envs asked for), nothing else
     metrics: str = ""           # HOST:PORT of the exporter's page: `exporter.up` from its redis_up
+    snapshots: str = ""         # the scheduled snapshots' directory: their count and the newest's age
 
     def __repr__(self) -> str:
         return f"StateRequest({len(self.files)} files, {len(self.layouts)} layouts)"
@@ -89,6 +90,7 @@ class StateRequest:
             modules=" ".join(self.modules) or None,
             selinux_ports=" ".join(str(p) for p in self.selinux_ports) or None,
             dnf_candidates=self.dnf_candidates, kernel=self.kernel, metrics=self.metrics or None,
+            snapshots=self.snapshots or None,
         )
         return bits
 
@@ -224,6 +226,8 @@ class HostState:
     server: Server = field(default_factory=Server)
     exporter_up: str = ""     # the exporter's redis_up (1|0), down (no page), unverified (no tool), "" (not asked)
     errors: tuple[str, ...] = ()
+    snapshots: int = 0                   # complete scheduled snapshots on the host
+    snapshot_age: int | None = None      # the newest one's age in seconds (host clock); None: none
 
     @property
     def in_container(self) -> bool:
@@ -347,6 +351,9 @@ def parse(lines: list[str]) -> HostState:
             server["acl_full"] = value.strip() == "1"
         elif key == "error":
             errors.append(value.strip())
+        elif key == "snapshots":
+            count, age = (value.split() + ["0", "-"])[:2]
+            top["snapshots"], top["snapshot_age"] = _int(count, 0), _int(age)
     top["envs"] = {
         path: EnvInfo(file=info, crlf=crlf,
                       keys={k: tuple(v) for k, v in env_keys.get(i, {}).items()},

@@ -78,6 +78,7 @@ def state_request(conf: settings.Settings, salt: str, server_only: bool = False)
         modules=() if server_only else tuple(modules), selinux_ports=() if server_only else ports,
         dnf_candidates=bool(conf.minimum_version) and not server_only, kernel=not server_only,
         server_only=server_only, metrics=metrics,
+        snapshots=conf.snapshot_dir if conf.backup_schedule != "off" else "",
     )
 
 

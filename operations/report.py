@@ -245,7 +245,9 @@ class RunReport:
         out = sys.stderr
         print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
         for name, entry in rows:
-            if entry["status"] == "ok":
+            if entry["status"] == "ok" and entry.get("summary"):  # backup.py, restore.py: what they did
+                detail = entry["summary"]
+            elif entry["status"] == "ok":
                 detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, AOF on, auth ok, "
                           f"{entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
                 if "auth_failures_since_last_run" in entry:

@@ -19,7 +19,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from . import credentials, pki, sources, tls_preflight
 from .credentials import Secret
-from .defaults import DEFAULTS, DENIED_COMMANDS, ESSENTIAL_COMMANDS, MAXMEMORY_POLICIES, REMOVED, SIZES
+from .defaults import DEFAULTS, DENIED_COMMANDS, ESSENTIAL_COMMANDS, MAXMEMORY_POLICIES, REMOVED, SCHEDULES, SIZES
 from .tls_preflight import TlsConfig
 
 # Every pattern is used with `fullmatch` (see `_whole`): `$` would also match before a trailing
@@ -110,6 +110,11 @@ class Settings:
     extra_config: tuple[str, ...] = ()
     restart_wait: int = 60
     backend_unit: str | None = None
+    backup_dir: Path = Path("backups")
+    backup_keep: int = 14
+    backup_schedule: str = "off"
+    snapshot_dir: str = "/var/lib/hsi-redis/snapshots"
+    snapshot_keep: int = 7
 
 
 class _Reader:
@@ -369,6 +374,30 @@ def _unit_name(reader: _Reader, name: str) -> str | None:
     return value if "." in value else f"{value}.service"
 
 
+def _plain_path(value: Any) -> bool:
+    """An absolute path without `.`/`..` components or a trailing slash (`/` itself refused)."""
+    return (_whole(_PATH_RE, value) and value != "/" and not value.endswith("/")
+            and "/../" not in value + "/" and "/./" not in value + "/" and "//" not in value)
+
+
+def _backups(reader: _Reader) -> dict[str, Any]:
+    """Where backup.py keeps its copies (control machine), and the scheduled snapshots (host)."""
+    directory = reader.raw("redis_backup_dir")
+    if not _whole(_LIST_TEXT_RE, directory) or not directory.strip():
+        reader.fail("redis_backup_dir", f"{directory!r} is not a directory path")
+        directory = DEFAULTS["redis_backup_dir"]
+    snapshots = reader.raw("redis_snapshot_dir")
+    if not _plain_path(snapshots):
+        reader.fail("redis_snapshot_dir", f"{snapshots!r} is not an absolute directory path")
+    return {
+        "backup_dir": Path(directory).expanduser(),
+        "backup_keep": reader.integer("redis_backup_keep", 1, 100_000),
+        "backup_schedule": reader.choice("redis_backup_schedule", ("off", *SCHEDULES)),
+        "snapshot_dir": snapshots,
+        "snapshot_keep": reader.integer("redis_snapshot_keep", 1, 100_000),
+    }
+
+
 def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[str]]:
     """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
     reader = _Reader(host_name, data)
@@ -440,6 +469,7 @@ def parse(host_name: str, data: dict[str, Any]) -> tuple[Settings | None, list[s
         extra_config=_extra_config(reader),
         restart_wait=reader.integer("redis_restart_wait", 5, 3600),
         backend_unit=_unit_name(reader, "redis_backend_unit"),
+        **_backups(reader),
     )
     unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
     for key in unknown:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pyinfra import state as run_state
 from pyinfra.api import operation
 
-from . import acl, clients, credentials, prologue, render, report
+from . import acl, clients, credentials, prologue, render, report, schedule
 from .acl import ADMIN_USER
 from .hoststate import HostState, Server, answered, salted_sha256
 from .shell import fail_command
@@ -281,6 +281,12 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
                or env_problem(target, state, salt) or exporter_problem(target, state))
     for warning in drift(target, seen):
         report.warn(target.name, warning)
+    snapshots, stale, none_yet = schedule.age_finding(target, state)
+    found.update(snapshots)
+    if stale:
+        report.warn(target.name, stale)
+    if none_yet:
+        report.note(target.name, none_yet)
     if problem is None and counted.acl_failures is not None:
         since = failures_since_last_run(counted)
         found["auth_failures_since_last_run"] = since

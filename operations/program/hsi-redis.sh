@@ -3,6 +3,7 @@
 # (programs in single quotes; splitting is deliberate under set -f; `A && B || die` dies on any failure)
 # hsi-redis VERB [OPTIONS]: the host side of the hsi-redis deploy (program spec v1, issue 10).
 # VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop
+#       snapshot stage restore (issue 12: backups, restores, scheduled snapshots)
 # Sent whole with every call (sh -c "<text>" hsi-redis VERB ...) or installed as /usr/local/sbin/hsi-redis.
 # The only code that talks to the server's CLI or guards data on a host. Output: key=value lines; a
 # failing verb says why on stderr (`hsi-redis: ...`) and exits 1; state and verify never fail. Passwords
@@ -26,6 +27,7 @@ suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' env
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
 metrics='' aunits=''
+dunits='' into='' keep=0 from='' wsha='' wkeys='' snaps='' work=/var/lib/hsi-redis
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
@@ -47,14 +49,18 @@ while [ $# -gt 0 ]; do
     --selinux-tools) setools=$v;; --restart-files) rfiles=$v;; --enable) enable=1;;
     --restart-units) runits=$v;; --drop) drop=$v;; --sysctl) sysctl=$v;; --enable-units) eunits=$v;;
     --metrics) metrics=$v;; --after-units) aunits=$v;;
+    --disable-units) dunits=$v;; --into) into=$v;; --keep) keep=$v;; --from) from=$v;; --sha256) wsha=$v;;
+    --keys) wkeys=$v;; --snapshots) snaps=$v;; --work) work=$v;;
     *) bad "unknown option $o";;
   esac
 done
-for o in "--timeout $T" "--wait $W" "--update-max-age $maxage" "--lock-timeout $locktime" "--drop $drop"; do
+for o in "--timeout $T" "--wait $W" "--update-max-age $maxage" "--lock-timeout $locktime" "--drop $drop" \
+  "--keep $keep" "--keys ${wkeys:-0}"; do
   case ${o#* } in ''|*[!0-9]*) bad "${o%% *} must be a whole number, got '${o#* }'";; esac
 done
 [ "$T" -gt 0 ] && [ "$W" -gt 0 ] || bad "--timeout and --wait must be above 0 (timeout 0 waits forever)"
 case $salt in *[!0-9a-fA-F]*) bad "--salt must be hex";; esac
+case $wsha in *[!0-9a-f]*) bad "--sha256 must be lowercase hex";; esac
 case $drop in 0|1) ;; *) bad "--drop must be 0 or 1";; esac
 [ "$(printf '%s' "$envs" | grep -c '')" = "$(printf '%s' "$envkeys" | grep -c '')" ] \
   || bad "every --env needs its --env-keys"
@@ -84,27 +90,27 @@ function out(k, v) { if (v ~ /^[-A-Za-z0-9_.\/:@%+=, ]*$/) print k "=\"" v "\"" 
 { d = tolower($1) }
 d == "port" { p = arg($0) } d == "tls-port" { t = arg($0) } d == "bind" { b = arg($0) }
 d == "tls-ca-cert-file" { c = arg($0) } d == "dir" { r = arg($0) } d == "logfile" { l = arg($0) }
-d == "appendonly" { a = tolower(arg($0)) }
+d == "appendonly" { a = tolower(arg($0)) } d == "dbfilename" { f = arg($0) } d == "appenddirname" { ad = arg($0) }
 END {
   sub(/^-/, "", b)
   if (b == "" || b == "*" || b == "0.0.0.0") b = "127.0.0.1"; else if (b == "::" || b == "::*") b = "::1"
   if (p !~ /^[0-9]+$/) p = 6379; if (t !~ /^[0-9]+$/) t = 0
   out("r_port", p); out("r_tport", t); out("r_addr", b); out("r_ca", c); out("r_dir", r); out("r_log", l)
-  out("r_aof", a == "yes" ? "yes" : "no")
+  out("r_aof", a == "yes" ? "yes" : "no"); out("r_dbf", f == "" ? "dump.rdb" : f); out("r_adir", ad == "" ? "appendonlydir" : ad)
 }'
-reach() {  # CONFIG: sets r_port r_tport r_addr r_ca r_dir r_log r_aof; 1 when there is no such file
-  r_port=6379 r_tport=0 r_addr=127.0.0.1 r_ca='' r_dir='' r_log='' r_aof=no
+reach() {  # CONFIG: sets r_port r_tport r_addr r_ca r_dir r_log r_aof r_dbf r_adir; 1 when there is no such file
+  r_port=6379 r_tport=0 r_addr=127.0.0.1 r_ca='' r_dir='' r_log='' r_aof=no r_dbf=dump.rdb r_adir=appendonlydir
   [ -f "$1" ] || return 1
   eval "$(awk "$REACH_AWK" "$1")"
 }
-c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass=''
+c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass='' c_sock=''
 use() {  # CONFIG: talk to that config's server (its plain port, else its TLS port)
   reach "$1" || return 1
   c_addr=$r_addr c_ca=$r_ca c_port=$r_port c_tls=0
   [ "$r_port" -gt 0 ] || c_port=$r_tport c_tls=1
 }
 # ask ARGS...: the one way to the CLI: bounded (--tls against a plain port hangs), the password only in
-# REDISCLI_AUTH. It exits 0 on WRONGPASS: callers judge the replies.
+# REDISCLI_AUTH. It exits 0 on WRONGPASS: callers judge the replies. c_sock: a unix socket instead.
 ask() {
   if [ "$c_tls" = 1 ]; then
     if [ "$c_cert" = 1 ] && [ -s "$sd/tls/client.crt" ] && [ -s "$sd/tls/client.key" ]; then
@@ -113,12 +119,14 @@ ask() {
     set -- --tls --cacert "$c_ca" "$@"
   fi
   [ -z "$c_user" ] || set -- --user "$c_user" "$@"
+  if [ -n "$c_sock" ]; then set -- -s "$c_sock" "$@"; else set -- -h "$c_addr" -p "$c_port" "$@"; fi
   if [ -n "$c_pass" ]; then
-    REDISCLI_AUTH=$c_pass timeout "$T" "$cli" --no-auth-warning -h "$c_addr" -p "$c_port" "$@" 2>&1
+    REDISCLI_AUTH=$c_pass timeout "$T" "$cli" --no-auth-warning "$@" 2>&1
   else
-    timeout "$T" "$cli" --no-auth-warning -h "$c_addr" -p "$c_port" "$@" 2>&1
+    timeout "$T" "$cli" --no-auth-warning "$@" 2>&1
   fi | tr -d '\r'
 }
+ask_long() { T=$((W * 10)); ask "$@"; }  # a transfer (run in a subshell: T stays as it was)
 answers() {  # REPLY: whether a Redis server said it (not refused, reset or timed out)
   case $1 in PONG|NOAUTH*|WRONGPASS*|ERR*|LOADING*|NOPERM*|BUSY*|MASTERDOWN*|"AUTH failed"*) ;; *) return 1;; esac
 }
@@ -615,6 +623,149 @@ move_data() {  # OLD NEW: the data follows the server (stopped: the files are fi
   echo "data_moved=$1 $2"
 }
 
+# -- snapshots and restores (issue 12). A snapshot is `redis-cli --rdb` as the admin: the server's own
+# replication stream, consistent, its data directory untouched; checked by this host's check tool and
+# described by a manifest. A restore checks first (checksum, check tool: what this server cannot read is
+# refused before anything changes), keeps the current data as *.hsi-before-TIME, starts the server on the
+# backup with AOF off and turns AOF on live (the RDB-only trap, see secure_aof), compares the keys, and
+# puts the previous data back when the server does not come up or the keys differ.
+rdbver() { head -c 9 "$1" 2>/dev/null | sed -n 's/^REDIS0*\([0-9][0-9]*\)$/\1/p'; }
+server_version() { "${cli%-cli}-server" --version 2>/dev/null | sed -n 's/^\([A-Za-z]*\) server v=\([0-9.]*\).*/\1 \2/p' | tr '[:upper:]' '[:lower:]'; }
+checked() {  # FILE: this host's check tool reads it whole (sets ck_keys ck_ttl), else 1 with ck_why
+  ck_o=$("${cli%-cli}-check-rdb" "$1" 2>&1) \
+    && ck_keys=$(printf '%s\n' "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) keys read$/\1/p') && [ -n "$ck_keys" ] \
+    && ck_ttl=$(printf '%s\n' "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) expires$/\1/p') && ck_ttl=${ck_ttl:-0} && return 0
+  ck_why=$(printf '%s\n' "$ck_o" | sed -n '/RDB ERROR DETECTED/{n;s/^\[offset [0-9]*\] //p;}' | head -n 1)
+  [ -n "$ck_why" ] || ck_why=$(printf '%s\n' "$ck_o" | grep . | tail -n 1)
+  return 1
+}
+root_dir() {  # DIR: in directories only root writes; created 0700 when missing
+  chain "$1"; [ "$w" = root ] || die "$1 must be in directories only root can write ($w${w_why:+: $w_why})"
+  [ -d "$1" ] || mkdir -p "$1" || die "cannot create $1"  # (umask 077: 0700, its new parents too)
+}
+sn_stamp() { date -u +%Y%m%dT%H%M%SZ; }
+stamps() { find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r; }
+prune() {  # DIR KEEP: only the newest KEEP snapshot directories stay (named by UTC time: they sort)
+  [ "$2" -gt 0 ] || return 0
+  stamps "$1" | tail -n +$(($2 + 1)) | while read -r pn; do
+    rm -rf "${1:?}/$pn" && echo "pruned=$pn"
+  done
+}
+do_snapshot() {  # into --into DIR/<UTC time>/: dump.rdb and manifest.json (root only); prints snapshot.*=
+  need_cli; [ -n "$into" ] || die "--into DIR is required"; root_dir "$into"
+  find_now && pick && [ "$ident" = "$admin" ] \
+    || die "$service does not answer as $admin ('${p_reply:-$noauth}'): no snapshot taken"
+  sn_i=$(ask info server) sn_f=valkey sn_v=$(field "$sn_i" valkey_version)
+  [ -n "$sn_v" ] || sn_f=redis sn_v=$(field "$sn_i" redis_version)
+  set -- $(count); sn_k=$1
+  sn_t=$(sn_stamp); [ ! -e "$into/$sn_t" ] || { sleep 1; sn_t=$(sn_stamp); }
+  sn_d=$into/$sn_t; mkdir -m 0700 "$sn_d" || die "cannot create $sn_d"
+  # the transfer of a large dataset takes longer than one command: bounded by ten times --wait
+  sn_o=$(ask_long --rdb "$sn_d/dump.rdb" | tail -n 1) sn_why=
+  case $sn_o in *success*) checked "$sn_d/dump.rdb" || sn_why="the check tool refuses it: $ck_why";; *) sn_why="redis-cli --rdb: $sn_o";; esac
+  [ -z "$sn_why" ] || { rm -rf "$sn_d"; die "the snapshot failed ($sn_why): nothing kept"; }
+  set -- "time $(printf '%s' "$sn_t" | sed 's/^\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z$/\1-\2-\3T\4:\5:\6Z/')" \
+    "sha256 $(sha256sum < "$sn_d/dump.rdb" | cut -c1-64)" "size $(stat -c %s "$sn_d/dump.rdb")" "flavour $sn_f" \
+    "version $(printf '%s' "$sn_v" | tr -cd '0-9A-Za-z.+~-')" "rdb_version $(rdbver "$sn_d/dump.rdb")" \
+    "keys $ck_keys" "keys_with_ttl $ck_ttl" "server_keys $sn_k"
+  { printf '{"format": "hsi-redis-snapshot 1", "file": "dump.rdb"'
+    for sn_kv; do
+      case ${sn_kv%% *} in time|sha256|flavour|version) printf ', "%s": "%s"' "${sn_kv%% *}" "${sn_kv#* }";;
+        *) printf ', "%s": %s' "${sn_kv%% *}" "${sn_kv#* }";; esac
+    done; echo '}'; } > "$sn_d/manifest.json" || { rm -rf "$sn_d"; die "cannot write $sn_d/manifest.json"; }
+  echo "snapshot.dir=$sn_d"; for sn_kv; do echo "snapshot.${sn_kv%% *}=${sn_kv#* }"; done
+  prune "$into" "$keep"
+}
+snaps_report() {  # --snapshots DIR: how many complete snapshots, the newest's age in seconds (host clock)
+  [ -n "$snaps" ] || return 0
+  sp_n=0 sp_a=-
+  for sp_d in $(stamps "$snaps"); do
+    [ -f "$snaps/$sp_d/manifest.json" ] || continue
+    sp_n=$((sp_n + 1)); [ "$sp_a" != - ] || sp_a=$(($(date +%s) - $(stat -c %Y "$snaps/$sp_d/manifest.json")))
+  done
+  echo "snapshots=$sp_n $sp_a"
+}
+do_stage() {  # a root-only directory for a restore's files (the restore removes it; a day-old one goes)
+  root_dir "$work"
+  find "$work" -maxdepth 1 -name '.incoming.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null
+  st=$(mktemp -d "$work/.incoming.XXXXXX") || die "cannot create a directory in $work"
+  echo "stage=$st"
+}
+# aof_rdb DIR: DIR/appendonlydir (an AOF with its manifest, e.g. a Docker volume's) loaded by a throwaway
+# server of this host's version (no TCP port, a root-only socket) and saved as DIR/dump.rdb, so what this
+# server cannot load is refused before anything changes
+aof_rdb() {
+  set -- "$1" $(find "$1/appendonlydir" -maxdepth 1 -type f -name '*.manifest' -printf '%f\n' 2>/dev/null)
+  [ $# = 2 ] || die "$1/appendonlydir must hold one AOF manifest (*.manifest): nothing was changed"
+  rm -f "$1/dump.rdb" "$1/sock"
+  "${cli%-cli}-server" --port 0 --unixsocket "$1/sock" --unixsocketperm 700 --dir "$1" --dbfilename dump.rdb \
+    --appendonly yes --appenddirname appendonlydir --appendfilename "${2%.manifest}" --save '' \
+    --logfile "$1/load.log" --daemonize no > "$1/load.err" 2>&1 &
+  ao_p=$! ao_i=0 ao_r=
+  while kill -0 "$ao_p" 2>/dev/null && [ "$ao_i" -lt $((W * 100)) ]; do
+    ao_r=$(c_sock=$1/sock c_user='' c_pass=''; ask ping | head -n 1)
+    [ "$ao_r" != PONG ] || { ao_r=$(c_sock=$1/sock c_user='' c_pass=''; ask save; ask shutdown nosave); break; }
+    ao_i=$((ao_i + 1)); sleep 0.1
+  done
+  kill "$ao_p" 2>/dev/null; wait "$ao_p" 2>/dev/null
+  case $ao_r in OK*) [ -s "$1/dump.rdb" ] && return 0;; esac
+  # the first error it logged once running (its start lines and warnings say nothing about the AOF)
+  ao_w=$(sed '1,/Server initialized/d' "$1/load.log" 2>/dev/null | grep ' # ' | grep -v WARNING | head -n 1 | sed 's/^.* # //')
+  die "$(server_version) here cannot load the AOF in $1/appendonlydir (${ao_w:-$(cat "$1/load.err" "$1/load.log" 2>/dev/null | grep . | tail -n 1)}): nothing was changed"
+}
+# restore --from DIR (dump.rdb, or appendonlydir/ with its manifest) [--sha256 HEX] [--keys N]
+do_restore() {
+  need_cli; mk_tmp
+  [ -n "$from" ] && [ -d "$from" ] || die "--from DIR is required"
+  case $from in "$work"/.incoming.*) trap 'rm -rf "$tmp" "$from"' EXIT;; esac
+  [ ! -f "$sd/restart-pending" ] || die "a restart is pending (a deploy did not finish): run deploy.py first; nothing was changed"
+  [ ! -d "$from/appendonlydir" ] || aof_rdb "$from"
+  rs_f=$from/dump.rdb
+  [ -f "$rs_f" ] || die "$from holds neither dump.rdb nor appendonlydir/: nothing was changed"
+  [ -z "$wsha" ] || [ "$(sha256sum < "$rs_f" | cut -c1-64)" = "$wsha" ] \
+    || die "the backup's SHA-256 differs from its manifest's (damaged, or cut short): nothing was changed"
+  checked "$rs_f" || die "$(server_version) here cannot read the backup (RDB format $(rdbver "$rs_f")): $ck_why; nothing was changed"
+  [ -z "$wkeys" ] || [ "$wkeys" = "$ck_keys" ] || die "the backup holds $ck_keys keys, its manifest $wkeys: nothing was changed"
+  rs_p=$((ck_keys - ck_ttl))
+  reach "$config" || die "$config does not exist: run deploy.py first; nothing was changed"
+  rs_dd=${datadir:-$r_dir} rs_db=$r_dbf rs_ad=$r_adir rs_aof=$r_aof
+  chain "$rs_dd"
+  case $w in root|"$suser") ;; *) die "$rs_dd is not safe to write as root (${w_why:-it belongs to $w}): nothing was changed";; esac
+  if find_now; then pick; [ "$ident" = "$admin" ] || die "the running server refuses $admin ('$p_reply'): nothing was changed"; fi
+  rs_s=$(date +%Y%m%d%H%M%S)
+  while [ -e "$rs_dd/$rs_db.hsi-before-$rs_s" ] || [ -e "$rs_dd/$rs_ad.hsi-before-$rs_s" ]; do sleep 1; rs_s=$(date +%Y%m%d%H%M%S); done
+  svc stop >/dev/null 2>&1 || die "could not stop $service: nothing was changed"
+  # as the server's user, who owns the data directory (root never works inside it): the data aside, the backup in
+  w=$suser rs_aside=0
+  as_w sh -c 'cd "$1" && for f in "$2" "$3" appendonly.aof; do if [ -e "$f" ] || [ -L "$f" ]; then mv "$f" "$f.hsi-before-$4" || exit 1; fi; done' \
+    hsi-redis-restore "$rs_dd" "$rs_db" "$rs_ad" "$rs_s" || rs_back "the current data could not be put aside"
+  rs_aside=1
+  as_w sh -c 'cd "$1" && { cat > ".$2.hsi-new" && mv ".$2.hsi-new" "$2"; } || { rm -f ".$2.hsi-new"; exit 1; }' \
+    hsi-redis-restore "$rs_dd" "$rs_db" < "$rs_f" || rs_back "the backup could not be written to $rs_dd (disk full?)"
+  echo "kept=$rs_dd/*.hsi-before-$rs_s"
+  ( secure_aof "$rs_aof" && { [ "$(svc is-active)" = active ] || { bounce start; use "$config"; wait_up; }; } ) \
+    || rs_back "$service did not come up on the backup"
+  use "$config"; pick || rs_back "the server on the backup refuses $admin ('$p_reply')"
+  set -- $(count)
+  [ "$2" = "$rs_p" ] && [ "$1" -le "$ck_keys" ] \
+    || rs_back "the server on the backup holds $1 keys ($2 without a TTL), the backup $ck_keys ($rs_p without a TTL)"
+  echo "restored=$1 $2"
+}
+rs_back() {  # WHY: the previous data back and served; always fails, saying what serves now
+  say "$1: putting the previous data back"
+  svc stop >/dev/null 2>&1
+  w=$suser
+  as_w sh -c 'cd "$1" || exit 1; for f in "$2" "$3" appendonly.aof; do [ "$5" = 0 ] || rm -rf "$f" || exit 1
+    if [ -e "$f.hsi-before-$4" ] || [ -L "$f.hsi-before-$4" ]; then [ -e "$f" ] || mv "$f.hsi-before-$4" "$f" || exit 1; fi; done' \
+    hsi-redis-restore "$rs_dd" "$rs_db" "$rs_ad" "$rs_s" "$rs_aside" \
+    || die "$1, and the previous data could not be put back: it is in $rs_dd/*.hsi-before-$rs_s"
+  if ( secure_aof "$rs_aof" && { [ "$(svc is-active)" = active ] || { bounce start; use "$config"; wait_up; }; } ) \
+    && use "$config" && pick; then
+    set -- "$1" $(count); die "$1: rolled back, $service serves the previous data ($2 keys)"
+  fi
+  die "$1: the previous data is back in $rs_dd, but $service does not answer on it either: see journalctl -u $service"
+}
+
 # -- state and verify
 ssha() { { printf '%s' "$salt"; cat "$1"; } | sha256sum | cut -c1-64; }
 kind() {  # PATH: f d l o(ther) -
@@ -899,6 +1050,10 @@ do_apply() {
   [ "$ap_need" = 0 ] || do_restart
   # kernel settings (a sysctl.d file just written) into the running kernel; helper units on
   if [ -n "$sysctl" ]; then sysctl -q -p "$sysctl" || die "sysctl -p $sysctl failed"; echo kernel=applied; fi
+  for ap_u in $dunits; do  # (a scheduled snapshot turned off)
+    svc stop "$ap_u" >/dev/null 2>&1; svc disable "$ap_u" >/dev/null 2>&1 || die "could not disable $ap_u"
+    echo "disabled=$ap_u"
+  done
   for ap_u in $eunits; do
     svc enable "$ap_u" >/dev/null 2>&1 && svc start "$ap_u" >/dev/null 2>&1 || die "could not enable and start $ap_u"
     echo "enabled=$ap_u"
@@ -998,14 +1153,18 @@ do_rotate() {
 record=0
 case $verb in
   state) record=1; host_report; [ -z "$pkgs$modules$seports" ] || packages_report; [ -z "$units" ] || units_report
-    [ "$kernel" = 0 ] || kernel_report; path_reports; choose_layout && server_report; [ -z "$metrics" ] || metrics_report;;
-  verify) record=1; path_reports; choose_layout && server_report; [ -z "$metrics" ] || metrics_report;;
+    [ "$kernel" = 0 ] || kernel_report; path_reports; snaps_report; choose_layout && server_report
+    [ -z "$metrics" ] || metrics_report;;
+  verify) record=1; path_reports; snaps_report; choose_layout && server_report; [ -z "$metrics" ] || metrics_report;;
   install) do_install;;
   apply) do_apply;;
   restart) need_cli; reach "$config"; secure_aof "$r_aof"; do_restart;;
   secure-aof) need_cli; secure_aof yes;;
   keep-last-good) need_cli; keep_last_good;;
   rotate|rotate-add|rotate-drop) do_rotate;;
-  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop)";;
+  snapshot) do_snapshot;;
+  stage) do_stage;;
+  restore) do_restore;;
+  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop snapshot stage restore)";;
 esac
 exit 0

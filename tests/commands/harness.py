@@ -89,6 +89,8 @@ class HostFixture:
         default_factory=lambda: {"vm.overcommit_memory": "0", "net.core.somaxconn": "4096", "thp": "madvise"})
     restart_pending: bool = False
     exporter_up: str = "1"  # what the exporter's page says when the read asks (`--metrics`)
+    snapshots: int = 0                      # scheduled snapshots on the host, and the newest's age
+    snapshot_age: int | None = None
 
     def state(self, request) -> HostState:
         os_id, version, like = OS_RELEASES[self.release]
@@ -131,6 +133,8 @@ class HostFixture:
                    for u in request.units},
             files=files, dirs=dirs, envs=envs, kernel=dict(self.kernel) if request.kernel else {}, server=self.server,
             exporter_up=self.exporter_up if request.metrics else "",
+            snapshots=self.snapshots if request.snapshots else 0,
+            snapshot_age=self.snapshot_age if request.snapshots else None,
         )
 
 
@@ -361,6 +365,8 @@ def _apply(fixture: HostFixture, call: Call) -> None:
         started = [call.option("service")] if call.flag("enable") else []
         for unit in [*started, *(call.option("enable-units") or "").split(), *(call.option("after-units") or "").split()]:
             fixture.units[unit.removesuffix(".service")] = Unit("loaded", "active", "enabled")
+        for unit in (call.option("disable-units") or "").split():
+            fixture.units[unit.removesuffix(".service")] = Unit("loaded", "inactive", "disabled")
         if call.option("sysctl"):
             for line in fixture.files[call.option("sysctl")][0].decode().splitlines():
                 key, sep, value = line.partition("=")

@@ -2,7 +2,7 @@
 # Stand-in for systemctl/journalctl in the host program's tests (HSI_REDIS_SERVICE_CTL).
 #
 #   fake-systemctl.sh ACTION UNIT...        ACTION: start stop restart try-restart is-active is-failed
-#                                           is-enabled enable reset-failed daemon-reload show
+#                                           is-enabled enable disable reset-failed daemon-reload show
 #   fake-systemctl.sh journal UNIT SINCE    the unit's journal lines since 'YYYY-mm-dd HH:MM:SS'
 #
 # Everything lives in $HSI_FAKE_DIR. A unit with a file UNIT.config (holding a redis.conf path) is a
@@ -106,6 +106,7 @@ is-enabled)
     if [ -f "$D/$1.enabled" ]; then echo enabled; else echo disabled; exit 1; fi
     ;;
 enable) touch "$D/$1.enabled" ;;
+disable) rm -f "$D/$1.enabled" ;;
 reset-failed) rm -f "$D/$1.failed" ;;
 daemon-reload) ;;
 show)

@@ -13,8 +13,9 @@ from .conftest import PROGRAM, ROOT, run_program
 # twice. What travels is the program without comment lines and indentation (program.text()); the
 # cap stops growth, the quoted size keeps the real limit in view. 46 KB: issue 9's behaviours ported in
 # (the .env read as python-dotenv reads it, a full ACL LOG, the rotation notice) took 2.2 KB; 47 KB: issue
-# 11's exporter (reading its metrics page, --after-units) took 1.2 KB.
-MAX_BYTES = 47_000
+# 11's exporter (reading its metrics page, --after-units) took 1.2 KB; issue 12's snapshot, stage and
+# restore verbs about 9 KB more.
+MAX_BYTES = 60_000
 MAX_ARG = 128 * 1024
 
 
