@@ -11,6 +11,14 @@
 - `hsi-admin`: the operator's and the deploy's own identity, full access, with its own
   password generated once per host on the control machine. The deploy's checks use it
   through /etc/hsi-redis/cli.auth and `redis-cli --user`.
+- `hsi-exporter` (`redis_exporter: true`): redis_exporter's identity, its own generated
+  password, no keys and only the commands the packaged exporters (1.45, 1.69) send with the
+  deploy's settings: INFO, CLIENT SETNAME, SLOWLOG GET/LEN, LATENCY LATEST/HISTOGRAM, and
+  PING for an operator's check (read from ACL LOG against a `-@all` user). Not CONFIG GET,
+  which the exporter's documentation lists: `CONFIG GET *` answers `requirepass`, i.e. the
+  backend's password (verified on 7.0.15); the exporter is told to skip it
+  (`REDIS_EXPORTER_CONFIG_COMMAND=-`), which costs only its `redis_config_maxclients`
+  metric (maxmemory is in INFO too).
 
 Passwords sit in the `user` lines as `#<sha256>`, never in clear. `requirepass` stays in
 the file too, holding the backend password: verified on Redis 8.0.2 and 7.0.15, a
@@ -25,6 +33,10 @@ import hashlib
 from .rows import Row
 
 ADMIN_USER = "hsi-admin"
+EXPORTER_USER = "hsi-exporter"
+# Subcommands a server without them takes as a first-argument rule (6.x), so one list fits every row.
+EXPORTER_COMMANDS = ("info", "ping", "client|setname", "slowlog|get", "slowlog|len", "latency|latest",
+                     "latency|histogram")
 
 
 def password_hash(password: str) -> str:
@@ -88,7 +100,16 @@ def admin_user_rule(password: str, plat: Row) -> str:
     return f"user {ADMIN_USER} on {password_hash(password)} {_keys_and_channels(plat)} +@all"
 
 
-def user_rules(conf, plat: Row, backend_password: str, admin_password: str) -> list[str]:
-    """The `user` lines of redis.conf, default first (`conf`: the host's Settings)."""
-    return [default_user_rule(denied_commands(conf, plat), plat, backend_password),
-            admin_user_rule(admin_password, plat)]
+def exporter_user_rule(password: str) -> str:
+    """redis_exporter's identity: no keys, no channels, nothing but EXPORTER_COMMANDS."""
+    allowed = " ".join(f"+{command}" for command in EXPORTER_COMMANDS)
+    return f"user {EXPORTER_USER} on {password_hash(password)} resetkeys -@all {allowed}"
+
+
+def user_rules(conf, plat: Row, backend_password: str, admin_password: str,
+               exporter_password: str | None = None) -> list[str]:
+    """The `user` lines of redis.conf, default first (`conf`: the host's Settings); the exporter's last,
+    when it runs."""
+    rules = [default_user_rule(denied_commands(conf, plat), plat, backend_password),
+             admin_user_rule(admin_password, plat)]
+    return rules + ([exporter_user_rule(exporter_password)] if exporter_password is not None else [])

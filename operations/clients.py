@@ -1,4 +1,4 @@
-"""The server's clients on this host: the HSI backend's `.env` (and TLS files), the exporter's file.
+"""The server's clients on this host: the HSI backend's `.env` and TLS files (the exporter: exporter.py).
 
 The `.env` is merged on the host (the program's `merge` entry): the keys this deploy owns are set,
 every other line stays as it was. Whether it needs doing is decided from salted hashes of the lines
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from .hoststate import HostState, salted_sha256
 from .program import FileEntry, MergeEntry
-from .render import exporter_env
 from .target import ClientFiles, Target
 from .tls_preflight import TlsConfig
 
@@ -88,16 +87,10 @@ def _dir_problem(setting: str, directory: str, info, owner: str | None, owner_se
 
 def dir_problems(target: Target, state: HostState) -> dict[str, str]:
     """The client directories that cannot be written safely: {directory: why (naming the setting)}."""
-    backend, exporter = target.backend, target.exporter
+    backend = target.backend
     checks = []
     if backend is not None and backend.tls_files is not None:
         checks.append(("redis_tls_backend_dir", backend.tls_files.dir, backend.owner, "redis_backend_env_owner"))
-    if exporter is not None:
-        checks.append(("redis_exporter_env_path", _parent(exporter.env_path), exporter.owner,
-                       "redis_exporter_owner"))
-        if exporter.tls_files is not None:
-            checks.append(("redis_exporter_env_path", exporter.tls_files.dir, exporter.owner,
-                           "redis_exporter_owner"))
     found = {}
     for setting, directory, owner, owner_setting in checks:
         info = state.dirs.get(directory)
@@ -122,15 +115,11 @@ def env_differs(target: Target, state: HostState, salt: str) -> bool:
 
 
 def password_entries(target: Target, state: HostState) -> list:
-    """The client files that hold the backend's password: the `.env` merge, the exporter's file."""
+    """The client files that hold the backend's password: the `.env` merge (the exporter has its own)."""
     found: list = []
     if target.backend is not None:
         backend = target.backend
         found.append(MergeEntry(backend.env_path, backend.lines, backend.owner, backend.group, AFTER))
-    if target.exporter is not None:
-        exporter = target.exporter
-        user, group = owner(state, _parent(exporter.env_path), exporter.owner, None)
-        found.append(FileEntry(exporter.env_path, exporter_env(target).encode(), 0o600, user, group, AFTER))
     return found
 
 
@@ -139,14 +128,11 @@ def _parent(path: str) -> str:
 
 
 def tls_entries(target: Target, state: HostState) -> list[FileEntry]:
-    """The CA and client files of the backend and the exporter, as they should be."""
-    found = []
-    if target.backend is not None:
-        backend = target.backend
-        found += _tls_entries(backend.tls, state, backend.tls_files, backend.owner, backend.group)
-    if target.exporter is not None:
-        found += _tls_entries(target.settings.tls, state, target.exporter.tls_files, target.exporter.owner, None)
-    return found
+    """The backend's CA and client files, as they should be (its server's: `backend.tls`)."""
+    backend = target.backend
+    if backend is None:
+        return []
+    return _tls_entries(backend.tls, state, backend.tls_files, backend.owner, backend.group)
 
 
 def entries(target: Target, state: HostState, salt: str) -> list:
@@ -168,12 +154,9 @@ def entries(target: Target, state: HostState, salt: str) -> list:
 def paths(target: Target) -> list[str]:
     """Every whole file this step may write (for the state read; the `.env` is read as an env)."""
     found: list[str] = []
-    for files in (target.backend.tls_files if target.backend else None,
-                  target.exporter.tls_files if target.exporter else None):
-        if files is not None:
-            found += [files.ca, files.cert, files.key]
-    if target.exporter is not None:
-        found.append(target.exporter.env_path)
+    files = target.backend.tls_files if target.backend else None
+    if files is not None:
+        found += [files.ca, files.cert, files.key]
     return found
 
 
@@ -190,8 +173,4 @@ def dirs(target: Target) -> list[str]:
         found.append(_parent(target.backend.env_path))
         if target.backend.tls_files is not None:
             found.append(target.backend.tls_files.dir)
-    if target.exporter is not None:
-        found.append(_parent(target.exporter.env_path))
-        if target.exporter.tls_files is not None:
-            found.append(target.exporter.tls_files.dir)
     return found

@@ -7,7 +7,8 @@ AOF before its config changes (FACTS.md's RDB-only trap), keeps the config the s
 last good one, records a pending restart, writes the files, restarts safely (snapshot first, key count
 checked, rolled back to the last good config when the server does not answer) only when a file the server
 reads changed or an interrupted run left a restart pending, and enables and starts the service. The
-clients' files (the backend `.env`, its TLS files, the exporter's) come last, once the server serves.
+clients' files (the backend `.env`, its TLS files, the exporter's) come last, once the server serves; then
+the exporter is enabled and running, restarted when its files changed (operations/exporter.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from . import clients, install, program, render, report
+from . import clients, exporter, install, program, render, report, schedule
 from .hoststate import HostState
 from .program import FileEntry, MergeEntry
 from .target import Target
@@ -81,11 +82,12 @@ def kernel_entries(target: Target, state: HostState) -> tuple[list[FileEntry], b
 
 def paths(target: Target) -> list[str]:
     """Every file this step may write (for the state read)."""
-    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"])
+    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"]
+            + schedule.paths())
 
 
 def units(target: Target) -> list[str]:
-    return [target.row.service, THP_UNIT]
+    return [target.row.service, THP_UNIT, schedule.TIMER]
 
 
 def _differs(state: HostState, salt: str, entry: FileEntry | MergeEntry) -> bool:
@@ -116,16 +118,23 @@ def server(target: Target, state: HostState, salt: str):
     if skip:
         report.note(host.name, skip)
     kernel, sysctl_now, thp_units = kernel_entries(target, state)
-    entries = [e for e in [*server_entries(target), *kernel] if _differs(state, salt, e)]
+    entries = [e for e in [*server_entries(target), *kernel, *schedule.entries(target)] if _differs(state, salt, e)]
+    snapshot_on, snapshot_off = schedule.units_to_change(target, state)
     entries += clients.entries(target, state, salt)
+    entries += [e for e in exporter.entries(target) if _differs(state, salt, e)]
     unit = state.unit(target.row.service)
     # a changed container drop-in is written by the install step, which leaves a restart pending
     dropin = install.needs_dropin(target, state) and not state.file(install.dropin_path(target)).same(
         salt, render.container_dropin(state.container).encode(), 0o644, "root", "root")
     start = not (unit.running and unit.enabled == "enabled")
-    if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units):
+    if not (entries or state.restart_pending or dropin or start or sysctl_now or thp_units or snapshot_on
+            or snapshot_off or exporter.needs_start(target, state)):
         host.noop(f"{target.row.service} runs with this configuration")
         return
     options = {**target.layout_options(), "enable": start,
-               "sysctl": SYSCTL_FILE if sysctl_now else None, "enable_units": " ".join(thp_units) or None}
+               "sysctl": SYSCTL_FILE if sysctl_now else None,
+               "enable_units": " ".join((*thp_units, *snapshot_on)) or None,
+               "disable_units": " ".join(snapshot_off) or None,
+               "after_units": " ".join(exporter.units(target)) or None,
+               "metrics": target.exporter.metrics if target.exporter is not None else None}
     yield program.command("apply", *program.options(**options), stdin=program.bundle(entries))

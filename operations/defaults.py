@@ -68,10 +68,12 @@ SETTINGS: tuple[Setting, ...] = (
             "with a client certificate, else `no`."),
     Setting("redis_tls_backend_dir", None, "Host directory for the backend's CA and client files; unset, "
             "`redis-tls/` beside the backend `.env`."),
-    Setting("redis_exporter_env_path", None, "Write a redis_exporter environment file here (0600); unset, none."),
-    Setting("redis_exporter_owner", "root", "Owner of the exporter's environment file and TLS files."),
-    Setting("redis_exporter_listen", "127.0.0.1:9121", "`REDIS_EXPORTER_WEB_LISTEN_ADDRESS` (loopback by "
-            "default)."),
+    # Issue 11: the distro's redis_exporter, with its own least-privilege ACL user.
+    Setting("redis_exporter", False, "Install and run the distro's redis_exporter (`prometheus-redis-exporter`) "
+            "with its own ACL user `hsi-exporter`; verification requires `redis_up 1` from its metrics. Debian "
+            "and Ubuntu only (the RPM family packages none)."),
+    Setting("redis_exporter_listen", "127.0.0.1:9121", "Where the exporter serves its metrics "
+            "(`REDIS_EXPORTER_WEB_LISTEN_ADDRESS`; loopback by default)."),
     # Issue 4: package source and version policy.
     Setting("redis_source", "distro", "`distro` (the distro's packages), `upstream` (packages.redis.io), or "
             "`auto` (the distro's unless it is below `redis_minimum_version`, then upstream)."),
@@ -99,8 +101,15 @@ SETTINGS: tuple[Setting, ...] = (
             "before restoring the last good config."),
     Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
             "writing the new password into its `.env` (unset: not restarted)."),
-    Setting("redis_exporter_unit", None, "systemd unit of the exporter that `rotate.py` restarts after "
-            "rewriting its environment file (unset: not restarted)."),
+    # Backups, restores, scheduled snapshots (issue 12).
+    Setting("redis_backup_dir", "backups", "Directory on the control machine for `backup.py`'s copies "
+            "(`<dir>/<host>/<UTC time>/`; directories 0700, files 0600); relative to where pyinfra runs."),
+    Setting("redis_backup_keep", 14, "Backups `backup.py` keeps per host on the control machine (the newest)."),
+    Setting("redis_backup_schedule", "off", "Snapshots on the host by a systemd timer: `off`, `hourly`, `daily` "
+            "or `weekly`; verification warns when the newest is older than twice that."),
+    Setting("redis_snapshot_dir", "/var/lib/hsi-redis/snapshots", "Host directory (root only) for the "
+            "scheduled snapshots."),
+    Setting("redis_snapshot_keep", 7, "Scheduled snapshots kept on the host (the newest)."),
     # Issue 11: backends on their own hosts, and the firewall that admits only them.
     Setting("redis_role", "both", "`both` (the server and the HSI backend on one host), `server` (the server "
             "only: no backend `.env` here), or `backend` (only the backend's `.env` and TLS files, for the "
@@ -119,4 +128,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_firewall_allow", [], "More sources (IP addresses or CIDRs, e.g. monitoring) the firewall "
             "admits to the server's ports."),
 )
+# redis_backup_schedule: how often, in seconds (verification warns past twice that)
+SCHEDULES = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+# Settings that existed once: naming one is an error that says what replaced it.
+REMOVED = {
+    name: "no longer supported (issue 11): set redis_exporter: true instead -- the deploy installs the distro's "
+          "prometheus-redis-exporter and writes its /etc/default file itself, with its own ACL user rather than "
+          "the backend's password (see the README's Monitoring)"
+    for name in ("redis_exporter_env_path", "redis_exporter_owner", "redis_exporter_unit")
+}

@@ -4,6 +4,8 @@
     flows.provision()          # what deploy.py runs
     flows.check()              # what verify.py runs
     flows.rotate_password()    # what rotate.py runs
+    flows.backup()             # what backup.py runs
+    flows.restore()            # what restore.py runs (needs restore_from and restore_confirm)
 
 Each starts with the one prologue (settings of every host validated -> one state read -> the host's
 Target), then decides every step from that read: on a host that is already right, no step touches the
@@ -16,9 +18,20 @@ what makes servers converge before their backend hosts (see operations/backends.
 
 from __future__ import annotations
 
+from pyinfra import host as current_host
 from pyinfra.api import deploy
 
-from . import backends, configure, firewall, install, prologue, rotation, verify
+from . import backends, backups, configure, firewall, install, prologue, report, restores, rotation, verify
+
+
+def _holds_data(target) -> bool:
+    """A backend host holds no Redis data: backup.py and restore.py pass it by, saying where the data is."""
+    if target.serves:
+        return True
+    report.record(target.name, status="ok", role="backend", server=target.server_name,
+                  summary=f"backend host: no data here (its server {target.server_name} holds it)")
+    current_host.noop(f"backend host of {target.server_name}: no Redis data here")
+    return False
 
 
 @deploy("Provision Redis for HSI")
@@ -65,3 +78,21 @@ def rotate_password():
     prepared = prologue.prepare()
     if prepared is not None:
         rotation.rotate(prepared)
+
+
+@deploy("Back up Redis")
+def backup():
+    """A snapshot of the server, copied to the control machine (see operations/backups.py)."""
+    prepared = prologue.prepare()
+    if prepared is not None and _holds_data(prepared.target):
+        backups.fetch(name="Snapshot the server (redis-cli --rdb, checked) and copy it here", target=prepared.target)
+
+
+@deploy("Restore Redis data")
+def restore():
+    """A backup put back onto the host (see operations/restores.py): its inputs are checked for every host
+    of the run before any host is read."""
+    source = restores.inputs(current_host)
+    prepared = prologue.prepare()
+    if prepared is not None and _holds_data(prepared.target):
+        restores.restore(prepared, source)

@@ -76,6 +76,8 @@ class StateRequest:
     server_only: bool = False   # `verify`: the server part (and the files/envs asked for), nothing else
     server: bool = True         # False on a backend host: no server part at all
     firewall: bool = False      # what the host's firewall is and whether the deploy's rules are loaded
+    metrics: str = ""           # HOST:PORT of the exporter's page: `exporter.up` from its redis_up
+    snapshots: str = ""         # the scheduled snapshots' directory: their count and the newest's age
 
     def __repr__(self) -> str:
         return f"StateRequest({len(self.files)} files, {len(self.layouts)} layouts)"
@@ -90,7 +92,7 @@ class StateRequest:
             modules=" ".join(self.modules) or None,
             selinux_ports=" ".join(str(p) for p in self.selinux_ports) or None,
             dnf_candidates=self.dnf_candidates, kernel=self.kernel, no_server=not self.server,
-            firewall=self.firewall,
+            firewall=self.firewall, metrics=self.metrics or None, snapshots=self.snapshots or None,
         )
         return bits
 
@@ -237,7 +239,10 @@ class HostState:
     server: Server = field(default_factory=Server)
     firewall: FirewallState = field(default_factory=FirewallState)
     client_cli: str = ""          # a backend host's redis-cli or valkey-cli ("" when it has none)
+    exporter_up: str = ""     # the exporter's redis_up (1|0), down (no page), unverified (no tool), "" (not asked)
     errors: tuple[str, ...] = ()
+    snapshots: int = 0                   # complete scheduled snapshots on the host
+    snapshot_age: int | None = None      # the newest one's age in seconds (host clock); None: none
 
     @property
     def in_container(self) -> bool:
@@ -289,7 +294,7 @@ _SERVER_OPTIONAL_INT = {"acl.failures": "acl_failures", "data.rdb": "data_rdb", 
 # The kernel values the program reports, under their own names (`vm.overcommit_memory=1`).
 KERNEL_KEYS = ("vm.overcommit_memory", "net.core.somaxconn", "thp")
 _TOP_TEXT = {"os_id": "os_id", "os_version": "os_version", "os_like": "os_like", "container": "container",
-             "pm": "pm", "selinux": "selinux", "program": "program_sha"}
+             "pm": "pm", "selinux": "selinux", "program": "program_sha", "exporter.up": "exporter_up"}
 
 
 def parse(lines: list[str]) -> HostState:
@@ -368,6 +373,9 @@ def parse(lines: list[str]) -> HostState:
             top["client_cli"] = _dash(value.strip())
         elif key in ("firewall.nft", "firewall.firewalld", "firewall.table"):
             firewall[key[len("firewall."):]] = _dash(value.strip())
+        elif key == "snapshots":
+            count, age = (value.split() + ["0", "-"])[:2]
+            top["snapshots"], top["snapshot_age"] = _int(count, 0), _int(age)
     top["envs"] = {
         path: EnvInfo(file=info, crlf=crlf,
                       keys={k: tuple(v) for k, v in env_keys.get(i, {}).items()},

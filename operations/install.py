@@ -3,8 +3,9 @@
 Before the package: the container drop-in (the package starts its service as soon as it is installed,
 and in Docker/LXC that start fails with 217/USER unless `PrivateUsers=false` is set first) and, for the
 upstream source, packages.redis.io's key, repository and pin. Then the package (apt: lists refreshed when
-older than an hour, a held lock waited out; dnf: the module stream first), then SELinux port labels.
-Nothing of this runs when the state read shows it done.
+older than an hour, a held lock waited out; dnf: the module stream first) -- with the distro's
+redis_exporter in the same call when `redis_exporter` asks for it (operations/exporter.py) -- then SELinux
+port labels. Nothing of this runs when the state read shows it done.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import operation
 
-from . import firewall, program, render, repository, sources
+from . import exporter, firewall, program, render, repository, sources
 from .hoststate import HostState
 from .program import FileEntry
 from .target import Target
@@ -49,7 +50,7 @@ def _repo_entries(target: Target) -> list[FileEntry]:
 
 def pre_install_entries(target: Target, state: HostState) -> list[FileEntry]:
     """Files that must be in place before the package: the container drop-in, the upstream repository."""
-    entries = _repo_entries(target)
+    entries = _repo_entries(target) + exporter.pre_install_entries(target, state)
     if needs_dropin(target, state):
         entries.insert(0, FileEntry(dropin_path(target), render.container_dropin(state.container).encode(), 0o644,
                                     flags=("unit", "restart")))
@@ -59,6 +60,7 @@ def pre_install_entries(target: Target, state: HostState) -> list[FileEntry]:
 def paths(target: Target) -> list[str]:
     """Every file this step may write (for the state read)."""
     paths = [dropin_path(target)] if target.row.private_users else []
+    paths += [target.exporter.env_path] if target.exporter is not None else []
     if target.row.source == "upstream":
         paths += [repository.APT_KEY_PATH, repository.APT_SOURCES_PATH, repository.APT_PIN_PATH,
                   repository.RPM_KEY_PATH, repository.RPM_REPO_PATH]
@@ -111,15 +113,16 @@ def server_package(target: Target, state: HostState, salt: str):
     module = row.module_stream.split(":")[0] if row.module_stream else ""
     stream_missing = bool(module) and state.modules.get(module) != row.module_stream.partition(":")[2]
     missing = package_missing(target, state)
+    wanted = [*row.packages] if missing else []
+    wanted += exporter.packages(target) if exporter.package_missing(target, state) else []
     # the firewall step's nft, when its rules are due and the host has none
-    extra = (firewall.PACKAGE,) if firewall.needs_package(target, state) else ()
+    wanted += [firewall.PACKAGE] if firewall.needs_package(target, state) else []
     ports = unlabelled_ports(target, state)
-    if not (entries or missing or extra or ports or stream_missing):
-        host.noop(f"{' '.join(row.packages)} installed, nothing to prepare")
+    if not (entries or wanted or ports or stream_missing):
+        host.noop(f"{' '.join(row.packages + tuple(exporter.packages(target)))} installed, nothing to prepare")
         return
-    packages = (row.packages if missing else ()) + extra
     options = {**target.layout_options(), "pm": row.package_manager,
-               "packages": " ".join(packages) or None, "lock_timeout": PACKAGE_LOCK_TIMEOUT}
+               "packages": " ".join(wanted) or None, "lock_timeout": PACKAGE_LOCK_TIMEOUT}
     if row.package_manager == "apt":
         options.update(update_max_age=APT_CACHE_SECONDS, apt_pinned=row.source == "upstream")
     else:

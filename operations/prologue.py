@@ -26,6 +26,7 @@ from . import (
     clients,
     configure,
     credentials,
+    exporter,
     firewall,
     install,
     program,
@@ -77,14 +78,15 @@ def state_request(conf: settings.Settings, salt: str, server_only: bool = False)
     modules: dict[str, None] = {}
     for target in targets:
         files.update(dict.fromkeys([*install.paths(target), *configure.paths(target), *clients.paths(target),
-                                    *firewall.paths(target)]))
+                                    *exporter.paths(target), *firewall.paths(target)]))
         layouts.setdefault(target.layout, None)
-        packages.update(dict.fromkeys(target.row.packages))
-        units.update(dict.fromkeys([*configure.units(target), *firewall.units(target)]))
+        packages.update(dict.fromkeys([*target.row.packages, *exporter.packages(target)]))
+        units.update(dict.fromkeys([*configure.units(target), *exporter.units(target), *firewall.units(target)]))
         if target.row.module_stream:
             modules.setdefault(target.row.module_stream.split(":")[0], None)
     first = targets[0]  # the clients' files do not depend on the row
     files.setdefault(f"{first.state_dir}/{program.NOTICE_NAME}", None)  # rotate.py's second run
+    metrics = next((t.exporter.metrics for t in targets if t.exporter is not None), "")
     ports = tuple(sorted({p for t in targets for p in install.server_ports(t)}))
     return StateRequest(
         salt=salt, layouts=tuple(layouts), files=tuple(files), envs=tuple(clients.envs(first)),
@@ -92,7 +94,8 @@ def state_request(conf: settings.Settings, salt: str, server_only: bool = False)
         packages=() if server_only else tuple(packages), units=tuple(units),
         modules=() if server_only else tuple(modules), selinux_ports=() if server_only else ports,
         dnf_candidates=bool(conf.minimum_version) and not server_only, kernel=not server_only,
-        server_only=server_only, firewall=bool(conf.exposed) and conf.firewall,
+        server_only=server_only, firewall=bool(conf.exposed) and conf.firewall, metrics=metrics,
+        snapshots=conf.snapshot_dir if conf.backup_schedule != "off" else "",
     )
 
 
@@ -156,6 +159,8 @@ def prepare() -> Prepared | None:
         return _prepare_backend(conf)
     admin = admin_password(conf.host_name)
     run.add_secret(admin.reveal())
+    if conf.exporter_password is not None:
+        run.add_secret(conf.exporter_password.reveal())
     state, salt = read_state(conf)
     if state.errors and not state.os_id:
         _fail("platform", f"the host's state could not be read: {'; '.join(state.errors)}")
@@ -174,6 +179,10 @@ def prepare() -> Prepared | None:
         report.warn(current_host.name, warning)
     if problem:
         _fail("version policy", problem)
+        return None
+    unsupported = exporter.unsupported(conf, chosen)
+    if unsupported:
+        _fail("platform", unsupported)
         return None
     report.record(current_host.name, platform=chosen.name, flavour=chosen.flavour, source=chosen.source)
     config_set = acl.config_set_warning(conf, chosen)

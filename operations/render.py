@@ -58,7 +58,8 @@ def redis_conf(target: Target) -> str:
         pid_file=row.pid_file, log_file=row.log_file, data_dir=row.data_dir, save_rules=SAVE_RULES,
         appendfsync=settings.appendfsync, size=settings.size, maxmemory=settings.maxmemory,
         maxmemory_policy=settings.maxmemory_policy, requirepass=redis_conf_quote(password),
-        acl_users=acl.user_rules(settings, row, password, target.admin_password.reveal()),
+        acl_users=acl.user_rules(settings, row, password, target.admin_password.reveal(),
+                                 target.exporter.password.reveal() if target.exporter is not None else None),
         disable_thp=row.disable_thp, extra_config=settings.extra_config,
     )
 
@@ -77,17 +78,18 @@ def thp_unit(service: str, thp_files: tuple[str, ...]) -> str:
 
 
 def exporter_env(target: Target) -> str:
-    """redis_exporter's EnvironmentFile (systemd quoting)."""
+    """The packaged exporter unit's EnvironmentFile (systemd quoting): its own identity, never the backend's
+    password; CONFIG GET skipped (it would hand the exporter `requirepass`, see operations/acl.py)."""
     exporter = target.exporter
-    password = target.password.reveal()
-    values = {"REDIS_ADDR": exporter.address}
+    values = {"ARGS": "", "REDIS_ADDR": exporter.address, "REDIS_USER": acl.EXPORTER_USER,
+              "REDIS_PASSWORD": exporter.password.reveal(), "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": exporter.listen,
+              "REDIS_EXPORTER_CONFIG_COMMAND": "-"}
     if exporter.tls_files is not None:
         values["REDIS_EXPORTER_TLS_CA_CERT_FILE"] = exporter.tls_files.ca
         if target.tls.mtls:
             values["REDIS_EXPORTER_TLS_CLIENT_CERT_FILE"] = exporter.tls_files.cert
             values["REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"] = exporter.tls_files.key
-    values["REDIS_PASSWORD"] = password
-    values["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] = target.settings.exporter_listen
-    lines = ["# Managed by hsi-redis: redis_exporter settings (EnvironmentFile=). Changes are replaced."]
+    lines = [f"# Managed by hsi-redis: {exporter.service}.service reads this (EnvironmentFile=); changes are "
+             "replaced. ARGS (its command line) stays empty: flags there would override these."]
     lines += [f"{key}={systemd_quote(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ContextObject, ctx_state
 
@@ -70,6 +71,9 @@ _FIXES = (
     (r"refused|not written|cannot create|symbolic link|writable by", None,
      "check the path the problem names on the host (its owner, its directory's owner and mode, no "
      "symbolic link; the disk is neither full nor read-only); fix it, then run deploy.py again"),
+    (r"packages no redis_exporter", None,
+     "set redis_exporter: false for this host (an exporter you install yourself can use its own ACL user, "
+     "see the README's Monitoring), then run deploy.py again"),
     (None, r"^platform$",
      "run it on a supported platform with systemd running (see the README's platform table)"),
     (None, r"^version policy$",
@@ -119,6 +123,7 @@ class RunReport:
         self.secrets: set[str] = set()
         self.early_errors: list[str] = []
         self.finished = False
+        self.dry = False  # `pyinfra --dry`: every host is prepared, none is changed
 
     # -- recording ---------------------------------------------------------------------------------
     def entry(self, host_name: str) -> dict:
@@ -199,7 +204,9 @@ class RunReport:
         if inventory is None or getattr(state, "current_stage", StateStage.Setup) < StateStage.Connect:
             return  # the run never tried to reach a host (debug-inventory, --help, a settings error...)
         self.finished = True
-        rows = [(host.name, self._host_entry(state, host)) for host in inventory]
+        # `--limit`: the hosts left out were never meant to run (they are not "unreachable")
+        in_limit = getattr(state, "is_host_in_limit", lambda host: True)
+        rows = [(host.name, self._host_entry(state, host)) for host in inventory if in_limit(host)]
         self._print(rows)
         path = report_path()
         try:
@@ -235,8 +242,11 @@ class RunReport:
             entry.setdefault("fix", fix_for(step, entry["problem"]))
             entry["failures"] = [{"step": step, "problem": entry["problem"],
                                   "output": entry.get("output", []), "fix": entry["fix"]}]
+        elif self.dry:
+            entry["status"] = "dry run"
+            entry["would_change"] = _would_change(state, host)
         else:
-            entry.setdefault("status", "dry run" if getattr(state.config, "DRY", False) else "unverified")
+            entry.setdefault("status", "unverified")
         if "started" in entry and "finished" in entry:
             entry["seconds"] = round(entry["finished"] - entry["started"], 2)
         entry.setdefault("failures", [])
@@ -247,10 +257,13 @@ class RunReport:
 
     def _print(self, rows: list[tuple[str, dict]]) -> None:
         width = max([len(name) for name, _ in rows] + [4])
+        status_width = max([len(entry["status"]) for _, entry in rows] + [6])  # "DRY RUN" is 7
         out = sys.stderr
         print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
         for name, entry in rows:
-            if entry["status"] == "ok" and entry.get("role") == "backend":
+            if entry["status"] == "ok" and entry.get("summary"):  # backup.py, restore.py: what they did
+                detail = entry["summary"]
+            elif entry["status"] == "ok" and entry.get("role") == "backend":
                 detail = (f"backend of {entry.get('server', '?')}: {entry.get('env', '.env')} and its TLS files "
                           f"as the server expects, {entry['changes']} change(s)")
             elif entry["status"] == "ok":
@@ -258,16 +271,45 @@ class RunReport:
                           f"{entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
                 if "auth_failures_since_last_run" in entry:
                     detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
+                if entry.get("exporter"):
+                    detail += f", exporter redis_up {entry['exporter'].get('redis_up') or '?'}"
+            elif entry["status"] == "dry run":
+                would = entry.get("would_change")
+                detail = ("nothing changed (--dry); " + ("would run: " + "; ".join(would) if would else
+                          "nothing to do" if would is not None else "run it without -y to see what would change"))
             else:
                 detail = entry.get("problem", "")
-            lines = [f"    {name:<{width}}  {entry['status'].upper():<6} {detail}"]
-            pad = f"    {'':<{width}}  {'':<6} "
+            lines = [f"    {name:<{width}}  {entry['status'].upper():<{status_width}} {detail}"]
+            pad = f"    {'':<{width}}  {'':<{status_width}} "
+            if entry.get("connect"):
+                lines.append(f"{pad}clients: {_connect_line(entry['connect'])}")
             lines += [f"{pad}warning: {w}" for w in entry.get("warnings", [])]
             lines += [f"{pad}note: {n}" for n in entry.get("notes", [])]
             if entry["status"] != "ok" and entry.get("fix"):
                 lines.append(f"{pad}fix: {entry['fix']}")
             for line in lines:
                 print(self.redact(line), file=out)
+
+
+def _connect_line(connect: dict) -> str:
+    """Where the host's clients connect: the URL, the CA, where the password is (never the password)."""
+    parts = [f"REDIS_URL={connect['redis_url']}"]
+    if connect.get("ca"):
+        parts.append(f"CA {connect['ca']}")
+    parts.append(f"password {connect['password']}")
+    return ", ".join(parts)
+
+
+def _would_change(state, host) -> list[str] | None:
+    """The operations a dry run prepared that would change the host (pyinfra ran their command
+    generators to decide; no command ran); None when pyinfra did not look (`-y` skips it)."""
+    if not getattr(state, "check_for_changes", False):
+        return None
+    names = []
+    for op_hash, op_data in state.ops.get(host, {}).items():
+        if getattr(op_data.operation_meta, "_maybe_is_change", None):
+            names.append(_op_name(state, op_hash).rsplit(" | ", 1)[-1])
+    return names
 
 
 def _op_name(state, op_hash) -> str:
@@ -364,6 +406,10 @@ def install(state) -> RunReport:
     if isinstance(state, ContextObject):
         state = ctx_state.get()
     run = of(state)
+    # pyinfra keeps --dry in its CLI's parameters only (not in Config): read them while the CLI runs
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("dry"):
+        run.dry = True
     logger = logging.getLogger("pyinfra")
     if not any(isinstance(h, _ErrorLog) and h.run is run for h in logger.handlers):
         logger.addHandler(_ErrorLog(run))

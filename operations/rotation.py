@@ -6,8 +6,8 @@ anywhere is simply run again:
 1. the admin identity adds the new password beside the old one (`ACL SETUSER default #<sha256>`, on
    stdin): both work now;
 2. every file that holds the password is rewritten without a restart (backend.auth, redis.conf, the
-   backend `.env`, the exporter's file), and the config is recorded as the last good one;
-3. the consumers the deploy can restart are restarted (`redis_backend_unit`, `redis_exporter_unit`);
+   backend `.env`), and the config is recorded as the last good one;
+3. the consumers the deploy can restart are restarted (`redis_backend_unit`);
 4. the old password is dropped (`ACL SETUSER default resetpass #<new>`) only when every consumer the
    deploy knows of runs with the new one: restarted in step 3, or restarted by the operator after a
    previous run said so. Otherwise the old password stays valid, the program leaves a root-only notice
@@ -15,6 +15,9 @@ anywhere is simply run again:
    to restart. The next run drops the old password when the state read shows that notice for this
    password and the consumers' files already holding it (a run interrupted before the notice never
    counts as "the operator was told").
+
+The exporter (`redis_exporter: true`) is not a consumer: it logs in as its own user (`hsi-exporter`), whose
+line in redis.conf is rewritten unchanged, so it keeps reporting throughout.
 
 Generated passwords: the new one waits in the control machine's store (`<name>.next`) and becomes the
 current one only once the old one is dropped, so a second run moves to the same value.
@@ -42,7 +45,6 @@ from pyinfra.operations import python
 from . import backends, clients, configure, credentials, program, report, settings, verify
 from .hoststate import HostState, salted_sha256
 from .program import FileEntry
-from .render import exporter_env
 from .target import Target, resolve, resolve_backend
 
 
@@ -74,14 +76,11 @@ def new_target(target: Target) -> Target:
 
 
 def password_consumers(target: Target) -> list[Consumer]:
-    """Every consumer of the password the settings name: the backend's `.env`, the exporter's file."""
+    """Every consumer of the password the settings name: the backend's `.env` (the exporter has its own)."""
     found = []
     if target.backend is not None:
         found.append(Consumer("the HSI backend", target.backend.env_path, target.settings.backend_unit,
                               "redis_backend_unit"))
-    if target.exporter is not None:
-        found.append(Consumer("redis_exporter", target.exporter.env_path, target.settings.exporter_unit,
-                              "redis_exporter_unit"))
     return found
 
 
@@ -93,13 +92,11 @@ def consumers(target: Target) -> tuple[list[str], list[str]]:
 
 
 def file_holds(target: Target, consumer: Consumer, state: HostState, salt: str) -> bool:
-    """Whether the consumer's file already holds the target's password (a previous run wrote it)."""
-    if target.backend is not None and consumer.path == target.backend.env_path:
-        info = state.envs.get(consumer.path)
-        wanted = dict(target.backend.lines)["REDIS_PASSWORD"]
-        return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
-    found = state.file(consumer.path)
-    return found.kind == "f" and found.sha == salted_sha256(salt, exporter_env(target))
+    """Whether the consumer's file (the backend's `.env`) already holds the target's password (a previous
+    run wrote it)."""
+    info = state.envs.get(consumer.path)
+    wanted = dict(target.backend.lines)["REDIS_PASSWORD"]
+    return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
 
 
 def notice_path(target: Target) -> str:

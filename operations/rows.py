@@ -54,6 +54,12 @@ class Row:
     # the allowed subcommands added back).
     acl_channels: bool = True
     acl_deny_subcommands: bool = True
+    # The distro's redis_exporter (`redis_exporter: true`): package, its unit, the EnvironmentFile the
+    # unit reads, the user it runs as (group of the same name). "" = the distro ships none.
+    exporter_package: str = ""
+    exporter_service: str = ""
+    exporter_env: str = ""
+    exporter_user: str = ""
 
     @property
     def config_dir(self) -> str:
@@ -70,6 +76,9 @@ _DEBIAN_REDIS = Row(
     config_path="/etc/redis/redis.conf", user="redis", group="redis",
     data_dir="/var/lib/redis", log_file="/var/log/redis/redis-server.log",
     pid_file="/run/redis/redis-server.pid", cli="redis-cli", distro_version="", apt_origin="Debian",
+    # Debian 12: 1.45, Debian 13: 1.69 (Ubuntu's universe carries the same packaging)
+    exporter_package="prometheus-redis-exporter", exporter_service="prometheus-redis-exporter",
+    exporter_env="/etc/default/prometheus-redis-exporter", exporter_user="prometheus",
 )
 _UBUNTU_REDIS = replace(_DEBIAN_REDIS, apt_origin="Ubuntu")
 _DEBIAN_VALKEY = replace(
@@ -78,6 +87,7 @@ _DEBIAN_VALKEY = replace(
     data_dir="/var/lib/valkey", log_file="/var/log/valkey/valkey-server.log",
     pid_file="/run/valkey/valkey-server.pid", cli="valkey-cli",
 )
+# Fedora and EL (EPEL included) package no redis_exporter: `redis_exporter: true` is refused there.
 _RPM_REDIS = Row(
     name="rpm", flavour="redis", package_manager="dnf", packages=("redis",), service="redis",
     config_path="/etc/redis/redis.conf", user="redis", group="redis", data_dir="/var/lib/redis",

@@ -18,6 +18,7 @@ from .hoststate import Layout
 from .rows import Row
 from .settings import Settings
 from .tls_preflight import TlsConfig
+from .validation import local_address
 
 STATE_DIR = "/etc/hsi-redis"
 # Protocols every supported client speaks; TLS 1.0/1.1 stay off.
@@ -96,10 +97,18 @@ class Firewall:
 
 @dataclass(frozen=True)
 class Exporter:
+    """The distro's redis_exporter on the server's host: its package and unit, the EnvironmentFile its unit
+    reads, its own identity (`hsi-exporter`), and its TLS files when the server is TLS-only."""
+
+    package: str
+    service: str
     env_path: str
-    owner: str
+    user: str                                # the unit's user and group: its files are root:<user>
+    password: Secret
+    address: str                             # REDIS_ADDR: where the server listens on this host
+    listen: str                              # REDIS_EXPORTER_WEB_LISTEN_ADDRESS
+    metrics: str                             # HOST:PORT where the deploy reads /metrics on the host
     tls_files: ClientFiles | None
-    address: str                             # REDIS_ADDR
 
 
 @dataclass(frozen=True)
@@ -144,11 +153,6 @@ class Target:
                 "config": self.row.config_path, "cli": self.row.cli, "user": self.row.user,
                 "group": self.row.group, "log": self.row.log_file, "data_dir": self.row.data_dir,
                 "wait": self.settings.restart_wait}
-
-
-def _local_address(bind: tuple[str, ...]) -> str:
-    first = bind[0].lstrip("-")
-    return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::*": "::1"}.get(first, first)
 
 
 def _client_files(directory: str) -> ClientFiles:
@@ -210,15 +214,30 @@ def _firewall(settings: Settings, plain_port: int, backends: tuple[Settings, ...
                     backends=tuple(b.host_name for b in backends))
 
 
-def _exporter(settings: Settings) -> Exporter | None:
-    path = settings.exporter_env_path
-    if path is None:
+EXPORTER_TLS_DIR = "/etc/hsi-redis-exporter"  # root:<exporter user> 0750: its CA (and client pair under mTLS)
+
+
+def _metrics_address(listen: str) -> str:
+    """Where a client on the host reads what listens on `listen` (a wildcard or no host: loopback)."""
+    host, _, port = listen.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"{host}:{port}"
+
+
+def _exporter(settings: Settings, row: Row) -> Exporter | None:
+    """The exporter, when wanted and the row packages one (else the prologue refuses the host)."""
+    if not settings.exporter or not row.exporter_package:
         return None
     tls = settings.tls
-    files = _client_files(f"{path.rsplit('/', 1)[0]}/redis-exporter-tls") if tls is not None else None
-    address = (redis_url(settings.backend_host, settings.port) if tls is None
-               else redis_url(settings.backend_host, tls.port, tls=True))
-    return Exporter(env_path=path, owner=settings.exporter_owner, tls_files=files, address=address)
+    address = local_address(settings.bind)
+    if tls is not None and tls.only:  # TLS only where the server has no plain port left
+        files, url = _client_files(EXPORTER_TLS_DIR), redis_url(address, tls.port, tls=True)
+    else:
+        files, url = None, redis_url(address, settings.port)
+    return Exporter(package=row.exporter_package, service=row.exporter_service, env_path=row.exporter_env,
+                    user=row.exporter_user, password=settings.exporter_password, address=url,
+                    listen=settings.exporter_listen, metrics=_metrics_address(settings.exporter_listen),
+                    tls_files=files)
 
 
 def resolve(settings: Settings, row: Row, admin_password: Secret, backends: tuple[Settings, ...] = ()) -> Target:
@@ -230,8 +249,8 @@ def resolve(settings: Settings, row: Row, admin_password: Secret, backends: tupl
         admin_password=admin_password,
         layout=Layout(row.service, row.config_path, row.cli, row.data_dir),
         state_dir=STATE_DIR, cli_auth=f"{STATE_DIR}/cli.auth", backend_auth=f"{STATE_DIR}/backend.auth",
-        plain_port=plain_port, local_address=_local_address(settings.bind), tls=tls,
-        backend=_backend(settings, settings.password), exporter=_exporter(settings),
+        plain_port=plain_port, local_address=local_address(settings.bind), tls=tls,
+        backend=_backend(settings, settings.password), exporter=_exporter(settings, row),
         firewall=_firewall(settings, plain_port, backends), backend_hosts=tuple(b.host_name for b in backends),
     )
 

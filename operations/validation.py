@@ -19,7 +19,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from . import credentials, pki, sources, tls_preflight
 from .credentials import Secret
-from .defaults import DEFAULTS, DENIED_COMMANDS, ESSENTIAL_COMMANDS, MAXMEMORY_POLICIES, SIZES
+from .defaults import DEFAULTS, DENIED_COMMANDS, ESSENTIAL_COMMANDS, MAXMEMORY_POLICIES, REMOVED, SCHEDULES, SIZES
 from .tls_preflight import TlsConfig
 
 # Every pattern is used with `fullmatch` (see `_whole`): `$` would also match before a trailing
@@ -98,8 +98,8 @@ class Settings:
     upstream_key: str = field(repr=False)  # armored key text (public, but long)
     upstream_key_fingerprint: str
     tls: TlsConfig | None = None
-    exporter_env_path: str | None = None
-    exporter_owner: str = "root"
+    exporter: bool = False
+    exporter_password: Secret | None = field(default=None, repr=False)  # hsi-exporter's, generated per host
     exporter_listen: str = "127.0.0.1:9121"
     acl_denied: tuple[str, ...] = ()
     backend_config_set: bool = False
@@ -110,7 +110,6 @@ class Settings:
     extra_config: tuple[str, ...] = ()
     restart_wait: int = 60
     backend_unit: str | None = None
-    exporter_unit: str | None = None
     # Issue 11: where the backend runs, and the firewall.
     role: str = "both"                        # both | server | backend
     server: str = ""                          # the server host's inventory name (itself unless a backend)
@@ -129,6 +128,11 @@ class Settings:
     def exposed(self) -> tuple[str, ...]:
         """The addresses beyond loopback the server listens on (none on a backend host)."""
         return tuple(a.lstrip("-") for a in self.bind if not _is_loopback(a)) if self.serves else ()
+    backup_dir: Path = Path("backups")
+    backup_keep: int = 14
+    backup_schedule: str = "off"
+    snapshot_dir: str = "/var/lib/hsi-redis/snapshots"
+    snapshot_keep: int = 7
 
 
 class _Reader:
@@ -198,6 +202,12 @@ def _bind_addresses(reader: _Reader) -> tuple[str, ...]:
             continue
         addresses.append(address)
     return tuple(addresses)
+
+
+def local_address(bind: tuple[str, ...]) -> str:
+    """Where a client on the host reaches the server: its first bind address (a wildcard: loopback)."""
+    first = bind[0].lstrip("-")
+    return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::*": "::1"}.get(first, first)
 
 
 def _is_loopback(address: str) -> bool:
@@ -461,6 +471,21 @@ def _parse_backend(reader: _Reader, hint: str | None) -> Settings:
     )
 
 
+# The exporter's own password, generated once per host in the control machine's store (like the admin's).
+EXPORTER_SECRET = "exporter_password"
+
+
+def _exporter_san(reader: _Reader, tls: TlsConfig, address: str) -> None:
+    """Under TLS-only the exporter connects over TLS to the address the server listens on here, and checks
+    the server certificate's names against it (Go's TLS client): the certificate must cover it."""
+    leaf = tls_preflight.load_certificates(tls.cert_pem.encode())[0]
+    if not tls_preflight.covers(leaf, address):
+        reader.fail("redis_exporter", f"the exporter connects to {address} (the first redis_bind address) over TLS "
+                    f"and checks the server certificate for that name, which it does not cover "
+                    f"({', '.join(tls_preflight.san_names(leaf)) or 'no names'}); add {address} to its SAN "
+                    "(python -m operations.certs does), or bind a covered address first")
+
+
 _UNIT_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,250}")
 
 
@@ -491,6 +516,30 @@ def _unit_name(reader: _Reader, name: str) -> str | None:
         reader.fail(name, f"{value!r} is not a systemd unit name")
         return None
     return value if "." in value else f"{value}.service"
+
+
+def _plain_path(value: Any) -> bool:
+    """An absolute path without `.`/`..` components or a trailing slash (`/` itself refused)."""
+    return (_whole(_PATH_RE, value) and value != "/" and not value.endswith("/")
+            and "/../" not in value + "/" and "/./" not in value + "/" and "//" not in value)
+
+
+def _backups(reader: _Reader) -> dict[str, Any]:
+    """Where backup.py keeps its copies (control machine), and the scheduled snapshots (host)."""
+    directory = reader.raw("redis_backup_dir")
+    if not _whole(_LIST_TEXT_RE, directory) or not directory.strip():
+        reader.fail("redis_backup_dir", f"{directory!r} is not a directory path")
+        directory = DEFAULTS["redis_backup_dir"]
+    snapshots = reader.raw("redis_snapshot_dir")
+    if not _plain_path(snapshots):
+        reader.fail("redis_snapshot_dir", f"{snapshots!r} is not an absolute directory path")
+    return {
+        "backup_dir": Path(directory).expanduser(),
+        "backup_keep": reader.integer("redis_backup_keep", 1, 100_000),
+        "backup_schedule": reader.choice("redis_backup_schedule", ("off", *SCHEDULES)),
+        "snapshot_dir": snapshots,
+        "snapshot_keep": reader.integer("redis_snapshot_keep", 1, 100_000),
+    }
 
 
 def parse(host_name: str, data: dict[str, Any], address: str | None = None) -> tuple[Settings | None, list[str]]:
@@ -530,13 +579,12 @@ def parse(host_name: str, data: dict[str, Any], address: str | None = None) -> t
     warnings: list[str] = []
     port = reader.integer("redis_port", 1, 65535)
     tls = _tls(reader, backend_host, env_path, port, warnings)
-    exporter_path = reader.raw("redis_exporter_env_path") or None
-    if exporter_path is not None and (not _whole(_PATH_RE, exporter_path)
-                                      or exporter_path.endswith("/")):
-        reader.fail("redis_exporter_env_path", f"{exporter_path!r} is not an absolute file path")
+    exporter = reader.boolean("redis_exporter")
     exporter_listen = reader.raw("redis_exporter_listen")
     if not _whole(_LISTEN_RE, exporter_listen):
         reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
+    if exporter and tls is not None and tls.only:
+        _exporter_san(reader, tls, local_address(bind) if bind else "127.0.0.1")
 
     acl_denied = _denied_commands(reader)
     allow_plaintext, firewall, exposure = _exposure(reader, bind, tls is not None or reader.boolean("redis_tls"),
@@ -560,8 +608,8 @@ def parse(host_name: str, data: dict[str, Any], address: str | None = None) -> t
         backend_db=reader.integer("redis_backend_db", 0, 15),
         verify_only=reader.boolean("redis_verify_only"),
         tls=tls,
-        exporter_env_path=exporter_path,
-        exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
+        exporter=exporter,
+        exporter_password=credentials.generated_password(host_name, EXPORTER_SECRET) if exporter else None,
         exporter_listen=exporter_listen,
         **sources.parse_source_settings(reader),
         acl_denied=acl_denied,
@@ -572,20 +620,18 @@ def parse(host_name: str, data: dict[str, Any], address: str | None = None) -> t
         extra_config=_extra_config(reader),
         restart_wait=reader.integer("redis_restart_wait", 5, 3600),
         backend_unit=_unit_name(reader, "redis_backend_unit") if env_path else None,
-        exporter_unit=_unit_name(reader, "redis_exporter_unit"),
         role=role, server=host_name, backend_dir=_backend_dir(reader, env_path) if env_path else None,
         allow_plaintext=allow_plaintext, firewall=firewall,
         firewall_allow=_sources(reader, "redis_firewall_allow"),
+        **_backups(reader),
     )
-    if settings.exporter_unit and exporter_path is None:
-        reader.fail("redis_exporter_unit", "needs redis_exporter_env_path (the file the exporter reads)")
     _unknown(reader, data)
     return (None if reader.problems else settings), reader.problems
 
 
 def _unknown(reader: _Reader, data: dict[str, Any]) -> None:
     for key in sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS):
-        reader.fail(key, "unknown setting (a typo?); see the README's settings table")
+        reader.fail(key, REMOVED.get(key, "unknown setting (a typo?); see the README's settings table"))
 
 
 def _loopback_name(name: str) -> bool:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pyinfra import state as run_state
 from pyinfra.api import operation
 
-from . import acl, clients, firewall, prologue, report
+from . import acl, clients, credentials, firewall, prologue, render, report, schedule
 from .acl import ADMIN_USER
 from .hoststate import HostState, Server, answered, salted_sha256
 from .shell import fail_command
-from .target import Target
+from .target import Target, redis_url
+from .validation import memory_bytes
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,76 @@ def firewall_problem(target: Target, state: HostState) -> Problem | None:
     return None
 
 
+# What verification compares between the running server (CONFIG GET) and redis.conf, and the setting
+# that decides each (None: the deploy always writes it).
+DRIFT_KEYS = {"maxmemory": "redis_maxmemory (or redis_size)", "maxmemory-policy": "redis_maxmemory_policy",
+              "appendonly": None, "appendfsync": "redis_appendfsync"}
+
+
+def config_says(text: str) -> dict[str, str]:
+    """The DRIFT_KEYS directives of a redis.conf text, the last one of each as the server reads them."""
+    found = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0].lower() in DRIFT_KEYS:
+            found[words[0].lower()] = words[1]
+    return found
+
+
+def _same(key: str, running: str, wanted: str) -> bool:
+    if key == "maxmemory":  # CONFIG GET answers bytes; the file says 100mb
+        return memory_bytes(running) == memory_bytes(wanted)
+    return running.lower() == wanted.lower()
+
+
+def admin_cli(target: Target) -> str:
+    """The CLI as the admin identity on the host, reaching the server the way the deploy's checks do (the
+    password read from the root-only file on stdin: `--askpass`)."""
+    words = [target.row.cli, "--user", ADMIN_USER, "--askpass"]
+    if target.local_address != "127.0.0.1":
+        words += ["-h", target.local_address]
+    tls = target.tls
+    if target.plain_port:
+        words += ["-p", str(target.plain_port)] if target.plain_port != 6379 else []
+    else:
+        words += ["--tls", "--cacert", tls.ca, "-p", str(tls.port)]
+        words += ["--cert", tls.cli_cert, "--key", tls.cli_key] if tls.mtls else []
+    return " ".join(words)
+
+
+def drift(target: Target, seen: Server) -> list[str]:
+    """Warnings (with the fix) for each memory/persistence setting the running server holds other than
+    redis.conf says: changed at run time with CONFIG SET, or a config written but not loaded."""
+    service, found = target.row.service, []
+    for key, wanted in config_says(render.redis_conf(target)).items():
+        running = seen.conf.get(key)
+        if running is None or _same(key, running, wanted):
+            continue
+        setting = DRIFT_KEYS[key]
+        keep = f"; if {running} is what you want, set {setting} and run deploy.py" if setting else ""
+        found.append(
+            f"drift: the running server has {key} {running}, redis.conf says {wanted} (changed at run time with "
+            f"CONFIG SET?). Fix: `{admin_cli(target)} CONFIG SET {key} {wanted} < {target.cli_auth}` on the host, or `systemctl restart {service}` (it loads redis.conf){keep}")
+    return found
+
+
+def exporter_problem(target: Target, state: HostState) -> Problem | None:
+    """The exporter (`redis_exporter: true`) serves its page on the host and says `redis_up 1`."""
+    exporter = target.exporter
+    if exporter is None or state.exporter_up in ("1", "unverified"):
+        return None
+    unit = exporter.service
+    if state.exporter_up == "0":
+        return Problem("exporter not logged in",
+                       f"redis_exporter on {exporter.metrics} reports redis_up 0: it cannot reach the server at "
+                       f"{exporter.address} or log in as {acl.EXPORTER_USER}",
+                       f"journalctl -u {unit} -n 20 says why; run deploy.py again (it rewrites "
+                       f"{exporter.env_path} and restarts {unit})")
+    return Problem("exporter not answering", f"nothing serves http://{exporter.metrics}/metrics on the host",
+                   f"systemctl status {unit}; journalctl -u {unit} -n 20; run deploy.py again (it installs, "
+                   "enables and starts it)")
+
+
 def failures_since_last_run(seen: Server) -> int:
     """New auth failures since the previous run (all of them after a restart or a log reset).
 
@@ -174,6 +245,28 @@ def is_denial(reply: str, command: str) -> bool:
     return reply.strip().startswith("NOPERM") and any(f"'{name}'" in reply for name in names)
 
 
+def connection(target: Target) -> dict:
+    """Where the host's clients connect, for the summary: the backend's REDIS_URL (never with a password),
+    the CA file it checks the server with, and where its password is kept."""
+    settings, backend, tls = target.settings, target.backend, target.tls
+    source = settings.password_source
+    if source.startswith("generated"):
+        origin = f"kept on the control machine in {credentials.secret_path(target.name)}"
+    elif source.startswith("environment"):
+        origin = "from REDIS_PASSWORD in the operator's environment (the deploy keeps no copy)"
+    else:
+        origin = "from the inventory's redis_password"
+    if backend is not None:
+        url, ca = backend.url, backend.tls_files.ca if backend.tls_files else None
+        where = f"REDIS_PASSWORD in {backend.env_path}, {origin}"
+    else:  # no .env written: what a client would use
+        url = (redis_url(settings.backend_host, settings.port, db=settings.backend_db) if tls is None
+               else redis_url(settings.backend_host, tls.port, tls=True, db=settings.backend_db))
+        ca = tls.ca if tls is not None else None
+        where = f"not written on the host (redis_backend_env_path is empty), {origin}"
+    return {"redis_url": url, "ca": ca, "password": where}
+
+
 def findings(target: Target, state: HostState, salt: str, before: HostState | None = None) -> tuple[dict, Problem | None]:
     """What the report shows of the host, and the first problem (None: healthy).
 
@@ -185,7 +278,7 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
     counted = before.server if before is not None and before.server.acl_failures is not None else seen
     found: dict = {
         "platform": target.row.name, "flavour": target.row.flavour, "version": seen.version, "aof": seen.aof,
-        "uptime_seconds": seen.uptime, "keys": seen.keys,
+        "uptime_seconds": seen.uptime, "keys": seen.keys, "connect": connection(target),
         "checks": {"auth_ping": seen.auth.strip(), "noauth_ping": seen.noauth.strip(), "service": seen.active,
                    "backend_ping": seen.backend_ping.strip(),
                    "flushall_denied": is_denial(seen.backend_flushall, "flushall"),
@@ -194,8 +287,22 @@ def findings(target: Target, state: HostState, salt: str, before: HostState | No
     if target.tls is not None:
         found["tls"] = {"port": target.tls.port, "via": seen.via, "only": target.tls.only,
                         "auth_clients": target.tls.auth_clients}
+    if target.exporter is not None:
+        found["exporter"] = {"metrics": f"http://{target.exporter.metrics}/metrics", "redis_up": state.exporter_up}
+        if state.exporter_up == "unverified":
+            report.warn(target.name, f"the exporter's metrics could not be read on the host (it has neither curl, "
+                        f"wget nor bash): check http://{target.exporter.metrics}/metrics yourself")
     problem = (server_problem(target, seen) or identity_problem(target, seen)
-               or env_problem(target, state, salt) or firewall_problem(target, state))
+               or env_problem(target, state, salt) or firewall_problem(target, state)
+               or exporter_problem(target, state))
+    for warning in drift(target, seen):
+        report.warn(target.name, warning)
+    snapshots, stale, none_yet = schedule.age_finding(target, state)
+    found.update(snapshots)
+    if stale:
+        report.warn(target.name, stale)
+    if none_yet:
+        report.note(target.name, none_yet)
     if problem is None and counted.acl_failures is not None:
         since = failures_since_last_run(counted)
         found["auth_failures_since_last_run"] = since

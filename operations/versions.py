@@ -90,3 +90,24 @@ def policy(flavour: str, version_text: str, minimum: str, origin: str) -> tuple[
             "set redis_minimum_version to refuse it, or redis_source=upstream"
         ]
     return None, []
+
+
+# The newest RDB format each server line loads (it writes that one too; FACTS.md, verified: Redis 7.0.15
+# writes 10, Valkey 8.1.1 11, Redis 8.0.2 12). A server refuses a newer dump ("Can't handle RDB format
+# version"), so restore.py says so before anything changes. Lines not listed are left to the host's check
+# tool, which is asked anyway.
+RDB_READS = {
+    ("redis", (5, 0)): 9, ("redis", (6, 0)): 9, ("redis", (6, 2)): 9, ("redis", (7, 0)): 10,
+    ("redis", (7, 2)): 11, ("redis", (7, 4)): 12, ("redis", (8, 0)): 12,
+    ("valkey", (7, 2)): 11, ("valkey", (8, 0)): 11, ("valkey", (8, 1)): 11,
+}
+
+
+def rdb_readable(flavour: str, version_text: str) -> int | None:
+    """The newest RDB format version `flavour` `version_text` loads, or None when not known here.
+
+    >>> rdb_readable("redis", "5:7.0.15-1~deb12u3")
+    10
+    """
+    version = parse(version_text)
+    return None if version is None else RDB_READS.get((flavour, version[:2]))

@@ -2,7 +2,8 @@
 # shellcheck disable=SC2016,SC2046,SC2086,SC2015
 # (programs in single quotes; splitting is deliberate under set -f; `A && B || die` dies on any failure)
 # hsi-redis VERB [OPTIONS]: the host side of the hsi-redis deploy (program spec v1, issue 10).
-# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall ping
+# VERB: state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall
+#       ping snapshot stage restore
 # Sent whole with every call (sh -c "<text>" hsi-redis VERB ...) or installed as /usr/local/sbin/hsi-redis.
 # The only code that talks to the server's CLI or guards data on a host. Output: key=value lines; a
 # failing verb says why on stderr (`hsi-redis: ...`) and exits 1; state and verify never fail. Passwords
@@ -26,6 +27,8 @@ suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' env
 kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
 noserver=0 fw=0 fwtool='' fwfile='' fwunit='' fwmark='' fwrm='' pgaddr='' pgport=6379 pgca='' pgcrt='' pgkey=''
+metrics='' aunits=''
+dunits='' into='' keep=0 from='' wsha='' wkeys='' snaps='' work=/var/lib/hsi-redis
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
@@ -49,14 +52,19 @@ while [ $# -gt 0 ]; do
     --no-server) noserver=1;; --firewall) fw=1;; --tool) fwtool=$v;; --fw-file) fwfile=$v;; --fw-unit) fwunit=$v;;
     --fw-mark) fwmark=$v;; --remove) fwrm=$fwrm$v$NL;; --addr) pgaddr=$v;; --port) pgport=$v;; --ca) pgca=$v;;
     --cert) pgcrt=$v;; --key) pgkey=$v;;
+    --metrics) metrics=$v;; --after-units) aunits=$v;;
+    --disable-units) dunits=$v;; --into) into=$v;; --keep) keep=$v;; --from) from=$v;; --sha256) wsha=$v;;
+    --keys) wkeys=$v;; --snapshots) snaps=$v;; --work) work=$v;;
     *) bad "unknown option $o";;
   esac
 done
-for o in "--timeout $T" "--wait $W" "--update-max-age $maxage" "--lock-timeout $locktime" "--drop $drop"; do
+for o in "--timeout $T" "--wait $W" "--update-max-age $maxage" "--lock-timeout $locktime" "--drop $drop" \
+  "--keep $keep" "--keys ${wkeys:-0}"; do
   case ${o#* } in ''|*[!0-9]*) bad "${o%% *} must be a whole number, got '${o#* }'";; esac
 done
 [ "$T" -gt 0 ] && [ "$W" -gt 0 ] || bad "--timeout and --wait must be above 0 (timeout 0 waits forever)"
 case $salt in *[!0-9a-fA-F]*) bad "--salt must be hex";; esac
+case $wsha in *[!0-9a-f]*) bad "--sha256 must be lowercase hex";; esac
 case $drop in 0|1) ;; *) bad "--drop must be 0 or 1";; esac
 [ "$(printf '%s' "$envs" | grep -c '')" = "$(printf '%s' "$envkeys" | grep -c '')" ] \
   || bad "every --env needs its --env-keys"
@@ -86,27 +94,27 @@ function out(k, v) { if (v ~ /^[-A-Za-z0-9_.\/:@%+=, ]*$/) print k "=\"" v "\"" 
 { d = tolower($1) }
 d == "port" { p = arg($0) } d == "tls-port" { t = arg($0) } d == "bind" { b = arg($0) }
 d == "tls-ca-cert-file" { c = arg($0) } d == "dir" { r = arg($0) } d == "logfile" { l = arg($0) }
-d == "appendonly" { a = tolower(arg($0)) }
+d == "appendonly" { a = tolower(arg($0)) } d == "dbfilename" { f = arg($0) } d == "appenddirname" { ad = arg($0) }
 END {
   sub(/^-/, "", b)
   if (b == "" || b == "*" || b == "0.0.0.0") b = "127.0.0.1"; else if (b == "::" || b == "::*") b = "::1"
   if (p !~ /^[0-9]+$/) p = 6379; if (t !~ /^[0-9]+$/) t = 0
   out("r_port", p); out("r_tport", t); out("r_addr", b); out("r_ca", c); out("r_dir", r); out("r_log", l)
-  out("r_aof", a == "yes" ? "yes" : "no")
+  out("r_aof", a == "yes" ? "yes" : "no"); out("r_dbf", f == "" ? "dump.rdb" : f); out("r_adir", ad == "" ? "appendonlydir" : ad)
 }'
-reach() {  # CONFIG: sets r_port r_tport r_addr r_ca r_dir r_log r_aof; 1 when there is no such file
-  r_port=6379 r_tport=0 r_addr=127.0.0.1 r_ca='' r_dir='' r_log='' r_aof=no
+reach() {  # CONFIG: sets r_port r_tport r_addr r_ca r_dir r_log r_aof r_dbf r_adir; 1 when there is no such file
+  r_port=6379 r_tport=0 r_addr=127.0.0.1 r_ca='' r_dir='' r_log='' r_aof=no r_dbf=dump.rdb r_adir=appendonlydir
   [ -f "$1" ] || return 1
   eval "$(awk "$REACH_AWK" "$1")"
 }
-c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass='' c_crt=$sd/tls/client.crt c_key=$sd/tls/client.key
+c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass='' c_sock='' c_crt=$sd/tls/client.crt c_key=$sd/tls/client.key
 use() {  # CONFIG: talk to that config's server (its plain port, else its TLS port)
   reach "$1" || return 1
   c_addr=$r_addr c_ca=$r_ca c_port=$r_port c_tls=0
   [ "$r_port" -gt 0 ] || c_port=$r_tport c_tls=1
 }
 # ask ARGS...: the one way to the CLI: bounded (--tls against a plain port hangs), the password only in
-# REDISCLI_AUTH. It exits 0 on WRONGPASS: callers judge the replies.
+# REDISCLI_AUTH. It exits 0 on WRONGPASS: callers judge the replies. c_sock: a unix socket instead.
 ask() {
   if [ "$c_tls" = 1 ]; then
     if [ "$c_cert" = 1 ] && [ -s "$c_crt" ] && [ -s "$c_key" ]; then
@@ -115,12 +123,14 @@ ask() {
     set -- --tls --cacert "$c_ca" "$@"
   fi
   [ -z "$c_user" ] || set -- --user "$c_user" "$@"
+  if [ -n "$c_sock" ]; then set -- -s "$c_sock" "$@"; else set -- -h "$c_addr" -p "$c_port" "$@"; fi
   if [ -n "$c_pass" ]; then
-    REDISCLI_AUTH=$c_pass timeout "$T" "$cli" --no-auth-warning -h "$c_addr" -p "$c_port" "$@" 2>&1
+    REDISCLI_AUTH=$c_pass timeout "$T" "$cli" --no-auth-warning "$@" 2>&1
   else
-    timeout "$T" "$cli" --no-auth-warning -h "$c_addr" -p "$c_port" "$@" 2>&1
+    timeout "$T" "$cli" --no-auth-warning "$@" 2>&1
   fi | tr -d '\r'
 }
+ask_long() { T=$((W * 10)); ask "$@"; }  # a transfer (run in a subshell: T stays as it was)
 answers() {  # REPLY: whether a Redis server said it (not refused, reset or timed out)
   case $1 in PONG|NOAUTH*|WRONGPASS*|ERR*|LOADING*|NOPERM*|BUSY*|MASTERDOWN*|"AUTH failed"*) ;; *) return 1;; esac
 }
@@ -366,7 +376,7 @@ $0 == "end" { done = 1; next }
   p = substr($0, RLENGTH)
   if (("/" p "/") ~ /\/\.\.?\// || p ~ /[ \t]$/) fail("path not absolute and plain")
   if (u !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/ || g !~ /^([A-Za-z0-9_][A-Za-z0-9_.-]*|-)$/) fail("bad owner")
-  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|repo|owndir|-)$/) fail("bad flag " a[i])
+  nf = split(fl, a, ","); for (i = 1; i <= nf; i++) if (a[i] !~ /^(restart|after|unit|units|repo|owndir|-)$/) fail("bad flag " a[i])
   print n, $1, m, u, g, fl, p > (dir "/m"); f = dir "/" n ".b64"; printf "" > f; n++; body = 1
 }
 END {
@@ -445,7 +455,7 @@ entry() {
     "$en_stage" < "$en_src") \
     || { say "$e_p: not written"; return 1; }
 }
-unit_changed=0 repo_changed=0 wrote=0
+unit_changed=0 repo_changed=0 wrote=0 units_changed=0
 write_entries() {  # PHASE (now: all but `after` entries; after; all): prints changed=PATH
   [ -s "$tmp/m" ] || return 0
   while read -r e_i e_k e_m e_u e_g e_f e_p <&3; do
@@ -455,6 +465,7 @@ write_entries() {  # PHASE (now: all but `after` entries; after; all): prints ch
     echo "changed=$e_p"; wrote=1
     ! flag unit || unit_changed=1
     ! flag repo || repo_changed=1
+    ! flag units || units_changed=1
   done 3< "$tmp/m"
 }
 place() {  # SOURCE TARGET MODE OWNER GROUP: one file, written link-safely
@@ -614,6 +625,149 @@ move_data() {  # OLD NEW: the data follows the server (stopped: the files are fi
     restore_files && bounce start
     die "copying the data from $1 to $2 failed: not restarted on the new config; $service runs on the last good one"; }
   echo "data_moved=$1 $2"
+}
+
+# -- snapshots and restores (issue 12). A snapshot is `redis-cli --rdb` as the admin: the server's own
+# replication stream, consistent, its data directory untouched; checked by this host's check tool and
+# described by a manifest. A restore checks first (checksum, check tool: what this server cannot read is
+# refused before anything changes), keeps the current data as *.hsi-before-TIME, starts the server on the
+# backup with AOF off and turns AOF on live (the RDB-only trap, see secure_aof), compares the keys, and
+# puts the previous data back when the server does not come up or the keys differ.
+rdbver() { head -c 9 "$1" 2>/dev/null | sed -n 's/^REDIS0*\([0-9][0-9]*\)$/\1/p'; }
+server_version() { "${cli%-cli}-server" --version 2>/dev/null | sed -n 's/^\([A-Za-z]*\) server v=\([0-9.]*\).*/\1 \2/p' | tr '[:upper:]' '[:lower:]'; }
+checked() {  # FILE: this host's check tool reads it whole (sets ck_keys ck_ttl), else 1 with ck_why
+  ck_o=$("${cli%-cli}-check-rdb" "$1" 2>&1) \
+    && ck_keys=$(printf '%s\n' "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) keys read$/\1/p') && [ -n "$ck_keys" ] \
+    && ck_ttl=$(printf '%s\n' "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) expires$/\1/p') && ck_ttl=${ck_ttl:-0} && return 0
+  ck_why=$(printf '%s\n' "$ck_o" | sed -n '/RDB ERROR DETECTED/{n;s/^\[offset [0-9]*\] //p;}' | head -n 1)
+  [ -n "$ck_why" ] || ck_why=$(printf '%s\n' "$ck_o" | grep . | tail -n 1)
+  return 1
+}
+root_dir() {  # DIR: in directories only root writes; created 0700 when missing
+  chain "$1"; [ "$w" = root ] || die "$1 must be in directories only root can write ($w${w_why:+: $w_why})"
+  [ -d "$1" ] || mkdir -p "$1" || die "cannot create $1"  # (umask 077: 0700, its new parents too)
+}
+sn_stamp() { date -u +%Y%m%dT%H%M%SZ; }
+stamps() { find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r; }
+prune() {  # DIR KEEP: only the newest KEEP snapshot directories stay (named by UTC time: they sort)
+  [ "$2" -gt 0 ] || return 0
+  stamps "$1" | tail -n +$(($2 + 1)) | while read -r pn; do
+    rm -rf "${1:?}/$pn" && echo "pruned=$pn"
+  done
+}
+do_snapshot() {  # into --into DIR/<UTC time>/: dump.rdb and manifest.json (root only); prints snapshot.*=
+  need_cli; [ -n "$into" ] || die "--into DIR is required"; root_dir "$into"
+  find_now && pick && [ "$ident" = "$admin" ] \
+    || die "$service does not answer as $admin ('${p_reply:-$noauth}'): no snapshot taken"
+  sn_i=$(ask info server) sn_f=valkey sn_v=$(field "$sn_i" valkey_version)
+  [ -n "$sn_v" ] || sn_f=redis sn_v=$(field "$sn_i" redis_version)
+  set -- $(count); sn_k=$1
+  sn_t=$(sn_stamp); [ ! -e "$into/$sn_t" ] || { sleep 1; sn_t=$(sn_stamp); }
+  sn_d=$into/$sn_t; mkdir -m 0700 "$sn_d" || die "cannot create $sn_d"
+  # the transfer of a large dataset takes longer than one command: bounded by ten times --wait
+  sn_o=$(ask_long --rdb "$sn_d/dump.rdb" | tail -n 1) sn_why=
+  case $sn_o in *success*) checked "$sn_d/dump.rdb" || sn_why="the check tool refuses it: $ck_why";; *) sn_why="redis-cli --rdb: $sn_o";; esac
+  [ -z "$sn_why" ] || { rm -rf "$sn_d"; die "the snapshot failed ($sn_why): nothing kept"; }
+  set -- "time $(printf '%s' "$sn_t" | sed 's/^\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z$/\1-\2-\3T\4:\5:\6Z/')" \
+    "sha256 $(sha256sum < "$sn_d/dump.rdb" | cut -c1-64)" "size $(stat -c %s "$sn_d/dump.rdb")" "flavour $sn_f" \
+    "version $(printf '%s' "$sn_v" | tr -cd '0-9A-Za-z.+~-')" "rdb_version $(rdbver "$sn_d/dump.rdb")" \
+    "keys $ck_keys" "keys_with_ttl $ck_ttl" "server_keys $sn_k"
+  { printf '{"format": "hsi-redis-snapshot 1", "file": "dump.rdb"'
+    for sn_kv; do
+      case ${sn_kv%% *} in time|sha256|flavour|version) printf ', "%s": "%s"' "${sn_kv%% *}" "${sn_kv#* }";;
+        *) printf ', "%s": %s' "${sn_kv%% *}" "${sn_kv#* }";; esac
+    done; echo '}'; } > "$sn_d/manifest.json" || { rm -rf "$sn_d"; die "cannot write $sn_d/manifest.json"; }
+  echo "snapshot.dir=$sn_d"; for sn_kv; do echo "snapshot.${sn_kv%% *}=${sn_kv#* }"; done
+  prune "$into" "$keep"
+}
+snaps_report() {  # --snapshots DIR: how many complete snapshots, the newest's age in seconds (host clock)
+  [ -n "$snaps" ] || return 0
+  sp_n=0 sp_a=-
+  for sp_d in $(stamps "$snaps"); do
+    [ -f "$snaps/$sp_d/manifest.json" ] || continue
+    sp_n=$((sp_n + 1)); [ "$sp_a" != - ] || sp_a=$(($(date +%s) - $(stat -c %Y "$snaps/$sp_d/manifest.json")))
+  done
+  echo "snapshots=$sp_n $sp_a"
+}
+do_stage() {  # a root-only directory for a restore's files (the restore removes it; a day-old one goes)
+  root_dir "$work"
+  find "$work" -maxdepth 1 -name '.incoming.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null
+  st=$(mktemp -d "$work/.incoming.XXXXXX") || die "cannot create a directory in $work"
+  echo "stage=$st"
+}
+# aof_rdb DIR: DIR/appendonlydir (an AOF with its manifest, e.g. a Docker volume's) loaded by a throwaway
+# server of this host's version (no TCP port, a root-only socket) and saved as DIR/dump.rdb, so what this
+# server cannot load is refused before anything changes
+aof_rdb() {
+  set -- "$1" $(find "$1/appendonlydir" -maxdepth 1 -type f -name '*.manifest' -printf '%f\n' 2>/dev/null)
+  [ $# = 2 ] || die "$1/appendonlydir must hold one AOF manifest (*.manifest): nothing was changed"
+  rm -f "$1/dump.rdb" "$1/sock"
+  "${cli%-cli}-server" --port 0 --unixsocket "$1/sock" --unixsocketperm 700 --dir "$1" --dbfilename dump.rdb \
+    --appendonly yes --appenddirname appendonlydir --appendfilename "${2%.manifest}" --save '' \
+    --logfile "$1/load.log" --daemonize no > "$1/load.err" 2>&1 &
+  ao_p=$! ao_i=0 ao_r=
+  while kill -0 "$ao_p" 2>/dev/null && [ "$ao_i" -lt $((W * 100)) ]; do
+    ao_r=$(c_sock=$1/sock c_user='' c_pass=''; ask ping | head -n 1)
+    [ "$ao_r" != PONG ] || { ao_r=$(c_sock=$1/sock c_user='' c_pass=''; ask save; ask shutdown nosave); break; }
+    ao_i=$((ao_i + 1)); sleep 0.1
+  done
+  kill "$ao_p" 2>/dev/null; wait "$ao_p" 2>/dev/null
+  case $ao_r in OK*) [ -s "$1/dump.rdb" ] && return 0;; esac
+  # the first error it logged once running (its start lines and warnings say nothing about the AOF)
+  ao_w=$(sed '1,/Server initialized/d' "$1/load.log" 2>/dev/null | grep ' # ' | grep -v WARNING | head -n 1 | sed 's/^.* # //')
+  die "$(server_version) here cannot load the AOF in $1/appendonlydir (${ao_w:-$(cat "$1/load.err" "$1/load.log" 2>/dev/null | grep . | tail -n 1)}): nothing was changed"
+}
+# restore --from DIR (dump.rdb, or appendonlydir/ with its manifest) [--sha256 HEX] [--keys N]
+do_restore() {
+  need_cli; mk_tmp
+  [ -n "$from" ] && [ -d "$from" ] || die "--from DIR is required"
+  case $from in "$work"/.incoming.*) trap 'rm -rf "$tmp" "$from"' EXIT;; esac
+  [ ! -f "$sd/restart-pending" ] || die "a restart is pending (a deploy did not finish): run deploy.py first; nothing was changed"
+  [ ! -d "$from/appendonlydir" ] || aof_rdb "$from"
+  rs_f=$from/dump.rdb
+  [ -f "$rs_f" ] || die "$from holds neither dump.rdb nor appendonlydir/: nothing was changed"
+  [ -z "$wsha" ] || [ "$(sha256sum < "$rs_f" | cut -c1-64)" = "$wsha" ] \
+    || die "the backup's SHA-256 differs from its manifest's (damaged, or cut short): nothing was changed"
+  checked "$rs_f" || die "$(server_version) here cannot read the backup (RDB format $(rdbver "$rs_f")): $ck_why; nothing was changed"
+  [ -z "$wkeys" ] || [ "$wkeys" = "$ck_keys" ] || die "the backup holds $ck_keys keys, its manifest $wkeys: nothing was changed"
+  rs_p=$((ck_keys - ck_ttl))
+  reach "$config" || die "$config does not exist: run deploy.py first; nothing was changed"
+  rs_dd=${datadir:-$r_dir} rs_db=$r_dbf rs_ad=$r_adir rs_aof=$r_aof
+  chain "$rs_dd"
+  case $w in root|"$suser") ;; *) die "$rs_dd is not safe to write as root (${w_why:-it belongs to $w}): nothing was changed";; esac
+  if find_now; then pick; [ "$ident" = "$admin" ] || die "the running server refuses $admin ('$p_reply'): nothing was changed"; fi
+  rs_s=$(date +%Y%m%d%H%M%S)
+  while [ -e "$rs_dd/$rs_db.hsi-before-$rs_s" ] || [ -e "$rs_dd/$rs_ad.hsi-before-$rs_s" ]; do sleep 1; rs_s=$(date +%Y%m%d%H%M%S); done
+  svc stop >/dev/null 2>&1 || die "could not stop $service: nothing was changed"
+  # as the server's user, who owns the data directory (root never works inside it): the data aside, the backup in
+  w=$suser rs_aside=0
+  as_w sh -c 'cd "$1" && for f in "$2" "$3" appendonly.aof; do if [ -e "$f" ] || [ -L "$f" ]; then mv "$f" "$f.hsi-before-$4" || exit 1; fi; done' \
+    hsi-redis-restore "$rs_dd" "$rs_db" "$rs_ad" "$rs_s" || rs_back "the current data could not be put aside"
+  rs_aside=1
+  as_w sh -c 'cd "$1" && { cat > ".$2.hsi-new" && mv ".$2.hsi-new" "$2"; } || { rm -f ".$2.hsi-new"; exit 1; }' \
+    hsi-redis-restore "$rs_dd" "$rs_db" < "$rs_f" || rs_back "the backup could not be written to $rs_dd (disk full?)"
+  echo "kept=$rs_dd/*.hsi-before-$rs_s"
+  ( secure_aof "$rs_aof" && { [ "$(svc is-active)" = active ] || { bounce start; use "$config"; wait_up; }; } ) \
+    || rs_back "$service did not come up on the backup"
+  use "$config"; pick || rs_back "the server on the backup refuses $admin ('$p_reply')"
+  set -- $(count)
+  [ "$2" = "$rs_p" ] && [ "$1" -le "$ck_keys" ] \
+    || rs_back "the server on the backup holds $1 keys ($2 without a TTL), the backup $ck_keys ($rs_p without a TTL)"
+  echo "restored=$1 $2"
+}
+rs_back() {  # WHY: the previous data back and served; always fails, saying what serves now
+  say "$1: putting the previous data back"
+  svc stop >/dev/null 2>&1
+  w=$suser
+  as_w sh -c 'cd "$1" || exit 1; for f in "$2" "$3" appendonly.aof; do [ "$5" = 0 ] || rm -rf "$f" || exit 1
+    if [ -e "$f.hsi-before-$4" ] || [ -L "$f.hsi-before-$4" ]; then [ -e "$f" ] || mv "$f.hsi-before-$4" "$f" || exit 1; fi; done' \
+    hsi-redis-restore "$rs_dd" "$rs_db" "$rs_ad" "$rs_s" "$rs_aside" \
+    || die "$1, and the previous data could not be put back: it is in $rs_dd/*.hsi-before-$rs_s"
+  if ( secure_aof "$rs_aof" && { [ "$(svc is-active)" = active ] || { bounce start; use "$config"; wait_up; }; } ) \
+    && use "$config" && pick; then
+    set -- "$1" $(count); die "$1: rolled back, $service serves the previous data ($2 keys)"
+  fi
+  die "$1: the previous data is back in $rs_dd, but $service does not answer on it either: see journalctl -u $service"
 }
 
 # -- state and verify
@@ -900,6 +1054,10 @@ do_apply() {
   [ "$ap_need" = 0 ] || do_restart
   # kernel settings (a sysctl.d file just written) into the running kernel; helper units on
   if [ -n "$sysctl" ]; then sysctl -q -p "$sysctl" || die "sysctl -p $sysctl failed"; echo kernel=applied; fi
+  for ap_u in $dunits; do  # (a scheduled snapshot turned off)
+    svc stop "$ap_u" >/dev/null 2>&1; svc disable "$ap_u" >/dev/null 2>&1 || die "could not disable $ap_u"
+    echo "disabled=$ap_u"
+  done
   for ap_u in $eunits; do
     svc enable "$ap_u" >/dev/null 2>&1 && svc start "$ap_u" >/dev/null 2>&1 || die "could not enable and start $ap_u"
     echo "enabled=$ap_u"
@@ -916,6 +1074,31 @@ do_apply() {
   fi
   write_entries after || exit 1
   [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
+  # --after-units (the exporter): enabled, running, restarted when a file flagged `units` changed; then
+  # given a few seconds to serve --metrics, which the check right after this call reads
+  for ap_u in $aunits; do
+    [ "$(svc is-enabled "$ap_u")" = enabled ] || { svc enable "$ap_u" >/dev/null 2>&1 || die "could not enable $ap_u"; echo "enabled=$ap_u"; }
+    if [ "$units_changed" = 1 ]; then ap_a=restart; elif [ "$(svc is-active "$ap_u")" != active ]; then ap_a=start; else continue; fi
+    svc "$ap_a" "$ap_u" >/dev/null 2>&1 || die "$ap_a $ap_u failed: see systemctl status $ap_u"
+    echo "${ap_a}ed_unit=$ap_u"; ap_i=0
+    while [ -n "$metrics" ] && [ "$ap_i" -lt 50 ] && [ -z "$(scrape 2>/dev/null | head -c 1)" ]; do ap_i=$((ap_i + 1)); sleep 0.2; done
+  done
+}
+# scrape: the exporter's page at --metrics HOST:PORT with what the host has: curl, wget, else bash's
+# /dev/tcp (Debian's minimal images have only bash); 9 when it has none
+scrape() {
+  sc_h=${metrics%:*}; sc_h=${sc_h#[}
+  if command -v curl >/dev/null 2>&1; then timeout "$T" curl -s "http://$metrics/metrics"
+  elif command -v wget >/dev/null 2>&1; then timeout "$T" wget -q -O - "http://$metrics/metrics"
+  elif command -v bash >/dev/null 2>&1; then
+    timeout "$T" bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' "${sc_h%]}" "${metrics##*:}"
+  else return 9
+  fi
+}
+metrics_report() {  # exporter.up=<its redis_up> | down (no page) | unverified (no tool to read it)
+  mr_o=$(scrape 2>/dev/null) || [ $? != 9 ] || { echo exporter.up=unverified; return; }
+  mr_u=$(printf '%s\n' "$mr_o" | sed -n 's/^redis_up \([0-9]*\).*/\1/p' | head -n 1)
+  echo "exporter.up=${mr_u:-down}"
 }
 pwcount() {  # how many passwords `default` has (asked as the admin)
   ask acl getuser default | awk '/^passwords$/ { p = 1; next } p && length($0) == 64 && /^[0-9a-f]+$/ { n++; next } p { p = 0 } END { print n + 0 }'
@@ -1047,10 +1230,12 @@ do_firewall() {
 record=0
 case $verb in
   state) record=1; host_report; [ -z "$pkgs$modules$seports" ] || packages_report; [ -z "$units" ] || units_report
-    [ "$kernel" = 0 ] || kernel_report; [ "$fw" = 0 ] || firewall_report; path_reports
+    [ "$kernel" = 0 ] || kernel_report; [ "$fw" = 0 ] || firewall_report; path_reports; snaps_report
     if [ "$noserver" = 1 ]; then echo "client.cli=$(command -v redis-cli || command -v valkey-cli || echo -)"
-    else choose_layout && server_report; fi;;
-  verify) record=1; [ "$fw" = 0 ] || firewall_report; path_reports; [ "$noserver" = 1 ] || { choose_layout && server_report; };;
+    else choose_layout && server_report; fi
+    [ -z "$metrics" ] || metrics_report;;
+  verify) record=1; [ "$fw" = 0 ] || firewall_report; path_reports; snaps_report
+    [ "$noserver" = 1 ] || { choose_layout && server_report; }; [ -z "$metrics" ] || metrics_report;;
   install) do_install;;
   apply) do_apply;;
   restart) need_cli; reach "$config"; secure_aof "$r_aof"; do_restart;;
@@ -1060,6 +1245,9 @@ case $verb in
   write) do_write;;
   ping) do_ping;;
   firewall) do_firewall;;
-  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall ping)";;
+  snapshot) do_snapshot;;
+  stage) do_stage;;
+  restore) do_restore;;
+  *) die "unknown verb '$verb' (state verify install apply restart secure-aof keep-last-good rotate rotate-add rotate-drop write firewall ping snapshot stage restore)";;
 esac
 exit 0

@@ -99,6 +99,9 @@ class HostFixture:
     restart_pending: bool = False
     firewall: FirewallState = field(default_factory=FirewallState)   # what the read says when asked
     client_cli: str = ""                                              # a backend host's redis-cli, if any
+    exporter_up: str = "1"  # what the exporter's page says when the read asks (`--metrics`)
+    snapshots: int = 0                      # scheduled snapshots on the host, and the newest's age
+    snapshot_age: int | None = None
 
     def state(self, request) -> HostState:
         os_id, version, like = OS_RELEASES[self.release]
@@ -143,6 +146,9 @@ class HostFixture:
             server=self.server if request.server else Server(),
             firewall=self.firewall if request.firewall else FirewallState(),
             client_cli="" if request.server else self.client_cli,
+            exporter_up=self.exporter_up if request.metrics else "",
+            snapshots=self.snapshots if request.snapshots else 0,
+            snapshot_age=self.snapshot_age if request.snapshots else None,
         )
 
 
@@ -385,8 +391,10 @@ def _apply(fixture: HostFixture, call: Call) -> None:
     if call.verb == "apply":
         fixture.restart_pending = False
         started = [call.option("service")] if call.flag("enable") else []
-        for unit in [*started, *(call.option("enable-units") or "").split()]:
+        for unit in [*started, *(call.option("enable-units") or "").split(), *(call.option("after-units") or "").split()]:
             fixture.units[unit.removesuffix(".service")] = Unit("loaded", "active", "enabled")
+        for unit in (call.option("disable-units") or "").split():
+            fixture.units[unit.removesuffix(".service")] = Unit("loaded", "inactive", "disabled")
         if call.option("sysctl"):
             for line in fixture.files[call.option("sysctl")][0].decode().splitlines():
                 key, sep, value = line.partition("=")

@@ -284,11 +284,11 @@ def test_tls_only_with_mtls_the_clients_files_and_a_converged_rerun(tmp_path):
     """Every file of the fullest setup (TLS-only, mTLS, the backend's and the exporter's TLS files) in
     one apply call, after the drop-in in the install call; the same host once more: the read only."""
     directory = tmp_path / "pki"
-    pki.ensure_pki(directory, {"@fake/h": ["localhost"]})
+    pki.ensure_pki(directory, {"@fake/h": ["localhost", "127.0.0.1"]})
     paths = pki.pki_layout(directory, "@fake/h")
     data = {**_tls_data(directory, host="@fake/h"), "redis_tls_only": True,
             "redis_tls_client_cert": str(paths.client_cert), "redis_tls_client_key": str(paths.client_key),
-            "redis_exporter_env_path": "/etc/default/prometheus-redis-exporter"}
+            "redis_exporter": True}
     server = tls_server(via="tls", port=0, tls_nocert="Error: Connection reset by peer",
                         plain_ping="Could not connect to Redis at 127.0.0.1:6379: Connection refused")
     host = fresh_host("debian-12", container="docker", server=server)
@@ -300,9 +300,10 @@ def test_tls_only_with_mtls_the_clients_files_and_a_converged_rerun(tmp_path):
     for path in ("/etc/hsi-redis/tls/client.crt", "/etc/hsi-redis/tls/client.key"):  # the deploy's own checks
         assert (apply.entry(path).mode, apply.entry(path).user) == ("600", "root")
     after = [e.path for e in apply.entries if "after" in e.flags]
-    assert after == ["/opt/hsi/backend/.env", "/etc/default/prometheus-redis-exporter",
+    assert after == ["/opt/hsi/backend/.env",
                      *(f"/opt/hsi/backend/redis-tls/{f}" for f in ("ca.crt", "client.crt", "client.key")),
-                     *(f"/etc/default/redis-exporter-tls/{f}" for f in ("ca.crt", "client.crt", "client.key"))]
+                     "/etc/default/prometheus-redis-exporter",
+                     *(f"/etc/hsi-redis-exporter/{f}" for f in ("ca.crt", "client.crt", "client.key"))]
     merged = dict(line.split("=", 1) for line in apply.entry("/opt/hsi/backend/.env").content.splitlines())
     assert merged["REDIS_URL"].startswith("rediss://localhost:6380/0?ssl_cert_reqs=required")
     rerun = run_flow({"h": (host, data)})

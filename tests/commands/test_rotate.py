@@ -119,28 +119,14 @@ def test_the_old_password_stays_until_the_operator_was_told_for_this_password():
 
 
 def test_consumers_with_units_are_restarted_before_the_drop_in_one_run():
-    data = {"redis_backend_unit": "hsi-backend", "redis_exporter_env_path": EXPORTER_ENV,
-            "redis_exporter_unit": "prometheus-redis-exporter"}
+    # the exporter (redis_exporter: true) logs in as its own user: no consumer of this password
+    data = {"redis_backend_unit": "hsi-backend", "redis_exporter": True}
     result = run_flow({"h": (HostFixture("debian-12"), data)}, entry="rotate.py")
     rotate = result.call("h", "rotate")
     # the program restarts these (try-restart) after writing the files and before the drop
-    assert rotate.option("restart-units") == "hsi-backend.service prometheus-redis-exporter.service"
-    assert rotate.option("drop") == "1" and {ENV, EXPORTER_ENV} <= set(rotate.paths())
+    assert rotate.option("restart-units") == "hsi-backend.service"
+    assert rotate.option("drop") == "1" and ENV in rotate.paths() and EXPORTER_ENV not in rotate.paths()
     assert held_back(result) == []
-
-
-def test_an_exporter_without_a_unit_keeps_the_old_password_too():
-    data = {"redis_backend_unit": "hsi-backend", "redis_exporter_env_path": EXPORTER_ENV}
-    fixture = HostFixture("debian-12")
-    result = run_flow({"h": (fixture, data)}, entry="rotate.py")
-    rotate = result.call("h", "rotate")
-    assert rotate.option("drop") == "0" and rotate.option("restart-units") == "hsi-backend.service"
-    [warning] = held_back(result)
-    assert EXPORTER_ENV in warning and "redis_exporter_unit" in warning
-    assert ENV not in warning, "the backend is restarted by its unit"
-    # the exporter's file holds the new password now (the first run wrote it), the notice is there: drop
-    fixture.files[NOTICE] = (notice_content(), 0o600, "root", "root")
-    assert run_flow({"h": (fixture, data)}, entry="rotate.py").call("h", "rotate").option("drop") == "1"
 
 
 def test_a_generated_password_stays_pending_until_the_old_one_is_dropped():

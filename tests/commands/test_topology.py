@@ -174,3 +174,14 @@ def test_a_backend_host_without_a_cli_says_the_connection_was_not_tried(tls):
     result = run_flow(pair(tls))
     assert "ping" not in result.verbs(BACKEND)
     assert any("no redis-cli or valkey-cli on this host" in n for n in result.report[BACKEND]["notes"])
+
+
+
+def test_backup_passes_a_backend_host_by(tls, monkeypatch, tmp_path):
+    """A backend host holds no Redis data: backup.py asks it for nothing beyond the read and says where
+    its data is."""
+    monkeypatch.chdir(tmp_path)
+    result = run_flow(pair(tls), entry="backup.py")
+    assert result.verbs(BACKEND) == []
+    assert result.report[BACKEND]["status"] == "ok"
+    assert result.report[BACKEND]["summary"] == f"backend host: no data here (its server @fake/{SERVER} holds it)"

@@ -4,7 +4,6 @@ The configure step runs with a service controller (HSI_REDIS_SERVICE_CTL, see th
 `svc`) that passes everything to systemctl except `restart`, where it kills the host program: the
 files are written, the restart never happens, as when an operator's run is stopped there."""
 
-from pyinfra import host
 
 from operations import configure, install, prologue
 

@@ -25,13 +25,6 @@ BACKEND_UNIT = (
     "printf '[Unit]\\nDescription=stand-in for the HSI backend\\n[Service]\\nExecStart=/bin/sleep infinity\\n' "
     "> /etc/systemd/system/hsi-backend.service && systemctl daemon-reload && systemctl start hsi-backend"
 )
-EXPORTER_ENV = "/etc/hsi-exporter/redis_exporter.env"
-# A stand-in for redis_exporter that reads its environment file as the real unit does.
-EXPORTER_UNIT = (
-    "printf '[Unit]\\nDescription=stand-in for redis_exporter\\n[Service]\\n"
-    f"EnvironmentFile={EXPORTER_ENV}\\nExecStart=/bin/sleep infinity\\n' "
-    "> /etc/systemd/system/hsi-exporter.service && systemctl daemon-reload"
-)
 DATA = {"redis_bind": ["0.0.0.0"], "redis_allow_plaintext": True, "redis_backend_unit": "hsi-backend"}
 LOOP_LIMIT_SECONDS = 120
 
@@ -191,12 +184,6 @@ def main_pid(host, unit: str) -> str:
     return host.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
 
 
-def environ(host, unit: str, name: str) -> str:
-    """A variable from the environment the unit's running process got."""
-    out = host.sh(f"tr '\\0' '\\n' < /proc/{main_pid(host, unit)}/environ").stdout
-    return next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith(f"{name}="))
-
-
 def test_without_a_backend_unit_a_second_run_drops_the_old_password(host_factory, tmp_path_factory):
     from .conftest import make_runner
 
@@ -233,21 +220,18 @@ def test_without_a_backend_unit_a_second_run_drops_the_old_password(host_factory
     assert again.returncode == 0 and again.host(host)["changes"] == 0, again.output
 
 
-def test_backend_and_exporter_units_are_restarted_and_the_old_password_dropped_in_one_run(
-        host_factory, tmp_path_factory):
+def test_the_backend_unit_is_restarted_and_the_old_password_dropped_in_one_run(host_factory, tmp_path_factory):
+    """(The exporter is no consumer of this password since issue 11: tests/integration/test_exporter.py.)"""
     from .conftest import make_runner
 
     runner = make_runner(tmp_path_factory)
     host = host_factory("rotate-units")
     host.sh(BACKEND_UNIT)
-    data = {"redis_backend_unit": "hsi-backend", "redis_exporter_env_path": EXPORTER_ENV,
-            "redis_exporter_unit": "hsi-exporter"}
+    data = {"redis_backend_unit": "hsi-backend"}
     deployed = runner({host: data})
     assert deployed.returncode == 0, deployed.output
-    host.sh(EXPORTER_UNIT + " && systemctl start hsi-exporter")
     old = generated_password(runner, host)
-    assert environ(host, "hsi-exporter", "REDIS_PASSWORD") == old
-    backend_pid, exporter_pid = main_pid(host, "hsi-backend"), main_pid(host, "hsi-exporter")
+    backend_pid = main_pid(host, "hsi-backend")
 
     result = runner({host: data}, entry="rotate.py")
     assert result.returncode == 0, result.output
@@ -255,8 +239,6 @@ def test_backend_and_exporter_units_are_restarted_and_the_old_password_dropped_i
     new = generated_password(runner, host)
     assert new != old
     assert main_pid(host, "hsi-backend") not in ("0", backend_pid)
-    assert main_pid(host, "hsi-exporter") not in ("0", exporter_pid)
-    assert environ(host, "hsi-exporter", "REDIS_PASSWORD") == new, "restarted after its file was rewritten"
     assert env_password(host) == new
     assert host.redis_cli("ping", password=new) == "PONG"
     assert "WRONGPASS" in host.redis_cli("ping", password=old)

@@ -1,5 +1,5 @@
-"""TLS end to end on a real Debian 13 host: mTLS, TLS-only, the backend's .env read by redis-py,
-the exporter's environment file read by systemd, no key material anywhere in the output."""
+"""TLS end to end on a real Debian 13 host: mTLS, TLS-only, the backend's .env read by redis-py, no key
+material anywhere in the output (the exporter under TLS-only: tests/integration/test_exporter.py)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ from .conftest import make_runner
 # A password that has to survive redis.conf, dotenv and systemd quoting alike.
 PASSWORD = "Tls p@ss'w\"o$rd\\ #x ${HOME} ok"
 ENV = "/opt/hsi/backend/.env"
-EXPORTER_ENV = "/etc/hsi-exporter/redis_exporter.env"
-KEYS = ("/etc/redis/tls-server.key", "/etc/hsi-redis/tls/client.key", "/opt/hsi/backend/redis-tls/client.key",
-        "/etc/hsi-exporter/redis-exporter-tls/client.key")
+KEYS = ("/etc/redis/tls-server.key", "/etc/hsi-redis/tls/client.key", "/opt/hsi/backend/redis-tls/client.key")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +54,6 @@ def data(pki: Path, **extra) -> dict:
         "redis_backend_host": "127.0.0.1",
         "redis_tls_client_cert": str(pki / "backend-client.crt"),
         "redis_tls_client_key": str(pki / "backend-client.key"),
-        "redis_exporter_env_path": EXPORTER_ENV,
         **extra,
     }
 
@@ -140,23 +137,6 @@ def test_redis_py_connects_with_only_the_deployed_env(tls_host, tls_runner, pki,
         password=values["REDIS_PASSWORD"], retry=Retry(NoBackoff(), 0), socket_timeout=5)
     with pytest.raises(redis.ConnectionError):
         bare.ping()
-
-
-def test_exporter_env_reads_back_through_systemd(tls_host):
-    assert tls_host.stat(EXPORTER_ENV) == "600 root root"
-    script = (f"systemd-run --wait --pipe --quiet -p EnvironmentFile={EXPORTER_ENV} "
-              "sh -c 'printf \"%s|%s|%s|%s\" \"$REDIS_PASSWORD\" \"$REDIS_ADDR\" "
-              "\"$REDIS_EXPORTER_WEB_LISTEN_ADDRESS\" \"$REDIS_EXPORTER_TLS_CLIENT_KEY_FILE\"'")
-    password, addr, listen, key = tls_host.sh(script).stdout.split("|")
-    assert password == PASSWORD
-    assert addr == "rediss://127.0.0.1:6380" and listen == "127.0.0.1:9121"
-    assert key == "/etc/hsi-exporter/redis-exporter-tls/client.key"
-    # What the exporter would present works: the files it names get PONG.
-    reply = tls_host.sh(
-        "REDISCLI_AUTH=\"$(cat)\" timeout 5 redis-cli --no-auth-warning -p 6380 --tls "
-        "--cacert /etc/hsi-exporter/redis-exporter-tls/ca.crt --cert /etc/hsi-exporter/redis-exporter-tls/client.crt "
-        f"--key {key} ping", stdin=PASSWORD).stdout.strip()
-    assert reply == "PONG"
 
 
 def test_second_run_changes_nothing(tls_host, tls_runner, pki):

@@ -51,18 +51,17 @@ def test_backend_unit_and_restart_wait():
     assert problems(redis_restart_wait=1)[0].startswith("h1: redis_restart_wait:")
 
 
-def test_exporter_unit_needs_the_exporter_file():
-    assert conf(redis_exporter_env_path="/etc/x.env", redis_exporter_unit="exp").exporter_unit == "exp.service"
-    assert conf().exporter_unit is None
-    assert problems(redis_exporter_unit="exp") == [
-        "h1: redis_exporter_unit: needs redis_exporter_env_path (the file the exporter reads)"]
-    assert problems(redis_exporter_env_path="/etc/x.env", redis_exporter_unit="a b")[0].startswith(
-        "h1: redis_exporter_unit:")
+def test_the_old_exporter_settings_say_what_replaced_them():
+    for name in ("redis_exporter_env_path", "redis_exporter_owner", "redis_exporter_unit"):
+        found = problems(**{name: "x"})
+        assert len(found) == 1 and found[0].startswith(f"h1: {name}: no longer supported")
+        assert "redis_exporter: true" in found[0]
 
 
 def test_rotation_restarts_every_consumer_unit_and_nothing_else():
-    both = conf(redis_backend_unit="hsi-backend", redis_exporter_env_path="/etc/x.env", redis_exporter_unit="exp")
-    assert rotation.consumers(target(both)) == (["hsi-backend.service", "exp.service"], [])
+    both = conf(redis_backend_unit="hsi-backend", redis_exporter=True)
+    # the exporter logs in as its own user: no consumer of the backend's password
+    assert rotation.consumers(target(both)) == (["hsi-backend.service"], [])
     units, manual = rotation.consumers(target(conf()))
     assert units == [] and len(manual) == 1 and "redis_backend_unit" in manual[0]
     # A unit without a file the deploy writes for it is no consumer of the password.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import click
 import pytest
 from pyinfra.api.state import StateStage
 
@@ -242,3 +243,78 @@ def test_unknown_output_and_earlier_failures_still_get_a_problem_and_a_fix(run, 
         entry = hosts[name]
         assert not entry["problem"].startswith("operation failed"), entry
         assert entry["fix"] and entry["failures"][0]["fix"] == entry["fix"], entry
+
+
+# -- issue 11: where clients connect; a dry run says so -------------------------------------------
+
+def test_the_summary_says_where_clients_connect_never_the_password(run, capsys):
+    host = _host("@docker/h9")
+    connect = {"redis_url": "rediss://localhost:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/opt/hsi/backend/redis-tls/ca.crt",
+               "ca": "/opt/hsi/backend/redis-tls/ca.crt",
+               "password": "REDIS_PASSWORD in /opt/hsi/backend/.env, kept on the control machine in /s/h9/redis_password"}
+    run.record(host.name, status="ok", flavour="redis", version="7.0.15", uptime_seconds=3, connect=connect,
+               exporter={"metrics": "http://127.0.0.1:9121/metrics", "redis_up": "1"})
+    summary, _, document = finish(run, _State([host]), capsys)
+    lines = summary.splitlines()
+    main = next(i for i, line in enumerate(lines) if "@docker/h9" in line)
+    assert lines[main].endswith("up 3s, exporter redis_up 1")
+    assert lines[main + 1].split() == [
+        "clients:", f"REDIS_URL={connect['redis_url']},", "CA", "/opt/hsi/backend/redis-tls/ca.crt,", "password",
+        "REDIS_PASSWORD", "in", "/opt/hsi/backend/.env,", "kept", "on", "the", "control", "machine", "in",
+        "/s/h9/redis_password"]
+    assert document["hosts"][host.name]["connect"] == connect
+
+
+def _prepared(host, *would_change: bool, checked: bool = True) -> _State:
+    """A dry run's state: operations prepared (and, without -y, whether each would change), none run."""
+    metas = [SimpleNamespace(_maybe_is_change=change if checked else None, names={f"Flow | Step {i}"},
+                             is_complete=lambda: False) for i, change in enumerate(would_change)]
+    state = _State([host], ops=[(host, f"op{i}", meta) for i, meta in enumerate(metas)])
+    state.current_stage = StateStage.Prepare
+    state.check_for_changes = checked
+    return state
+
+
+def test_a_dry_run_labels_every_host_and_says_what_would_run(run, capsys):
+    host = _host("@docker/dry")
+    run.dry = True
+    summary, _, document = finish(run, _prepared(host, False, True, True), capsys)
+    entry = document["hosts"][host.name]
+    assert entry["status"] == "dry run" and entry["would_change"] == ["Step 1", "Step 2"]
+    assert "DRY RUN nothing changed (--dry); would run: Step 1; Step 2" in summary
+    assert document["ok"] is False, "a dry run verified nothing"
+
+
+def test_a_dry_run_that_did_not_look_for_changes_says_how_to(run, capsys):
+    host = _host("@docker/dry-y")
+    run.dry = True
+    summary, _, document = finish(run, _prepared(host, True, checked=False), capsys)
+    assert document["hosts"][host.name]["would_change"] is None
+    assert "DRY RUN nothing changed (--dry); run it without -y to see what would change" in summary
+
+
+def test_a_host_nothing_verified_outside_a_dry_run_stays_unverified(run, capsys):
+    host = _host("@docker/quiet")
+    _, _, document = finish(run, _State([host]), capsys)
+    assert document["hosts"][host.name]["status"] == "unverified"
+
+
+def test_install_reads_dry_from_the_cli_parameters(run):
+    state = SimpleNamespace(callback_handlers=None)
+    setattr(state, report._ATTRIBUTE, run)
+    with click.Context(click.Command("pyinfra"), info_name="pyinfra") as context:
+        context.params.update(dry=False)
+        assert report.install(state).dry is False
+        context.params.update(dry=True)
+        assert report.install(state).dry is True
+
+
+def test_hosts_left_out_by_limit_are_not_in_the_summary(run, capsys):
+    ran, left_out = _host("@docker/ran"), _host("@docker/left-out")
+    run.record(ran.name, status="ok", flavour="redis", version="7.0.15", uptime_seconds=3)
+    state = _State([ran, left_out])
+    state.activated_hosts = {ran}
+    state.is_host_in_limit = lambda host: host is ran  # `pyinfra ... --limit @docker/ran`
+    summary, _, document = finish(run, state, capsys)
+    assert list(document["hosts"]) == ["@docker/ran"] and document["ok"] is True
+    assert "left-out" not in summary and "(1 host)" in summary

@@ -201,8 +201,6 @@ TEXT_SETTINGS = {
     "redis_backend_env_path": "/opt/hsi/backend/.env",
     "redis_backend_env_owner": "hsi",
     "redis_backend_env_group": "hsi",
-    "redis_exporter_env_path": "/etc/default/prometheus-redis-exporter",
-    "redis_exporter_owner": "prometheus",
     "redis_exporter_listen": "127.0.0.1:9121",
     "redis_tls_backend_dir": "/opt/hsi/backend/redis-tls",
     "redis_backend_unit": "hsi-backend.service",

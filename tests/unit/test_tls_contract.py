@@ -30,8 +30,7 @@ def _env(monkeypatch, tmp_path):
 def conf_for(mtls: bool = True, **extra):
     layout = pki.pki_layout(pki.pki_dir(), HOST)
     data = {"redis_password": "pa$$ word with 'quotes' and \"more\"", "redis_tls": True,
-            "redis_backend_host": "redis.lan", "redis_backend_db": 2,
-            "redis_exporter_env_path": "/etc/default/redis-exporter"}
+            "redis_backend_host": "redis.lan", "redis_backend_db": 2}
     if mtls:
         data.update(redis_tls_client_cert=str(layout.client_cert), redis_tls_client_key=str(layout.client_key))
     else:
@@ -110,17 +109,31 @@ def test_redis_conf_tls_block_and_tls_only():
 
 
 def test_exporter_file_names_the_tls_files_and_listens_on_loopback():
-    conf = conf_for()
-    text = render.exporter_env(target_for(conf))
+    pki.ensure_pki(pki.pki_dir(), {HOST: ["redis.lan", "127.0.0.1"]})  # where the exporter connects, checked
+    conf = conf_for(redis_tls_only=True, redis_exporter=True)
+    target = target_for(conf)
+    text = render.exporter_env(target)
     lines = dict(line.split("=", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert lines["REDIS_ADDR"] == "rediss://redis.lan:6380"
+    assert lines["REDIS_ADDR"] == "rediss://127.0.0.1:6380"  # where the server listens on the host
+    assert lines["REDIS_USER"] == "hsi-exporter" and lines["REDIS_EXPORTER_CONFIG_COMMAND"] == "-"
     assert lines["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] == "127.0.0.1:9121"
-    assert lines["REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"] == "/etc/default/redis-exporter-tls/client.key"
-    assert lines["REDIS_PASSWORD"] == '"pa\\$\\$ word with \'quotes\' and \\"more\\""'
-    plain, _ = validation.parse(HOST, {"redis_password": "a-long-enough-password",
-                                     "redis_exporter_env_path": "/etc/x.env"})
-    plain_env = render.exporter_env(target_for(plain))
-    assert "TLS" not in plain_env and "redis://localhost:6379" in plain_env
+    assert lines["REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"] == "/etc/hsi-redis-exporter/client.key"
+    # its own password, never the backend's
+    assert lines["REDIS_PASSWORD"] == systemd_quote(target.exporter.password.reveal())
+    assert "quotes" not in text and conf.password.reveal() not in text
+    # the plain port open: plain on loopback, no TLS files
+    plain_env = render.exporter_env(target_for(conf_for(redis_exporter=True)))
+    assert "TLS" not in plain_env and "REDIS_ADDR=redis://127.0.0.1:6379" in plain_env
+
+
+def test_tls_only_exporter_needs_a_certificate_covering_the_address_it_connects_to():
+    layout = pki.pki_layout(pki.pki_dir(), HOST)  # the fixture's: redis.lan, fd00::5, localhost
+    _, problems = validation.parse(HOST, {"redis_password": "a-long-enough-password", "redis_tls": True,
+                                          "redis_tls_only": True, "redis_exporter": True,
+                                          "redis_backend_host": "redis.lan", "redis_tls_auth_clients": "no"})
+    assert len(problems) == 1 and problems[0].startswith("redis-1: redis_exporter: the exporter connects to 127.0.0.1")
+    assert "DNS:redis.lan" in problems[0] and "add 127.0.0.1 to its SAN" in problems[0]
+    assert layout.cert.exists()
 
 
 @pytest.mark.parametrize("value, quoted", [
