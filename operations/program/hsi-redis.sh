@@ -19,16 +19,16 @@ DIFS=$IFS
 say() { printf 'hsi-redis: %s\n' "$*" >&2; }
 die() { say "$@"; exit 1; }
 # state and verify never exit non-zero (pyinfra fails a host whose fact command does)
-bad() { case $verb in state|verify) printf 'error=%s\n' "$*"; exit 0;; esac; die "$@"; }
+bad() { case $verb in state|verify) printf "error=%s\n" "$*"; exit 0;; esac; die "$@"; }
 
 verb=${1:-}; [ $# -gt 0 ] && shift
 sd=/etc/hsi-redis admin=hsi-admin service=redis-server config=/etc/redis/redis.conf cli=redis-cli
-suser=redis sgroup=redis log='' T=5 W=60 salt='' datadir='' files='' dirs='' envs='' envkeys='' pkgs='' units='' layouts=''
-kernel=0 modules='' seports='' dnfcand=0 pm='' maxage=3600 locktime=300 mstream='' dnfspec='' pinned=0
-setype=redis_port_t setools=policycoreutils-python-utils rfiles='' enable=0 runits='' drop=0 sysctl='' eunits=''
-noserver=0 fw=0 fwtool='' fwfile='' fwunit='' fwmark='' fwrm='' pgaddr='' pgport=6379 pgca='' pgcrt='' pgkey=''
-metrics='' aunits=''
-dunits='' into='' keep=0 from='' wsha='' wkeys='' snaps='' work=/var/lib/hsi-redis
+suser=redis sgroup=redis log="" T=5 W=60 salt="" datadir="" files="" dirs="" envs="" envkeys="" pkgs="" units="" layouts=""
+kernel=0 modules="" seports="" dnfcand=0 pm="" maxage=3600 locktime=300 mstream="" dnfspec="" pinned=0
+setype=redis_port_t setools=policycoreutils-python-utils rfiles="" enable=0 runits="" drop=0 sysctl="" eunits=""
+noserver=0 fw=0 fwtool="" fwfile="" fwunit="" fwmark="" fwrm="" pgaddr="" pgport=6379 pgca="" pgcrt="" pgkey=""
+metrics="" aunits=""
+dunits="" into="" keep=0 from="" wsha="" wkeys="" snaps="" work=/var/lib/hsi-redis
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
   o=$1
@@ -66,13 +66,13 @@ done
 case $salt in *[!0-9a-fA-F]*) bad "--salt must be hex";; esac
 case $wsha in *[!0-9a-f]*) bad "--sha256 must be lowercase hex";; esac
 case $drop in 0|1) ;; *) bad "--drop must be 0 or 1";; esac
-[ "$(printf '%s' "$envs" | grep -c '')" = "$(printf '%s' "$envkeys" | grep -c '')" ] \
+[ "$(printf "%s" "$envs" | grep -c "")" = "$(printf "%s" "$envkeys" | grep -c "")" ] \
   || bad "every --env needs its --env-keys"
 
 # svc ACTION [UNIT...] (default: the server's unit; `journal UNIT SINCE`): systemd, or the tests' stand-in
 svc() {
   sv_a=$1; shift; [ $# -gt 0 ] || [ "$sv_a" = daemon-reload ] || set -- "$service"
-  sv_t=''; case $sv_a in start|stop|restart|try-restart) sv_t="timeout $W";; esac
+  sv_t=""; case $sv_a in start|stop|restart|try-restart) sv_t="timeout $W";; esac
   if [ -n "${HSI_REDIS_SERVICE_CTL:-}" ]; then $sv_t "$HSI_REDIS_SERVICE_CTL" "$sv_a" "$@"; return; fi
   case $sv_a in
     journal) journalctl -u "$1" --since "$2" -o cat --no-pager 2>/dev/null;;
@@ -103,11 +103,11 @@ END {
   out("r_aof", a == "yes" ? "yes" : "no"); out("r_dbf", f == "" ? "dump.rdb" : f); out("r_adir", ad == "" ? "appendonlydir" : ad)
 }'
 reach() {  # CONFIG: sets r_port r_tport r_addr r_ca r_dir r_log r_aof r_dbf r_adir; 1 when there is no such file
-  r_port=6379 r_tport=0 r_addr=127.0.0.1 r_ca='' r_dir='' r_log='' r_aof=no r_dbf=dump.rdb r_adir=appendonlydir
+  r_port=6379 r_tport=0 r_addr=127.0.0.1 r_ca="" r_dir="" r_log="" r_aof=no r_dbf=dump.rdb r_adir=appendonlydir
   [ -f "$1" ] || return 1
   eval "$(awk "$REACH_AWK" "$1")"
 }
-c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca='' c_cert=1 c_user='' c_pass='' c_sock='' c_crt=$sd/tls/client.crt c_key=$sd/tls/client.key
+c_addr=127.0.0.1 c_port=6379 c_tls=0 c_ca="" c_cert=1 c_user="" c_pass="" c_sock="" c_crt=$sd/tls/client.crt c_key=$sd/tls/client.key
 use() {  # CONFIG: talk to that config's server (its plain port, else its TLS port)
   reach "$1" || return 1
   c_addr=$r_addr c_ca=$r_ca c_port=$r_port c_tls=0
@@ -145,7 +145,7 @@ find_now() {
     use "$fn_f" || continue
     case $fn_seen in *"|$c_addr $c_port $c_tls|"*) continue;; esac
     fn_seen="$fn_seen|$c_addr $c_port $c_tls|"
-    c_user='' c_pass=''; noauth=$(ask ping | head -n 1)
+    c_user="" c_pass=""; noauth=$(ask ping | head -n 1)
     if answers "$noauth"; then now_cfg=$fn_f; return 0; fi
   done
   use "$config"; now_cfg=; noauth=${noauth:--}; return 1
@@ -157,11 +157,11 @@ pick() {
   for pk_f in "$sd/cli.auth" "$sd/last-good/cli.auth" ''; do
     [ -z "$pk_f" ] || [ -s "$pk_f" ] || continue
     [ "$pk_f" != "$sd/last-good/cli.auth" ] || ! same_file "$pk_f" "$sd/cli.auth" || continue
-    c_pass=''; [ -z "$pk_f" ] || c_pass=$(cat "$pk_f")
+    c_pass=""; [ -z "$pk_f" ] || c_pass=$(cat "$pk_f")
     for pk_u in "$admin" default; do
       c_user=$pk_u; [ "$pk_u" != default ] || c_user=
-      [ -n "$pk_f" ] || { c_user=''; pk_u=none; }
-      pk_r=$(ask ping); [ -n "$p_reply" ] || p_reply=$(printf '%s\n' "$pk_r" | head -n 1)
+      [ -n "$pk_f" ] || { c_user=""; pk_u=none; }
+      pk_r=$(ask ping); [ -n "$p_reply" ] || p_reply=$(printf "%s\n" "$pk_r" | head -n 1)
       [ "$pk_r" != PONG ] || { ident=$pk_u; return 0; }
       [ -n "$pk_f" ] || break
     done
@@ -172,7 +172,7 @@ same_file() { [ -f "$1" ] && [ -f "$2" ] && [ "$(sha256sum < "$1")" = "$(sha256s
 count() {  # "all persistent" keys over every database
   ask info keyspace | awk -F'[:=,]' '/^db[0-9]+:/ { k += $3; e += $5 } END { print k + 0, k - e }'
 }
-field() { printf '%s\n' "$1" | sed -n "s/^$2://p"; }
+field() { printf "%s\n" "$1" | sed -n "s/^$2://p"; }
 # wait_up: until the server at c_* answers (LOADING: wait on); 1 when its unit failed or --wait ran out
 wait_up() {
   wu_i=0
@@ -200,9 +200,9 @@ chain() {
       ch_c=${ch_r%%/*}; case $ch_r in */*) ch_r=${ch_r#*/};; *) ch_r=;; esac
       [ -z "$ch_c" ] || { ch_q=$ch_q/$ch_c; set -- "$@" "$ch_q"; }
     done
-    w=root w_why='' w_dir=/ ch_sticky=0 ch_again=0
+    w=root w_why="" w_dir=/ ch_sticky=0 ch_again=0
     IFS=$NL
-    for ch_l in $(stat -c '%u:%U:%f:%n' "$@" 2>/dev/null); do
+    for ch_l in $(stat -c "%u:%U:%f:%n" "$@" 2>/dev/null); do
       IFS=$DIFS
       ch_u=${ch_l%%:*}; ch_l=${ch_l#*:}; ch_n=${ch_l%%:*}; ch_l=${ch_l#*:}; ch_f=${ch_l%%:*}; ch_d=${ch_l#*:}
       ch_t=$((0x$ch_f & 0170000)); ch_m=$((0x$ch_f & 07777))
@@ -233,7 +233,7 @@ chain() {
 staged() {  # DIR: DIR is a plain directory others cannot write, on the state directory's filesystem,
   # and every directory above it is root's: a rename into it can be neither redirected nor followed
   [ -d "$1" ] && [ ! -L "$1" ] && [ -n "$tmp" ] || return 1
-  set -- "$1" $(stat -c '%a %d' "$1" "$tmp")
+  set -- "$1" $(stat -c "%a %d" "$1" "$tmp")
   [ $((0$2 & 002)) = 0 ] && [ "$3" = "$5" ] || return 1
   sg_w=$w sg_why=$w_why sg_d=$w_dir; chain "${1%/*}/"
   [ "$w" = root ] && return 0
@@ -414,7 +414,7 @@ is_rfile() {  # the current entry is a file the server reads
 # its directory. Sets e_res; 1 (said why) when refused.
 entry() {
   en_op=$1 en_src=${2:-$tmp/$e_i} en_d=${e_p%/*}; [ -n "$en_d" ] || en_d=/
-  chain "$en_d"; en_stage='' en_r=$ch_p  # en_r: through the links root controls (missing parts made there)
+  chain "$en_d"; en_stage="" en_r=$ch_p  # en_r: through the links root controls (missing parts made there)
   # a whole file in a directory only the server's user or group controls (/etc/redis on Debian), its
   # parents root's: staged in root's own directory and renamed in, with its owner and mode already set
   if [ "$w" != root ] && [ "$e_k" = file ] && staged "$en_d"; then w=root en_stage=$tmp; fi
@@ -426,12 +426,12 @@ entry() {
     # writer's, 0600 (0640 for a named group)
     en_m=600 en_o=$w en_g=-; [ "$e_g" = - ] || en_m=640
     if [ -f "$e_p" ]; then
-      set -- $(stat -c '%a %U %G' "$e_p"); en_m=$(printf '%o' $((0$1 & 0660))) en_o=$2 en_g="?$3"
+      set -- $(stat -c "%a %U %G" "$e_p"); en_m=$(printf "%o" $((0$1 & 0660))) en_o=$2 en_g="?$3"
       [ "$w" = root ] || [ "$2" = "$w" ] || { say "$e_p belongs to $2, but $w controls its directory: written as $w, it would be taken from its owner; run chown $w $e_p (or make the directory root's): refused"; return 1; }
     fi
     [ "$e_u" = - ] || en_o=$e_u; [ "$e_g" = - ] || en_g=$e_g
   else
-    en_m=$(printf '%o' $((0$e_m))) en_o=$e_u en_g=$e_g
+    en_m=$(printf "%o" $((0$e_m))) en_o=$e_u en_g=$e_g
   fi
   if [ "$w" != root ]; then
     [ "$en_named" = - ] || [ "$en_named" = "$w" ] \
@@ -492,7 +492,7 @@ keep_last_good() {  # save them when the server runs healthy on the current conf
 }
 restore_files() {  # the last good config and credential back in place
   [ -s "$(lgc)" ] || return 1
-  set -- $(stat -c '%a %U %G' "$config" 2>/dev/null || echo "640 root $sgroup")
+  set -- $(stat -c "%a %U %G" "$config" 2>/dev/null || echo "640 root $sgroup")
   place "$(lgc)" "$config" "$1" "$2" "$3" || return 1
   if [ -s "$sd/last-good/cli.auth" ]; then private "$sd/last-good/cli.auth" "$sd/cli.auth"; else rm -f "$sd/cli.auth"; fi
 }
@@ -510,14 +510,14 @@ secure_aof() {
     [ "$sa_aof" = - ] || [ -z "$(find "$sa_dd/appendonlydir" "$sa_dd/appendonly.aof" -type f -newer "$sa_dd/dump.rdb" \
       2>/dev/null | head -n 1)" ] || return 0
     if [ "$sa_aof" != - ]; then
-      sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" '+%F %T')) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" '+%F %T'))"
+      sa_what="$sa_dd/dump.rdb (written $(date -d "@$sa_rdb" "+%F %T")) is newer than the AOF in $sa_dd (last written $(date -d "@$sa_aof" "+%F %T"))"
     else sa_what="its data is only in $sa_dd/dump.rdb"
     fi
     # the config it starts on: the last good one while a restart is pending (the file on disk is new)
     sa_cfg=$config; [ ! -f "$sd/restart-pending" ] || [ ! -s "$(lgc)" ] || sa_cfg=$(lgc)
     mk_tmp; cp -p "$config" "$tmp/config.before" 2>/dev/null || : > "$tmp/config.before"
     sa_mark=0; [ -f "$sd/restart-pending" ] || sa_mark=1
-    set -- $(stat -c '%a %U %G' "$config" 2>/dev/null || echo "640 root $sgroup")
+    set -- $(stat -c "%a %U %G" "$config" 2>/dev/null || echo "640 root $sgroup")
     # once, with AOF off: its config with `appendonly no` last (the last directive wins), put back after
     { cat "$sa_cfg"; echo "appendonly no"; } > "$tmp/config.rdb"
     : > "$sd/restart-pending" || die "cannot write $sd/restart-pending"
@@ -637,10 +637,10 @@ rdbver() { head -c 9 "$1" 2>/dev/null | sed -n 's/^REDIS0*\([0-9][0-9]*\)$/\1/p'
 server_version() { "${cli%-cli}-server" --version 2>/dev/null | sed -n 's/^\([A-Za-z]*\) server v=\([0-9.]*\).*/\1 \2/p' | tr '[:upper:]' '[:lower:]'; }
 checked() {  # FILE: this host's check tool reads it whole (sets ck_keys ck_ttl), else 1 with ck_why
   ck_o=$("${cli%-cli}-check-rdb" "$1" 2>&1) \
-    && ck_keys=$(printf '%s\n' "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) keys read$/\1/p') && [ -n "$ck_keys" ] \
-    && ck_ttl=$(printf '%s\n' "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) expires$/\1/p') && ck_ttl=${ck_ttl:-0} && return 0
-  ck_why=$(printf '%s\n' "$ck_o" | sed -n '/RDB ERROR DETECTED/{n;s/^\[offset [0-9]*\] //p;}' | head -n 1)
-  [ -n "$ck_why" ] || ck_why=$(printf '%s\n' "$ck_o" | grep . | tail -n 1)
+    && ck_keys=$(printf "%s\n" "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) keys read$/\1/p') && [ -n "$ck_keys" ] \
+    && ck_ttl=$(printf "%s\n" "$ck_o" | sed -n 's/^\[info\] \([0-9]*\) expires$/\1/p') && ck_ttl=${ck_ttl:-0} && return 0
+  ck_why=$(printf "%s\n" "$ck_o" | sed -n '/RDB ERROR DETECTED/{n;s/^\[offset [0-9]*\] //p;}' | head -n 1)
+  [ -n "$ck_why" ] || ck_why=$(printf "%s\n" "$ck_o" | grep . | tail -n 1)
   return 1
 }
 root_dir() {  # DIR: in directories only root writes; created 0700 when missing
@@ -648,7 +648,7 @@ root_dir() {  # DIR: in directories only root writes; created 0700 when missing
   [ -d "$1" ] || mkdir -p "$1" || die "cannot create $1"  # (umask 077: 0700, its new parents too)
 }
 sn_stamp() { date -u +%Y%m%dT%H%M%SZ; }
-stamps() { find "$1" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r; }
+stamps() { find "$1" -mindepth 1 -maxdepth 1 -type d -printf "%f\n" 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r; }
 prune() {  # DIR KEEP: only the newest KEEP snapshot directories stay (named by UTC time: they sort)
   [ "$2" -gt 0 ] || return 0
   stamps "$1" | tail -n +$(($2 + 1)) | while read -r pn; do
@@ -668,9 +668,9 @@ do_snapshot() {  # into --into DIR/<UTC time>/: dump.rdb and manifest.json (root
   sn_o=$(ask_long --rdb "$sn_d/dump.rdb" | tail -n 1) sn_why=
   case $sn_o in *success*) checked "$sn_d/dump.rdb" || sn_why="the check tool refuses it: $ck_why";; *) sn_why="redis-cli --rdb: $sn_o";; esac
   [ -z "$sn_why" ] || { rm -rf "$sn_d"; die "the snapshot failed ($sn_why): nothing kept"; }
-  set -- "time $(printf '%s' "$sn_t" | sed 's/^\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z$/\1-\2-\3T\4:\5:\6Z/')" \
+  set -- "time $(printf "%s" "$sn_t" | sed 's/^\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z$/\1-\2-\3T\4:\5:\6Z/')" \
     "sha256 $(sha256sum < "$sn_d/dump.rdb" | cut -c1-64)" "size $(stat -c %s "$sn_d/dump.rdb")" "flavour $sn_f" \
-    "version $(printf '%s' "$sn_v" | tr -cd '0-9A-Za-z.+~-')" "rdb_version $(rdbver "$sn_d/dump.rdb")" \
+    "version $(printf "%s" "$sn_v" | tr -cd '0-9A-Za-z.+~-')" "rdb_version $(rdbver "$sn_d/dump.rdb")" \
     "keys $ck_keys" "keys_with_ttl $ck_ttl" "server_keys $sn_k"
   { printf '{"format": "hsi-redis-snapshot 1", "file": "dump.rdb"'
     for sn_kv; do
@@ -699,7 +699,7 @@ do_stage() {  # a root-only directory for a restore's files (the restore removes
 # server of this host's version (no TCP port, a root-only socket) and saved as DIR/dump.rdb, so what this
 # server cannot load is refused before anything changes
 aof_rdb() {
-  set -- "$1" $(find "$1/appendonlydir" -maxdepth 1 -type f -name '*.manifest' -printf '%f\n' 2>/dev/null)
+  set -- "$1" $(find "$1/appendonlydir" -maxdepth 1 -type f -name '*.manifest' -printf "%f\n" 2>/dev/null)
   [ $# = 2 ] || die "$1/appendonlydir must hold one AOF manifest (*.manifest): nothing was changed"
   rm -f "$1/dump.rdb" "$1/sock"
   "${cli%-cli}-server" --port 0 --unixsocket "$1/sock" --unixsocketperm 700 --dir "$1" --dbfilename dump.rdb \
@@ -707,8 +707,8 @@ aof_rdb() {
     --logfile "$1/load.log" --daemonize no > "$1/load.err" 2>&1 &
   ao_p=$! ao_i=0 ao_r=
   while kill -0 "$ao_p" 2>/dev/null && [ "$ao_i" -lt $((W * 100)) ]; do
-    ao_r=$(c_sock=$1/sock c_user='' c_pass=''; ask ping | head -n 1)
-    [ "$ao_r" != PONG ] || { ao_r=$(c_sock=$1/sock c_user='' c_pass=''; ask save; ask shutdown nosave); break; }
+    ao_r=$(c_sock=$1/sock c_user="" c_pass=""; ask ping | head -n 1)
+    [ "$ao_r" != PONG ] || { ao_r=$(c_sock=$1/sock c_user="" c_pass=""; ask save; ask shutdown nosave); break; }
     ao_i=$((ao_i + 1)); sleep 0.1
   done
   kill "$ao_p" 2>/dev/null; wait "$ao_p" 2>/dev/null
@@ -771,12 +771,12 @@ rs_back() {  # WHY: the previous data back and served; always fails, saying what
 }
 
 # -- state and verify
-ssha() { { printf '%s' "$salt"; cat "$1"; } | sha256sum | cut -c1-64; }
+ssha() { { printf "%s" "$salt"; cat "$1"; } | sha256sum | cut -c1-64; }
 kind() {  # PATH: f d l o(ther) -
   if [ -L "$1" ]; then echo l; elif [ -f "$1" ]; then echo f; elif [ -d "$1" ]; then echo d
   elif [ -e "$1" ]; then echo o; else echo -; fi
 }
-meta() { [ "$(kind "$1")" = - ] && echo '- - -' || stat -c '%a %U %G' "$1"; }
+meta() { [ "$(kind "$1")" = - ] && echo '- - -' || stat -c "%a %U %G" "$1"; }
 path_reports() {
   IFS=$NL
   for pr_p in $files; do
@@ -793,10 +793,10 @@ path_reports() {
     chain "${pr_p%/*}"; pr_k=$(kind "$pr_p")
     if [ "$pr_k" = f ]; then
       pr_s=$(awk -v scan="$pr_ks" "$MERGE_AWK" "$pr_p")
-      echo "env=f $(meta "$pr_p") $(printf '%s\n' "$pr_s" | sed -n 's/^crlf //p') $w $pr_p"
-      printf '%s\n' "$pr_s" | while read -r pr_t pr_a pr_b; do
+      echo "env=f $(meta "$pr_p") $(printf "%s\n" "$pr_s" | sed -n 's/^crlf //p') $w $pr_p"
+      printf "%s\n" "$pr_s" | while read -r pr_t pr_a pr_b; do
         case $pr_t in
-          key) echo "envkey=$pr_n $pr_a $({ printf '%s' "$salt"; sed -n "${pr_b}p" "$pr_p" | tr -d '\r\n'; } | sha256sum | cut -c1-64)";;
+          key) echo "envkey=$pr_n $pr_a $({ printf "%s" "$salt"; sed -n "${pr_b}p" "$pr_p" | tr -d '\r\n'; } | sha256sum | cut -c1-64)";;
           bad) echo "envbad=$pr_n $pr_a $pr_b";;
         esac
       done
@@ -861,11 +861,11 @@ server_report() {  # the server part of state/verify (record=1: moves the auth-f
     # in entries updated since then (whole seconds)
     sr_s=$(head -n 1 "$sd/auth-failures" 2>/dev/null | cut -d ' ' -f 3)
     case $sr_s in ''|*[!0-9]*) sr_s=-1;; *) sr_s=$(($(date +%s) - sr_s));; esac
-    sr_o=$(printf '%s\n' 'ECHO @@info' INFO 'ECHO @@conf' 'CONFIG GET maxmemory' 'CONFIG GET maxmemory-policy' \
+    sr_o=$(printf "%s\n" 'ECHO @@info' INFO 'ECHO @@conf' 'CONFIG GET maxmemory' 'CONFIG GET maxmemory-policy' \
       'CONFIG GET appendonly' 'CONFIG GET appendfsync' 'CONFIG GET dir' 'CONFIG GET port' 'CONFIG GET tls-port' \
       'CONFIG GET acllog-max-len' 'ECHO @@acl' 'ACL LOG 100000' 'ECHO @@end' | ask --csv | awk -v since="$sr_s" "$STATE_AWK")
-    printf '%s\n' "$sr_o" | grep -v '^#'
-    set -- $(printf '%s\n' "$sr_o" | sed -n 's/^#acl //p')
+    printf "%s\n" "$sr_o" | grep -v '^#'
+    set -- $(printf "%s\n" "$sr_o" | sed -n 's/^#acl //p')
     echo "acl.failures=$1"
     if [ "$1" != - ]; then
       printf 'acl.recent=%s\nacl.full=%s\n' "$3" "$4"
@@ -876,16 +876,16 @@ server_report() {  # the server part of state/verify (record=1: moves the auth-f
   fi
   # FLUSHALL and CONFIG SET as the backend, queued in MULTI and discarded: NOPERM when denied, QUEUED
   # when allowed; their arguments are invalid too, so even outside a transaction they change nothing
-  [ ! -s "$sd/backend.auth" ] || printf '%s\n' PING MULTI 'FLUSHALL HSI-PROBE' DISCARD MULTI 'CONFIG SET hsi-probe x' \
-    DISCARD | { c_user='' c_pass=$(cat "$sd/backend.auth"); ask --csv; } | awk "$BACKEND_AWK"
+  [ ! -s "$sd/backend.auth" ] || printf "%s\n" PING MULTI 'FLUSHALL HSI-PROBE' DISCARD MULTI 'CONFIG SET hsi-probe x' \
+    DISCARD | { c_user="" c_pass=$(cat "$sd/backend.auth"); ask --csv; } | awk "$BACKEND_AWK"
   if [ "$sr_tp" -gt 0 ] && [ -n "$sr_ca" ]; then
     [ "$sr_via" = tls ] || sr_auth=$(c_port=$sr_tp c_tls=1 c_ca=$sr_ca; ask ping | head -n 1)
     echo "tls.ping=$sr_auth"
-    echo "tls.nocert=$(c_port=$sr_tp c_tls=1 c_ca=$sr_ca c_cert=0 c_user='' c_pass=''; ask ping | head -n 1)"
+    echo "tls.nocert=$(c_port=$sr_tp c_tls=1 c_ca=$sr_ca c_cert=0 c_user="" c_pass=""; ask ping | head -n 1)"
   fi
   # the plain port, or while TLS-only the one the last good config had: closed?
   [ "$sr_pp" -gt 0 ] || { reach "$(lgc)" && sr_pp=$r_port; } || sr_pp=0
-  [ "$sr_via" = plain ] || [ "$sr_pp" = 0 ] || noauth=$(c_port=$sr_pp c_tls=0 c_user='' c_pass=''; ask ping | head -n 1)
+  [ "$sr_via" = plain ] || [ "$sr_pp" = 0 ] || noauth=$(c_port=$sr_pp c_tls=0 c_user="" c_pass=""; ask ping | head -n 1)
   [ "$sr_pp" = 0 ] || echo "plain.ping=$noauth"
   data_report
 }
@@ -962,7 +962,7 @@ kernel_report() {
 }
 
 # -- install
-first_err() { printf '%s\n' "$1" | grep -m 1 -E '^(E:|Err:|Error:)' || printf '%s\n' "$1" | grep . | tail -n 1; }
+first_err() { printf "%s\n" "$1" | grep -m 1 -E '^(E:|Err:|Error:)' || printf "%s\n" "$1" | grep . | tail -n 1; }
 pm_do() {  # WHAT CMD...: a package-manager step; on failure the tool's first error line is the reason
   pd_w=$1; shift; pd_o=$(DEBIAN_FRONTEND=noninteractive "$@" 2>&1) || die "$pd_w failed: $(first_err "$pd_o")"
 }
@@ -970,7 +970,7 @@ apt_update() {  # retried while another process holds the lists lock (apt-get up
   au_0=$(date +%s)
   while ! au_o=$(apt-get -q -o "DPkg::Lock::Timeout=$locktime" update 2>&1); do
     case $au_o in *"Could not get lock"*|*"Unable to lock"*) ;; *) die "apt-get update failed: $(first_err "$au_o")";; esac
-    au_h=$(printf '%s\n' "$au_o" | grep -m 1 -o 'held by process.*')
+    au_h=$(printf "%s\n" "$au_o" | grep -m 1 -o 'held by process.*')
     au_e=$(($(date +%s) - au_0))
     [ "$au_e" -lt "$locktime" ] || die "the apt lists lock stayed held for $locktime s (${au_h:-another apt run}); try again later"
     echo "waiting=apt lists lock ${au_h:-held}"
@@ -990,7 +990,7 @@ do_install() {
     write_entries all || exit 1
   fi
   [ "$unit_changed" = 0 ] || svc daemon-reload || die "systemctl daemon-reload failed"
-  in_m=''
+  in_m=""
   if [ "$pm" = apt ]; then
     for in_p in $pkgs; do
       case $(dpkg-query -W -f="\${Status}" "$in_p" 2>/dev/null) in *" installed") ;; *) in_m=1;; esac
@@ -1024,7 +1024,7 @@ do_install() {
     else pm_do "installing $setools" dnf install -y -q $setools; fi
   in_t=$(port_types)
   for in_p in $seports; do
-    in_h=$(printf '%s\n' "$in_t" | awk -v p="$in_p" '$1 == p { print $2; exit }')
+    in_h=$(printf "%s\n" "$in_t" | awk -v p="$in_p" '$1 == p { print $2; exit }')
     [ "$in_h" != "$setype" ] || continue
     in_x=-a; [ -z "$in_h" ] || in_x=-m
     pm_do "semanage port $in_x -t $setype -p tcp $in_p" semanage port "$in_x" -t "$setype" -p tcp "$in_p"
@@ -1097,24 +1097,24 @@ scrape() {
 }
 metrics_report() {  # exporter.up=<its redis_up> | down (no page) | unverified (no tool to read it)
   mr_o=$(scrape 2>/dev/null) || [ $? != 9 ] || { echo exporter.up=unverified; return; }
-  mr_u=$(printf '%s\n' "$mr_o" | sed -n 's/^redis_up \([0-9]*\).*/\1/p' | head -n 1)
+  mr_u=$(printf "%s\n" "$mr_o" | sed -n 's/^redis_up \([0-9]*\).*/\1/p' | head -n 1)
   echo "exporter.up=${mr_u:-down}"
 }
 pwcount() {  # how many passwords `default` has (asked as the admin)
   ask acl getuser default | awk '/^passwords$/ { p = 1; next } p && length($0) == 64 && /^[0-9a-f]+$/ { n++; next } p { p = 0 } END { print n + 0 }'
 }
-pong_as() { [ "$(c_user='' c_pass=$1; ask ping </dev/null)" = PONG ]; }  # PASSWORD: as `default`
+pong_as() { [ "$(c_user="" c_pass=$1; ask ping </dev/null)" = PONG ]; }  # PASSWORD: as `default`
 setuser() { ro_r=$(printf 'ACL SETUSER default %s#%s\n' "$1" "$ro_sha" | ask); [ "$ro_r" = OK ] || die "ACL SETUSER failed: $ro_r"; }
 # rotate: zero-downtime password change of the backend identity `default`; each step decides from what
 # the server accepts, so an interrupted rotation is simply run again
 do_rotate() {
   need_cli; mk_tmp
   IFS= read -r ro_l; case $ro_l in "password "*) ;; *) die "stdin must start with a 'password <base64>' line";; esac
-  ro_new=$(printf '%s' "${ro_l#password }" | base64 -d 2>/dev/null) && [ -n "$ro_new" ] || die "the new password is not valid base64"
+  ro_new=$(printf "%s" "${ro_l#password }" | base64 -d 2>/dev/null) && [ -n "$ro_new" ] || die "the new password is not valid base64"
   [ "$verb" != rotate ] || read_bundle
   find_now || die "$service does not answer; nothing was changed"
   pick; [ "$ident" = "$admin" ] || die "the server refuses $admin with $sd/cli.auth ('$p_reply'); nothing was changed"
-  ro_sha=$(printf '%s' "$ro_new" | sha256sum | cut -c1-64) ro_old=$(cat "$sd/backend.auth" 2>/dev/null) ro_did=0
+  ro_sha=$(printf "%s" "$ro_new" | sha256sum | cut -c1-64) ro_old=$(cat "$sd/backend.auth" 2>/dev/null) ro_did=0
   # 1. the new password beside the old one (asked of the admin: a trial AUTH would land in ACL LOG)
   if [ "$verb" != rotate-drop ] && ! ask acl getuser default | grep -qx "$ro_sha"; then
     [ -n "$ro_old" ] && pong_as "$ro_old" || die "the server accepts neither the new password nor the one in $sd/backend.auth: run the deploy first"
@@ -1167,7 +1167,7 @@ do_write() {
 # its password on stdin; a host without a CLI says so
 do_ping() {
   IFS= read -r pg_l; case $pg_l in "password "*) ;; *) die "stdin must start with a 'password <base64>' line";; esac
-  c_pass=$(printf '%s' "${pg_l#password }" | base64 -d 2>/dev/null) || die "the password is not valid base64"
+  c_pass=$(printf "%s" "${pg_l#password }" | base64 -d 2>/dev/null) || die "the password is not valid base64"
   cli=$(command -v redis-cli || command -v valkey-cli) || { echo ping=-; return 0; }
   c_addr=$pgaddr c_port=$pgport c_ca=$pgca c_crt=$pgcrt c_key=$pgkey; [ -z "$pgca" ] || c_tls=1
   pg_r=$(ask ping | head -n 1)
@@ -1199,7 +1199,7 @@ do_firewall() {
       read_bundle; write_entries all || exit 1
       [ "$unit_changed" = 0 ] || svc daemon-reload >/dev/null 2>&1 || die "systemctl daemon-reload failed"
       command -v nft >/dev/null 2>&1 || die "nft is not installed (package nftables)"
-      fw_o=$(nft -f "$fwfile" 2>&1) || die "nft -f $fwfile failed: $(printf '%s\n' "$fw_o" | grep . | head -n 1)"
+      fw_o=$(nft -f "$fwfile" 2>&1) || die "nft -f $fwfile failed: $(printf "%s\n" "$fw_o" | grep . | head -n 1)"
       [ "$(fw_mark)" = "$fwmark" ] || die "the table $FW_TABLE does not carry '$fwmark' after loading $fwfile"
       echo firewall=loaded
       [ -z "$fwunit" ] || { svc enable "$fwunit" >/dev/null 2>&1 && svc start "$fwunit" >/dev/null 2>&1; } \
@@ -1207,7 +1207,7 @@ do_firewall() {
       ;;
     firewalld)
       read_bundle; write_entries all || exit 1
-      fw_o=$(firewall-cmd --reload 2>&1) || die "firewall-cmd --reload failed: $(printf '%s\n' "$fw_o" | grep . | head -n 1)"
+      fw_o=$(firewall-cmd --reload 2>&1) || die "firewall-cmd --reload failed: $(printf "%s\n" "$fw_o" | grep . | head -n 1)"
       fw_policy || die "firewalld did not load the policy hsi-redis from $fwfile"
       echo firewall=loaded;;
     off)

@@ -37,6 +37,18 @@ def test_the_program_is_small_and_parses_in_dash():
     assert len(text.encode()) < MAX_BYTES
     twice = shlex.quote("sh -c " + shlex.quote(text) + " hsi-redis state")
     assert len(("sudo -H sh -c " + twice).encode()) < 0.6 * MAX_ARG
+
+
+def test_the_program_fits_one_argument_through_the_docker_connector():
+    """pyinfra's @docker connector quotes the text four times: the program's own `sh -c` (program.command),
+    pyinfra's shell wrapper, `docker exec ... sh -c`, and the local `sh -c` that runs docker, whose one
+    argument must stay under MAX_ARG_STRLEN ("Argument list too long" otherwise). Each level turns a single
+    quote into four, so a single quote in the program costs about 160 bytes there: the program uses double
+    quotes wherever nothing would expand (`x=""`, printf "%s\n")."""
+    quoted = program.text()
+    for _ in range(4):
+        quoted = shlex.quote("sh -c " + quoted)
+    assert len(quoted.encode()) < 0.85 * MAX_ARG, f"{len(quoted)} bytes after four levels of quoting"
     subprocess.run(["dash", "-n", str(PROGRAM)], check=True)
 
 
