@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Integration tests mostly wait on containers: three workers keep two cores busy.
 PYTEST_WORKERS ?= 3
 
-.PHONY: demo test unit engine images venv bench demo-clean clean
+.PHONY: demo test unit tools engine images venv bench demo-clean clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# shellcheck and a local redis-server for tests/program (installed from Debian's packages when missing)
+tools:
+	@scripts/test-tools.sh
 
 engine:
 	@scripts/docker-engine.sh start >/dev/null
@@ -26,14 +30,15 @@ demo: images
 	$(PY) -m tests.hosts.demo
 
 ## The whole suite: unit, command-level and integration tests on real Docker hosts.
-test: images
+test: images tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
 
-unit: venv
-	$(PY) -m pytest tests/unit tests/commands
+unit: venv tools
+	$(PY) -m pytest -n 2 tests/unit tests/commands tests/program
 
+## hsi-redis against a minimal 5-operation deploy on 1, 10 and 20 fresh hosts (BENCH_ARGS="--hosts 1 2").
 bench: images
-	$(PY) bench/provision.py
+	$(PY) bench/compare.py $(BENCH_ARGS)
 
 demo-clean:
 	$(PY) -m tests.hosts.demo --remove

@@ -11,6 +11,14 @@
 - `hsi-admin`: the operator's and the deploy's own identity, full access, with its own
   password generated once per host on the control machine. The deploy's checks use it
   through /etc/hsi-redis/cli.auth and `redis-cli --user`.
+- `hsi-exporter` (`redis_exporter: true`): redis_exporter's identity, its own generated
+  password, no keys and only the commands the packaged exporters (1.45, 1.69) send with the
+  deploy's settings: INFO, CLIENT SETNAME, SLOWLOG GET/LEN, LATENCY LATEST/HISTOGRAM, and
+  PING for an operator's check (read from ACL LOG against a `-@all` user). Not CONFIG GET,
+  which the exporter's documentation lists: `CONFIG GET *` answers `requirepass`, i.e. the
+  backend's password (verified on 7.0.15); the exporter is told to skip it
+  (`REDIS_EXPORTER_CONFIG_COMMAND=-`), which costs only its `redis_config_maxclients`
+  metric (maxmemory is in INFO too).
 
 Passwords sit in the `user` lines as `#<sha256>`, never in clear. `requirepass` stays in
 the file too, holding the backend password: verified on Redis 8.0.2 and 7.0.15, a
@@ -22,25 +30,18 @@ from __future__ import annotations
 
 import hashlib
 
-from . import secrets
-from .facts import ADMIN_USER
-from .platform import Platform
-from .secrets import Secret
-from .settings import RedisSettings
+from .rows import Row
 
-__all__ = ["ADMIN_USER", "admin_password", "config_set_allowed", "config_set_warning", "denied_commands",
-           "password_hash", "user_rules"]
-ADMIN_SECRET = "admin_password"
+ADMIN_USER = "hsi-admin"
+EXPORTER_USER = "hsi-exporter"
+# Subcommands a server without them takes as a first-argument rule (6.x), so one list fits every row.
+EXPORTER_COMMANDS = ("info", "ping", "client|setname", "slowlog|get", "slowlog|len", "latency|latest",
+                     "latency|histogram")
 
 
-def admin_password(host_name: str) -> Secret:
-    """The admin identity's password for `host_name` (generated once, kept on the control machine)."""
-    return secrets.generated_password(host_name, ADMIN_SECRET)
-
-
-def password_hash(password: Secret) -> str:
+def password_hash(password: str) -> str:
     """`#<sha256 hex>` as ACL rules take it: Redis hashes the password's raw bytes."""
-    return "#" + hashlib.sha256(password.reveal().encode("utf-8")).hexdigest()
+    return "#" + hashlib.sha256(password.encode("utf-8")).hexdigest()
 
 
 # Servers before 7.0 cannot deny one subcommand: the command is denied whole and these,
@@ -49,12 +50,12 @@ def password_hash(password: Secret) -> str:
 SUBCOMMANDS_KEPT = {"config": ("get", "resetstat", "help"), "script": ("load", "exists", "help")}
 
 
-def config_set_allowed(conf: RedisSettings, plat: Platform) -> bool:
+def config_set_allowed(conf, plat: Row) -> bool:
     """CONFIG SET for the backend: only if the setting asks and the server protects dir/dbfilename (7.0+)."""
     return conf.backend_config_set and plat.acl_deny_subcommands
 
 
-def config_set_warning(conf: RedisSettings, plat: Platform) -> str | None:
+def config_set_warning(conf, plat: Row) -> str | None:
     """Why `redis_backend_config_set` is not applied on this host, or None."""
     if not conf.backend_config_set or config_set_allowed(conf, plat):
         return None
@@ -63,13 +64,13 @@ def config_set_warning(conf: RedisSettings, plat: Platform) -> str | None:
             "as the server's user); CONFIG GET works")
 
 
-def denied_commands(conf: RedisSettings, plat: Platform) -> tuple[str, ...]:
+def denied_commands(conf, plat: Row) -> tuple[str, ...]:
     """What the backend's identity may not run: the configured list, plus CONFIG SET unless allowed."""
     extra = () if config_set_allowed(conf, plat) or "config" in conf.acl_denied else ("config|set",)
     return tuple(conf.acl_denied) + tuple(c for c in extra if c not in conf.acl_denied)
 
 
-def _denials(denied: tuple[str, ...], plat: Platform) -> list[str]:
+def _denials(denied: tuple[str, ...], plat: Row) -> list[str]:
     if plat.acl_deny_subcommands:
         return [f"-{command}" for command in denied]
     rules: list[str] = []
@@ -85,20 +86,30 @@ def _denials(denied: tuple[str, ...], plat: Platform) -> list[str]:
     return rules
 
 
-def _keys_and_channels(plat: Platform) -> str:
+def _keys_and_channels(plat: Row) -> str:
     return "~* &*" if plat.acl_channels else "~*"  # before 6.2 every channel is allowed anyway
 
 
-def default_user_rule(conf: RedisSettings, plat: Platform) -> str:
-    """The backend identity: everything except the denied commands."""
-    rules = " ".join([_keys_and_channels(plat), "+@all", *_denials(denied_commands(conf, plat), plat)])
-    return f"user default on {password_hash(conf.password)} {rules}"
+def default_user_rule(denied: tuple[str, ...], plat: Row, password: str) -> str:
+    """The backend identity: everything except the `denied` commands (see `denied_commands`)."""
+    rules = " ".join([_keys_and_channels(plat), "+@all", *_denials(denied, plat)])
+    return f"user default on {password_hash(password)} {rules}"
 
 
-def admin_user_rule(password: Secret, plat: Platform) -> str:
+def admin_user_rule(password: str, plat: Row) -> str:
     return f"user {ADMIN_USER} on {password_hash(password)} {_keys_and_channels(plat)} +@all"
 
 
-def user_rules(conf: RedisSettings, plat: Platform, admin: Secret) -> list[str]:
-    """The `user` lines of redis.conf, default first."""
-    return [default_user_rule(conf, plat), admin_user_rule(admin, plat)]
+def exporter_user_rule(password: str) -> str:
+    """redis_exporter's identity: no keys, no channels, nothing but EXPORTER_COMMANDS."""
+    allowed = " ".join(f"+{command}" for command in EXPORTER_COMMANDS)
+    return f"user {EXPORTER_USER} on {password_hash(password)} resetkeys -@all {allowed}"
+
+
+def user_rules(conf, plat: Row, backend_password: str, admin_password: str,
+               exporter_password: str | None = None) -> list[str]:
+    """The `user` lines of redis.conf, default first (`conf`: the host's Settings); the exporter's last,
+    when it runs."""
+    rules = [default_user_rule(denied_commands(conf, plat), plat, backend_password),
+             admin_user_rule(admin_password, plat)]
+    return rules + ([exporter_user_rule(exporter_password)] if exporter_password is not None else [])

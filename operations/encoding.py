@@ -48,3 +48,14 @@ def dotenv_line(key: str, value: str, quote: bool = True) -> str:
     if not quote and re.fullmatch(r"[A-Za-z0-9_./:@?&=%+,~-]*", value):
         return f"{key}={value}"
     return f"{key}={dotenv_quote(value)}"
+
+
+# systemd's EnvironmentFile parser unescapes exactly these after a backslash inside "...".
+_SYSTEMD_ESCAPE = '"\\`$'
+
+
+def systemd_quote(value: str) -> str:
+    """Quote `value` for a systemd EnvironmentFile so it reads back unchanged."""
+    if value and all(c.isalnum() or c in "._-/:+=@,%[]" for c in value):
+        return value
+    return '"' + "".join(f"\\{c}" if c in _SYSTEMD_ESCAPE else c for c in value) + '"'

@@ -1,73 +1,85 @@
-"""The Prometheus redis_exporter's environment file (opt-in: `redis_exporter_env_path`).
+"""The distro's redis_exporter (`redis_exporter: true`): installed with the server, configured through the
+EnvironmentFile its packaged unit reads, with its own ACL identity (operations/acl.py), enabled and running.
 
-The file is a systemd `EnvironmentFile=` (also fine for `docker run --env-file` as long as the
-password needs no quoting): `REDIS_ADDR`, `REDIS_PASSWORD`, the listen address (loopback by
-default: the exporter would otherwise listen on every interface) and, under TLS, its client
-variables. Written 0600 with `safe_paths.owned_files`, so the password never appears in a command
-and root never writes by path where another user controls the directory.
-Under TLS the exporter gets its own copy of the CA (and client certificate/key) in
-`redis-exporter-tls/` beside the file, owned by `redis_exporter_owner` (group: its login group).
+- Install (one call with the server's packages): the package, and before it the EnvironmentFile (root,
+  0640), so the package's own first start already listens where it should (127.0.0.1:9121 by default)
+  rather than on every interface. dpkg keeps a file it finds in place of its conffile (--force-confold).
+- Configure (the `apply` call, after the server serves): the EnvironmentFile root:<exporter user> 0640 and,
+  when the server is TLS-only, the exporter's CA (and the client pair under mTLS) in its own directory,
+  readable by its user; the unit enabled and started, restarted when one of these files changed (bundle flag
+  `units`, option `--after-units`), then given a few seconds to serve its page.
+- Verify: the program reads `/metrics` on the host (`--metrics`, one more line in the same read) and the
+  host fails unless it says `redis_up 1`.
+Rotating the backend's password (rotate.py) touches none of this: the exporter has its own password.
+Platforms whose distro packages no exporter (Fedora, EL) refuse the setting before anything changes.
 """
 
 from __future__ import annotations
 
-import posixpath
+from .hoststate import HostState
+from .program import FileEntry
+from .render import exporter_env
+from .rows import Row
+from .settings import Settings
+from .target import Target
 
-from pyinfra.api import deploy
-
-from .safe_paths import owned_files, split
-from .settings import RedisSettings
-from .tls import _host_in_url, install_client_files
-
-# systemd's EnvironmentFile parser unescapes exactly these after a backslash inside "...".
-_SYSTEMD_ESCAPE = '"\\`$'
-
-
-def systemd_quote(value: str) -> str:
-    """Quote `value` for a systemd EnvironmentFile so it reads back unchanged."""
-    if value and all(c.isalnum() or c in "._-/:+=@,%[]" for c in value):
-        return value
-    return '"' + "".join(f"\\{c}" if c in _SYSTEMD_ESCAPE else c for c in value) + '"'
+# Written after the server serves (`after`); a change restarts the exporter (`units`).
+FLAGS = ("after", "units")
 
 
-def tls_dir(conf: RedisSettings) -> str:
-    return posixpath.join(posixpath.dirname(conf.exporter_env_path), "redis-exporter-tls")
-
-
-def exporter_env(conf: RedisSettings) -> str:
-    """The environment file's content."""
-    host = _host_in_url(conf.backend_host)
-    if conf.tls is None:
-        values = {"REDIS_ADDR": f"redis://{host}:{conf.port}"}
-    else:
-        base = tls_dir(conf)
-        values = {"REDIS_ADDR": f"rediss://{host}:{conf.tls.port}",
-                  "REDIS_EXPORTER_TLS_CA_CERT_FILE": f"{base}/ca.crt"}
-        if conf.tls.mtls:
-            values.update(REDIS_EXPORTER_TLS_CLIENT_CERT_FILE=f"{base}/client.crt",
-                          REDIS_EXPORTER_TLS_CLIENT_KEY_FILE=f"{base}/client.key")
-    values["REDIS_PASSWORD"] = conf.password.reveal()
-    values["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] = conf.exporter_listen
-    lines = ["# Managed by hsi-redis: redis_exporter settings (EnvironmentFile=). Changes are replaced."]
-    lines += [f"{key}={systemd_quote(value)}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
-
-
-@deploy("Write the redis_exporter environment")
-def write_exporter_env(conf: RedisSettings):
-    """Write the exporter's environment file (0600) and, under TLS, its certificate files.
-
-    Returns the operation that writes the environment file (None: no exporter file).
-
-    **Example:** ``--data redis_exporter_env_path=/etc/default/redis-exporter``
-    """
-    if conf.exporter_env_path is None:
+def unsupported(conf: Settings, row: Row) -> str | None:
+    """Why this host cannot have the exporter it asks for, or None."""
+    if not conf.exporter or row.exporter_package:
         return None
-    owner = conf.exporter_owner
-    settings = ("redis_exporter_env_path", "redis_exporter_owner", "redis_exporter_owner")
-    if conf.tls is not None:
-        install_client_files(tls_dir(conf), owner, None, conf, "exporter", settings)
-    directory, name = split(conf.exporter_env_path)
-    return owned_files(name=f"Write {conf.exporter_env_path} (redis_exporter, 0600)", directory=directory,
-                       files={name: (exporter_env(conf), 0o600)}, owner=owner, path_setting=settings[0],
-                       owner_setting=settings[1])
+    return (f"redis_exporter: {row.name} packages no redis_exporter (only Debian and Ubuntu do: "
+            "prometheus-redis-exporter); set redis_exporter: false for this host, nothing was changed")
+
+
+def entries(target: Target) -> list[FileEntry]:
+    """Its EnvironmentFile and, TLS-only, its copies of the CA (and under mTLS the client pair)."""
+    exporter = target.exporter
+    if exporter is None:
+        return []
+    group = exporter.user
+    found = [FileEntry(exporter.env_path, exporter_env(target).encode(), 0o640, "root", group, FLAGS)]
+    files, tls = exporter.tls_files, target.settings.tls
+    if files is not None:
+        own = (*FLAGS, "owndir")  # the directory the deploy creates for them: root:<group> 0750
+        found.append(FileEntry(files.ca, tls.ca_pem.encode(), 0o644, "root", group, own))
+        if tls.mtls:
+            found += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, "root", group, own),
+                      FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o640, "root", group, own)]
+    return found
+
+
+def package_missing(target: Target, state: HostState) -> bool:
+    return target.exporter is not None and not state.installed(target.exporter.package)
+
+
+def pre_install_entries(target: Target, state: HostState) -> list[FileEntry]:
+    """Before the package's first start: its EnvironmentFile (root's: the exporter's group does not exist
+    yet; the apply call hands it to the group)."""
+    if not package_missing(target, state):
+        return []
+    return [FileEntry(target.exporter.env_path, exporter_env(target).encode(), 0o640)]
+
+
+def needs_start(target: Target, state: HostState) -> bool:
+    """Whether its unit is not enabled and running (the apply call then enables and starts it)."""
+    if target.exporter is None:
+        return False
+    unit = state.unit(target.exporter.service)
+    return not (unit.running and unit.enabled == "enabled")
+
+
+def paths(target: Target) -> list[str]:
+    """Every file of the exporter (for the state read)."""
+    return [entry.path for entry in entries(target)] if target.exporter is not None else []
+
+
+def units(target: Target) -> list[str]:
+    return [target.exporter.service] if target.exporter is not None else []
+
+
+def packages(target: Target) -> list[str]:
+    return [target.exporter.package] if target.exporter is not None else []

@@ -1,14 +1,12 @@
 """The end of a run: one summary line per host, and the same facts as JSON.
 
-Verification records what it found with `record()`. A state callback notes, for hosts that
-fail earlier, which operation failed and the last lines it printed (commands here never
-carry secrets, and the output is scrubbed of the run's passwords anyway). Every failure gets
-a problem (the operation's own `hsi-redis: ` reason, else the tool's first error line, e.g.
-apt's `E: ...`) and a fix (by the step that failed, see `_FIXES`). When the pyinfra process
-exits, the summary is printed and the JSON report is written to `reports/last-run.json` (or
-`$HSI_REDIS_REPORT`), both with every known secret hidden: each string is scrubbed before it
-is printed or encoded, and the encoded text once more. pyinfra's own exit code is non-zero
-when any host failed.
+One `RunReport` per pyinfra run (`of(state)`; kept on the run's State object). Verification records
+what it found; a state callback notes, for hosts that fail earlier, which operation failed and the last
+lines it printed (commands never carry secrets, and everything is scrubbed of the run's secrets anyway,
+before and after encoding). Every failure gets a problem (the operation's own `hsi-redis: ` reason,
+else the tool's first error line, e.g. apt's `E: ...`) and a fix (see `_FIXES`). When the pyinfra process exits, the summary is printed and the JSON report
+written to `reports/last-run.json` in the working directory (or `$HSI_REDIS_REPORT`). pyinfra's own exit
+code is non-zero when any host failed.
 """
 
 from __future__ import annotations
@@ -20,21 +18,18 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 from pyinfra.api.state import BaseStateCallback, StateStage
+from pyinfra.context import ContextObject, ctx_state
 
-from .secrets import PROJECT_ROOT
-
-RESULTS: dict[str, dict] = {}
-_SECRETS: set[str] = set()
-_installed: set[int] = set()
-# Error messages pyinfra logged before deploy.py was loaded (connection failures).
-_EARLY_ERRORS: list[str] = []
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Operations report why they failed on a stderr line starting with this (see shell.fail_command).
-_REASON_PREFIX = "hsi-redis: "
+REASON_PREFIX = "hsi-redis: "
+MASK = "********"
+CONNECT_FIX = "check that the host is up and reachable (ssh, or the container is running)"
 # A tool's own error line, by how each tool starts it; earlier patterns win (apt's `E:` says
 # more than the `Err:` line of the fetch that caused it).
 _TOOL_ERRORS = tuple(re.compile(p) for p in (
@@ -46,31 +41,39 @@ _TOOL_ERRORS = tuple(re.compile(p) for p in (
     r"Err:\d*",                  # apt: a fetch that failed
     r"[\w.-]+: (cannot|can't|failed|invalid)",  # coreutils: "mv: cannot move ..."
 ))
-# What to do: (pattern in the problem, pattern in the failed operation's name, fix); the first
-# row with a match wins, `_FALLBACK_FIX` else.
+# What to do: (pattern in the problem, pattern in the failed step's name, fix); the first row with a
+# match wins, `_FALLBACK_FIX` else. The host program's reasons quote the tool ("apt-get update failed:
+# E: Malformed ..."), so problem patterns are searched anywhere.
 _FIXES = (
     (r"[Cc]ould not get lock|[Uu]nable to lock|lock stayed held", None,
      "another apt/dnf run holds the package lock: let it finish (`ps aux | grep -e apt -e dpkg -e dnf` "
      "on the host shows it), then run deploy.py again"),
-    (r"^E: (Malformed|The list of sources|Failed to fetch|Type |Conflicting|Invalid)|^Err:",
-     r"apt lists|package lists",
+    (r"apt-get update failed|E: (Malformed|The list of sources|Failed to fetch|Type |Conflicting|Invalid)|Err:",
+     None,
      "fix the host's apt sources (`apt-get update` on the host shows the error; see /etc/apt/sources.list "
      "and /etc/apt/sources.list.d/), then run deploy.py again"),
-    (r"^E: |^Error: |^dpkg: ", r"^Install |dnf module",
-     "run the same install on the host (`apt-get install PACKAGE` or `dnf install PACKAGE`, the package "
-     "is in the step's name) to see why it fails; fix that (repository, disk space, a broken package), "
-     "then run deploy.py again"),
-    (r"^Job for |^Failed to (start|restart)", r"[Ss]tart|[Rr]estart",
-     "see why the service does not start: `systemctl status SERVICE` and `journalctl -u SERVICE` on the "
-     "host (SERVICE is in the step's name); fix the cause or the setting, then run deploy.py again"),
-    (None, r"^Write |[Dd]irectory",
-     "check the path in the step's name on the host: its directory exists, its owner and group exist, "
-     "the disk is neither full nor read-only; then run deploy.py again"),
-    (None, r"SELinux|semanage",
+    # before the package rows: SELinux ports are labelled in the install step
+    (r"semanage|SELinux", None,
      "check SELinux on the host (`semanage port -l`, `ausearch -m avc`), then run deploy.py again"),
-    (None, r"[Kk]ernel|THP|sysctl",
+    (r"(apt-get install|dnf install|dnf module \w+) failed|E: |Error: |dpkg: ", r"^Install ",
+     "run the same install on the host (`apt-get install PACKAGE` or `dnf install PACKAGE`) to see why it "
+     "fails; fix that (repository, disk space, a broken package), then run deploy.py again"),
+    (r"sysctl", None,
      "check the kernel settings on the host (`sysctl -p /etc/sysctl.d/60-hsi-redis.conf` shows the "
      "error), or set redis_kernel_tuning=false; then run deploy.py again"),
+    (r"Job for |Failed to (start|restart)|did not answer|does not answer|rolled back", None,
+     "see why the server does not start: `systemctl status SERVICE` and `journalctl -u SERVICE` on the "
+     "host; fix the cause or the setting, then run deploy.py again"),
+    (r"PING to \S+ as the backend", None,
+     "the backend host cannot reach its server as the backend would: check that redis_backend_host resolves "
+     "there to the server, that the server's firewall admits this host (redis_backend_address), and the TLS "
+     "files; then run deploy.py again"),
+    (r"refused|not written|cannot create|symbolic link|writable by", None,
+     "check the path the problem names on the host (its owner, its directory's owner and mode, no "
+     "symbolic link; the disk is neither full nor read-only); fix it, then run deploy.py again"),
+    (r"packages no redis_exporter", None,
+     "set redis_exporter: false for this host (an exporter you install yourself can use its own ACL user, "
+     "see the README's Monitoring), then run deploy.py again"),
     (None, r"^platform$",
      "run it on a supported platform with systemd running (see the README's platform table)"),
     (None, r"^version policy$",
@@ -81,150 +84,10 @@ _FALLBACK_FIX = ("do what the problem says, or read the output above (run again 
                  "command, -vvv its output); fix the cause on the host, then run the same command again")
 
 
-def report_path() -> Path:
-    return Path(os.environ.get("HSI_REDIS_REPORT") or PROJECT_ROOT / "reports" / "last-run.json")
-
-
-def redact(text: str) -> str:
-    """`text` with every known secret, and its JSON-escaped forms, replaced by asterisks."""
-    forms = set()
-    for secret in _SECRETS:
-        if secret:
-            forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    for form in sorted(forms, key=len, reverse=True):  # a secret inside a longer one: the longer first
-        text = text.replace(form, "********")
-    return text
-
-
-def _redacted(value):
-    """A copy of a report value (dicts, lists, strings) with every string redacted."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {_redacted(k): _redacted(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redacted(item) for item in value]
-    return value
-
-
-def add_secret(value: str) -> None:
-    """Scrub this value from anything the report prints or writes."""
-    _SECRETS.add(value)
-
-
-def record(host_name: str, **fields) -> None:
-    RESULTS.setdefault(host_name, {}).update(fields)
-
-
-def warn(host_name: str, text: str) -> None:
-    """Something the operator must act on; printed under the host's summary line."""
-    warnings = RESULTS.setdefault(host_name, {}).setdefault("warnings", [])
-    if text not in warnings:
-        warnings.append(text)
-
-
-def note(host_name: str, text: str) -> None:
-    """Something the operator should know (e.g. a step skipped on purpose)."""
-    notes = RESULTS.setdefault(host_name, {}).setdefault("notes", [])
-    if text not in notes:
-        notes.append(text)
-
-
-class _ErrorLog(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            _EARLY_ERRORS.append(_ANSI.sub("", record.getMessage()))
-        except Exception:  # noqa: BLE001 - a log handler must never break the run
-            self.handleError(record)
-
-
-def capture_connect_errors() -> None:
-    """Keep pyinfra's error log lines, so hosts that fail to connect get their reason.
-
-    Connections happen before deploy.py loads (and `state.init` drops callbacks added
-    earlier), so `config.py`, which pyinfra loads first, calls this.
-    """
-    logger = logging.getLogger("pyinfra")
-    if not any(isinstance(h, _ErrorLog) for h in logger.handlers):
-        handler = _ErrorLog(level=logging.ERROR)
-        logger.addHandler(handler)
-
-
-def _connect_reason(host_name: str) -> str:
-    marker = f"[{host_name}]"
-    for message in _EARLY_ERRORS:
-        if marker in message:
-            lines = [line.strip() for line in message.split(marker, 1)[1].splitlines() if line.strip()]
-            # the command that failed, then the lines that say why (e.g. docker's error)
-            why = [line for line in lines[1:] if "rror" in line or "denied" in line or "refused" in line]
-            return redact(" | ".join(lines[:1] + why[:2])[:400] or "connection failed")
-    return "no reason given (see the output above)"
-
-
-class _Callbacks(BaseStateCallback):
-    @staticmethod
-    def host_connect_error(state, host, error):
-        record(host.name, status="failed", failed_step="connect", problem=redact(str(error)),
-               fix="check that the host is up and reachable (ssh, or the container is running)")
-
-    @staticmethod
-    def operation_host_start(state, host, op_hash):
-        entry = RESULTS.setdefault(host.name, {})
-        now = time.monotonic()
-        entry.setdefault("started", now)
-        entry.setdefault("_op_started", {})[op_hash] = now
-
-    @staticmethod
-    def operation_host_success(state, host, op_hash, retry_count=0):
-        _op_timing(state, host, op_hash)
-        record(host.name, finished=time.monotonic())
-
-    @staticmethod
-    def operation_host_error(state, host, op_hash, retry_count=0, max_retries=0):
-        _op_timing(state, host, op_hash)
-        entry = RESULTS.setdefault(host.name, {})
-        entry["finished"] = time.monotonic()
-        if entry.get("status") == "failed":
-            return  # the step that failed already said why (verification, safety checks)
-        name = ", ".join(sorted(state.get_op_meta(op_hash).names))
-        # `_finish` puts the operation's own words (or its tool's error line) here.
-        entry.update(status="failed", failed_step=name, problem=f"{name} failed", _problem_from_output=True)
-
-
-def _op_timing(state, host, op_hash) -> None:
-    """Seconds each operation took on the host (the report's `timings`)."""
-    entry = RESULTS.setdefault(host.name, {})
-    started = entry.get("_op_started", {}).pop(op_hash, None)
-    if started is not None:
-        name = ", ".join(sorted(state.get_op_meta(op_hash).names))
-        entry.setdefault("timings", {})[name] = round(time.monotonic() - started, 2)
-
-
-def _op_summary(state, host) -> tuple[int, list[str], list[str], str | None]:
-    """Changed operation count, their names, and of a failed operation (if any) the last lines
-    it printed and the problem they state (see `_problem_in`)."""
-    changed, names, failure, problem = 0, [], [], None
-    for op_hash, op_data in state.ops.get(host, {}).items():
-        meta = op_data.operation_meta
-        if not meta.is_complete():
-            continue
-        if meta.did_change():
-            changed += 1
-            names.append(", ".join(sorted(state.get_op_meta(op_hash).names)))
-        elif meta.did_error() and not failure:
-            try:
-                stderr, stdout = meta.stderr_lines, meta.stdout_lines
-            except (AssertionError, RuntimeError):
-                stderr, stdout = [], []
-            failure = [redact(line) for line in (stderr or stdout)[-8:]]
-            problem = _problem_in([redact(line) for line in stderr], [redact(line) for line in stdout])
-    return changed, names, failure, problem
-
-
-def _problem_in(stderr: list[str], stdout: list[str]) -> str | None:
+def problem_in(stderr: list[str], stdout: list[str]) -> str | None:
     """What a failed operation's output says went wrong: its last `hsi-redis: ` reason, else the
     tool's first error line (stderr before stdout), else its last line; None if it printed nothing."""
-    reasons = [line[len(_REASON_PREFIX):] for line in stderr if line.startswith(_REASON_PREFIX)]
+    reasons = [line[len(REASON_PREFIX):] for line in stderr if line.startswith(REASON_PREFIX)]
     if reasons:
         return reasons[-1].strip()
     lines = [line.strip() for line in stderr + stdout if line.strip()]
@@ -238,38 +101,139 @@ def _problem_in(stderr: list[str], stdout: list[str]) -> str | None:
 def fix_for(step: str, problem: str) -> str:
     """What the operator should do about a failure, from the step's name and the problem.
 
-    >>> fix_for("Update apt lists (waits for a held apt lock)", "E: Malformed entry 1 in ...")[:28]
+    >>> fix_for("Provision Redis for HSI | Install the server", "apt-get update failed: E: Malformed")[:28]
     "fix the host's apt sources ("
     """
-    operation = step.rsplit(" | ", 1)[-1]  # "Install the server | Update apt lists": the operation's own name
+    operation = step.rsplit(" | ", 1)[-1]  # "Provision Redis for HSI | Install the server": the step's own name
     for in_problem, in_step, fix in _FIXES:
         if (in_problem and re.search(in_problem, problem)) or (in_step and re.search(in_step, operation)):
             return fix
     return _FALLBACK_FIX
 
 
-def _finish(state) -> None:
-    inventory = getattr(state, "inventory", None)
-    if inventory is None or getattr(state, "current_stage", StateStage.Setup) < StateStage.Connect:
-        return  # the run never tried to reach a host (debug-inventory, --help, a settings error...)
-    hosts = list(inventory)
-    rows = []
-    for host in hosts:
-        entry = RESULTS.setdefault(host.name, {})
-        changed, names, failure, output_problem = _op_summary(state, host)
+def report_path() -> Path:
+    return Path(os.environ.get("HSI_REDIS_REPORT") or Path.cwd() / "reports" / "last-run.json")
+
+
+class RunReport:
+    """What a run found per host, the secrets to scrub from it, and the errors logged before connecting."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict] = {}
+        self.secrets: set[str] = set()
+        self.early_errors: list[str] = []
+        self.finished = False
+        self.dry = False  # `pyinfra --dry`: every host is prepared, none is changed
+
+    # -- recording ---------------------------------------------------------------------------------
+    def entry(self, host_name: str) -> dict:
+        return self.results.setdefault(host_name, {})
+
+    def record(self, host_name: str, **fields) -> None:
+        self.entry(host_name).update(fields)
+
+    def _append(self, host_name: str, key: str, text: str) -> None:
+        items = self.entry(host_name).setdefault(key, [])
+        if text not in items:
+            items.append(text)
+
+    def warn(self, host_name: str, text: str) -> None:
+        """Something the operator must act on; printed under the host's summary line."""
+        self._append(host_name, "warnings", text)
+
+    def note(self, host_name: str, text: str) -> None:
+        """Something the operator should know (e.g. a step skipped on purpose)."""
+        self._append(host_name, "notes", text)
+
+    def add_secret(self, value: str) -> None:
+        """Scrub this value from anything the report prints or writes."""
+        if value:
+            self.secrets.add(value)
+
+    # -- scrubbing ---------------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        """`text` with every known secret, and its JSON-escaped forms, replaced by asterisks."""
+        forms = set()
+        for secret in self.secrets:
+            forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+        for form in sorted(forms, key=len, reverse=True):  # a secret inside a longer one: the longer first
+            text = text.replace(form, MASK)
+        return text
+
+    def redact_all(self, value):
+        """Every string in a JSON-able structure scrubbed (before encoding: escaping cannot hide one)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact(str(k)): self.redact_all(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.redact_all(v) for v in value]
+        return value
+
+    def encoded(self, document: dict) -> str:
+        """The JSON text: every string scrubbed before encoding, the encoded text once more."""
+        return self.redact(json.dumps(self.redact_all(document), indent=2, sort_keys=True))
+
+    # -- the end of the run ------------------------------------------------------------------------
+    def connect_reason(self, host_name: str) -> str:
+        marker = f"[{host_name}]"
+        for message in self.early_errors:
+            if marker in message:
+                lines = [line.strip() for line in message.split(marker, 1)[1].splitlines() if line.strip()]
+                # the command that failed, then the lines that say why (e.g. docker's error)
+                why = [line for line in lines[1:] if "rror" in line or "denied" in line or "refused" in line]
+                return self.redact(" | ".join(lines[:1] + why[:2])[:400] or "connection failed")
+        return "no reason given (see the output above)"
+
+    def problem_of(self, state, host) -> str:
+        """Why `host` failed, as far as the run knows now (for hosts that depend on it: a backend host
+        names its server's problem)."""
+        if host not in state.activated_hosts:
+            return f"could not connect: {self.connect_reason(host.name)}"
+        entry = self.entry(host.name)
+        if entry.get("_problem_from_output"):
+            problem = _op_summary(state, host, self.redact)[3]
+            if problem:
+                return problem
+        return self.redact(entry.get("problem", "failed (see the output above)"))
+
+    def finish(self, state) -> None:
+        if self.finished:
+            return
+        inventory = getattr(state, "inventory", None)
+        if inventory is None or getattr(state, "current_stage", StateStage.Setup) < StateStage.Connect:
+            return  # the run never tried to reach a host (debug-inventory, --help, a settings error...)
+        self.finished = True
+        # `--limit`: the hosts left out were never meant to run (they are not "unreachable")
+        in_limit = getattr(state, "is_host_in_limit", lambda host: True)
+        rows = [(host.name, self._host_entry(state, host)) for host in inventory if in_limit(host)]
+        self._print(rows)
+        path = report_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            document = {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "ok": all(entry["status"] == "ok" for _, entry in rows),
+                        "hosts": dict(rows)}
+            path.write_text(self.encoded(document) + "\n")
+            print(f"    report: {path}", file=sys.stderr)
+        except OSError as exc:
+            print(f"    report not written ({path}): {exc}", file=sys.stderr)
+
+    def _host_entry(self, state, host) -> dict:
+        entry = self.entry(host.name)
+        changed, names, failure, output_problem = _op_summary(state, host, self.redact)
         entry["changes"] = changed
         entry["changed_operations"] = names
         if host.name not in {h.name for h in state.activated_hosts}:
-            entry.update(status="failed", failed_step="connect", problem=f"could not connect: "
-                         f"{_connect_reason(host.name)}")
-            entry.setdefault("fix", "check that the host is up and reachable (ssh, or the container "
-                                    "is running)")
+            entry.update(status="failed", failed_step="connect",
+                         problem=f"could not connect: {self.connect_reason(host.name)}")
+            entry.setdefault("fix", CONNECT_FIX)
         if host in state.failed_hosts or entry.get("status") == "failed":
             entry["status"] = "failed"
             entry.setdefault("problem", "failed before verification")
             if failure:
                 entry.setdefault("output", failure)
-            if entry.get("_problem_from_output"):
+            if entry.pop("_problem_from_output", False):
                 if output_problem:
                     entry["problem"] = output_problem  # the tool's own words; failed_step names the step
                 else:
@@ -278,73 +242,196 @@ def _finish(state) -> None:
             entry.setdefault("fix", fix_for(step, entry["problem"]))
             entry["failures"] = [{"step": step, "problem": entry["problem"],
                                   "output": entry.get("output", []), "fix": entry["fix"]}]
+        elif self.dry:
+            entry["status"] = "dry run"
+            entry["would_change"] = _would_change(state, host)
         else:
             entry.setdefault("status", "unverified")
         if "started" in entry and "finished" in entry:
             entry["seconds"] = round(entry["finished"] - entry["started"], 2)
         entry.setdefault("failures", [])
         entry.setdefault("timings", {})
-        entry.pop("started", None)
-        entry.pop("finished", None)
-        entry.pop("_op_started", None)
-        entry.pop("_problem_from_output", None)
-        rows.append((host.name, _redacted(entry)))
+        for key in ("started", "finished", "_op_started", "_problem_from_output"):
+            entry.pop(key, None)
+        return self.redact_all(entry)
 
-    width = max([len(name) for name, _ in rows] + [4])
-    out = sys.stderr
-    print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
-    for name, entry in rows:
-        status = entry["status"].upper()
-        if entry["status"] == "ok":
-            detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, "
-                      f"AOF on, auth ok, {entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
-            if "auth_failures_since_last_run" in entry:
-                detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
-        else:
-            detail = entry.get("problem", "")
-        print(f"    {name:<{width}}  {status:<6} {detail}", file=out)
-        for warning in entry.get("warnings", []):
-            print(f"    {'':<{width}}  {'':<6} warning: {warning}", file=out)
-        for text in entry.get("notes", []):
-            print(f"    {'':<{width}}  {'':<6} note: {text}", file=out)
-        if entry["status"] != "ok" and entry.get("fix"):
-            print(f"    {'':<{width}}  {'':<6} fix: {entry['fix']}", file=out)
+    def _print(self, rows: list[tuple[str, dict]]) -> None:
+        width = max([len(name) for name, _ in rows] + [4])
+        status_width = max([len(entry["status"]) for _, entry in rows] + [6])  # "DRY RUN" is 7
+        out = sys.stderr
+        print(f"\n--> hsi-redis summary ({len(rows)} host{'s' if len(rows) != 1 else ''})", file=out)
+        for name, entry in rows:
+            if entry["status"] == "ok" and entry.get("summary"):  # backup.py, restore.py: what they did
+                detail = entry["summary"]
+            elif entry["status"] == "ok" and entry.get("role") == "backend":
+                detail = (f"backend of {entry.get('server', '?')}: {entry.get('env', '.env')} and its TLS files "
+                          f"as the server expects, {entry['changes']} change(s)")
+            elif entry["status"] == "ok":
+                detail = (f"{entry.get('flavour', 'redis')} {entry.get('version', '?')}, AOF on, auth ok, "
+                          f"{entry['changes']} change(s), up {entry.get('uptime_seconds', '?')}s")
+                if "auth_failures_since_last_run" in entry:
+                    detail += f", {entry['auth_failures_since_last_run']} auth failure(s) since the last run"
+                if entry.get("exporter"):
+                    detail += f", exporter redis_up {entry['exporter'].get('redis_up') or '?'}"
+            elif entry["status"] == "dry run":
+                would = entry.get("would_change")
+                detail = ("nothing changed (--dry); " + ("would run: " + "; ".join(would) if would else
+                          "nothing to do" if would is not None else "run it without -y to see what would change"))
+            else:
+                detail = entry.get("problem", "")
+            lines = [f"    {name:<{width}}  {entry['status'].upper():<{status_width}} {detail}"]
+            pad = f"    {'':<{width}}  {'':<{status_width}} "
+            if entry.get("connect"):
+                lines.append(f"{pad}clients: {_connect_line(entry['connect'])}")
+            lines += [f"{pad}warning: {w}" for w in entry.get("warnings", [])]
+            lines += [f"{pad}note: {n}" for n in entry.get("notes", [])]
+            if entry["status"] != "ok" and entry.get("fix"):
+                lines.append(f"{pad}fix: {entry['fix']}")
+            for line in lines:
+                print(self.redact(line), file=out)
 
-    path = report_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        document = {
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "ok": all(entry["status"] == "ok" for _, entry in rows),
-            "hosts": {name: entry for name, entry in rows},
-        }
-        # Strings were redacted before encoding; the encoded text once more, in case.
-        path.write_text(redact(json.dumps(document, indent=2, sort_keys=True)) + "\n")
-        print(f"    report: {path}", file=out)
-    except OSError as exc:
-        print(f"    report not written ({path}): {exc}", file=out)
+
+def _connect_line(connect: dict) -> str:
+    """Where the host's clients connect: the URL, the CA, where the password is (never the password)."""
+    parts = [f"REDIS_URL={connect['redis_url']}"]
+    if connect.get("ca"):
+        parts.append(f"CA {connect['ca']}")
+    parts.append(f"password {connect['password']}")
+    return ", ".join(parts)
 
 
-def install(state) -> None:
-    """Hook the report into this run (once per run, however many hosts load deploy.py).
+def _would_change(state, host) -> list[str] | None:
+    """The operations a dry run prepared that would change the host (pyinfra ran their command
+    generators to decide; no command ran); None when pyinfra did not look (`-y` skips it)."""
+    if not getattr(state, "check_for_changes", False):
+        return None
+    names = []
+    for op_hash, op_data in state.ops.get(host, {}).items():
+        if getattr(op_data.operation_meta, "_maybe_is_change", None):
+            names.append(_op_name(state, op_hash).rsplit(" | ", 1)[-1])
+    return names
 
-    Safe to call before the hosts connect (config.py does): the summary is then written
-    even when no host connects; the callbacks are (re)added once the state is initialised.
-    """
-    capture_connect_errors()
-    if id(state) not in _installed:
-        _installed.add(id(state))
-        atexit.register(_finish, state)
+
+def _op_name(state, op_hash) -> str:
+    return ", ".join(sorted(state.get_op_meta(op_hash).names))
+
+
+def _op_summary(state, host, redact) -> tuple[int, list[str], list[str], str | None]:
+    """Changed operation count, their names, and of a failed operation (if any) the last lines it
+    printed and the problem they state (see `problem_in`)."""
+    changed, names, failure, problem = 0, [], [], None
+    for op_hash, op_data in state.ops.get(host, {}).items():
+        meta = op_data.operation_meta
+        if not meta.is_complete():
+            continue
+        if meta.did_change():
+            changed += 1
+            names.append(_op_name(state, op_hash))
+        elif meta.did_error() and not failure:
+            try:
+                stderr, stdout = meta.stderr_lines, meta.stdout_lines
+            except (AssertionError, RuntimeError):
+                stderr, stdout = [], []
+            failure = [redact(line) for line in (stderr or stdout)[-8:]]
+            problem = problem_in([redact(line) for line in stderr], [redact(line) for line in stdout])
+    return changed, names, failure, problem
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps pyinfra's error log lines, so hosts that fail to connect get their reason."""
+
+    def __init__(self, run: RunReport):
+        super().__init__(level=logging.ERROR)
+        self.run = run
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.run.early_errors.append(_ANSI.sub("", record.getMessage()))
+        except Exception:  # noqa: BLE001 - a log handler must never break the run
+            self.handleError(record)
+
+
+class _Callbacks(BaseStateCallback):
+    def __init__(self, run: RunReport):
+        self.run = run
+
+    def host_connect_error(self, state, host, error):
+        self.run.record(host.name, status="failed", failed_step="connect", problem=self.run.redact(str(error)),
+                        fix=CONNECT_FIX)
+
+    def operation_host_start(self, state, host, op_hash):
+        entry = self.run.entry(host.name)
+        now = time.monotonic()
+        entry.setdefault("started", now)
+        entry.setdefault("_op_started", {})[op_hash] = now
+
+    def operation_host_success(self, state, host, op_hash, retry_count=0):
+        self._timing(state, host, op_hash)
+        self.run.record(host.name, finished=time.monotonic())
+
+    def operation_host_error(self, state, host, op_hash, retry_count=0, max_retries=0):
+        self._timing(state, host, op_hash)
+        entry = self.run.entry(host.name)
+        entry["finished"] = time.monotonic()
+        if entry.get("status") == "failed":
+            return  # the step that failed already said why (verification, safety checks)
+        name = _op_name(state, op_hash)
+        entry.update(status="failed", failed_step=name, problem=f"{name} failed", _problem_from_output=True)
+
+    def _timing(self, state, host, op_hash) -> None:
+        """Seconds each operation took on the host (the report's `timings`)."""
+        entry = self.run.entry(host.name)
+        started = entry.get("_op_started", {}).pop(op_hash, None)
+        if started is not None:
+            entry.setdefault("timings", {})[_op_name(state, op_hash)] = round(time.monotonic() - started, 2)
+
+
+_ATTRIBUTE = "_hsi_redis_report"
+
+
+def of(state=None) -> RunReport:
+    """The report of this run (created with the run's State, or the current one's)."""
+    if state is None or isinstance(state, ContextObject):  # pyinfra's `state` proxy: the run's State
+        state = ctx_state.get()
+    run = getattr(state, _ATTRIBUTE, None)
+    if run is None:
+        run = RunReport()
+        setattr(state, _ATTRIBUTE, run)
+    return run
+
+
+def install(state) -> RunReport:
+    """Hook the report into this run (safe to call again; config.py calls it before hosts connect, so
+    the summary is written even when no host connects; callbacks are re-added after `state.init`)."""
+    if isinstance(state, ContextObject):
+        state = ctx_state.get()
+    run = of(state)
+    # pyinfra keeps --dry in its CLI's parameters only (not in Config): read them while the CLI runs
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("dry"):
+        run.dry = True
+    logger = logging.getLogger("pyinfra")
+    if not any(isinstance(h, _ErrorLog) and h.run is run for h in logger.handlers):
+        logger.addHandler(_ErrorLog(run))
+        atexit.register(run.finish, state)
     handlers = getattr(state, "callback_handlers", None)
-    if handlers is not None and not any(isinstance(h, _Callbacks) for h in handlers):
-        state.add_callback_handler(_Callbacks())
+    if handlers is not None and not any(isinstance(h, _Callbacks) and h.run is run for h in handlers):
+        state.add_callback_handler(_Callbacks(run))
+    return run
 
 
-def track(state, conf) -> None:
-    """Report on this run and scrub this host's secrets (its password and the admin's) from
-    anything the report prints or writes. Called by every entry file, for every host."""
-    from . import acl
+# The flows' shorthand: everything goes to the current run's one report.
+def record(host_name: str, **fields) -> None:
+    of().record(host_name, **fields)
 
-    add_secret(conf.password.reveal())
-    add_secret(acl.admin_password(conf.host_name).reveal())
-    install(state)
+
+def warn(host_name: str, text: str) -> None:
+    of().warn(host_name, text)
+
+
+def note(host_name: str, text: str) -> None:
+    of().note(host_name, text)
+
+
+def add_secret(value: str) -> None:
+    of().add_secret(value)

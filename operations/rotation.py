@@ -1,60 +1,51 @@
-"""Zero-downtime password rotation for the `default` user (entry point: rotate.py).
+"""Zero-downtime rotation of the backend's password (the `default` user), in one host-program call.
 
-Steps, each deciding from what the server accepts, so a run interrupted anywhere can simply
-be run again:
+On the host (`hsi-redis rotate`), each step deciding from what the server accepts, so a run interrupted
+anywhere is simply run again:
 
-1. `add_password`: if the server does not accept the new password yet, add it beside the
-   old one (`ACL SETUSER default #<sha256>`, sent as the admin identity: the backend's own
-   identity may not change users; both passwords now work).
-2. The files: the backend credential `backend.auth`, redis.conf (`requirepass` and the
-   `user default` line new, written without a restart: the running server already has it),
-   the last good config copy, the backend `.env` and the exporter's file.
-3. `drop_old_passwords`: while the server still has more than the new password, restart
-   the consumers' units (`redis_backend_unit`, `redis_exporter_unit`) so they read the new
-   files, then `ACL SETUSER default resetpass #<sha256 new>` (one atomic command: old ones
-   go, new stays).
+1. the admin identity adds the new password beside the old one (`ACL SETUSER default #<sha256>`, on
+   stdin): both work now;
+2. every file that holds the password is rewritten without a restart (backend.auth, redis.conf, the
+   backend `.env`), and the config is recorded as the last good one;
+3. the consumers the deploy can restart are restarted (`redis_backend_unit`);
+4. the old password is dropped (`ACL SETUSER default resetpass #<new>`) only when every consumer the
+   deploy knows of runs with the new one: restarted in step 3, or restarted by the operator after a
+   previous run said so. Otherwise the old password stays valid, the program leaves a root-only notice
+   on the host (`/etc/hsi-redis/rotation-notice`: the new password's SHA-256), and the summary says what
+   to restart. The next run drops the old password when the state read shows that notice for this
+   password and the consumers' files already holding it (a run interrupted before the notice never
+   counts as "the operator was told").
 
-The old password is dropped only when every consumer the deploy knows of (the backend's
-`.env`, the exporter's file) has the new one and runs with it. A consumer without a unit
-cannot be restarted by the run: the run then keeps the old password valid, writes a notice
-on the host (`rotation-notice`) and the summary says what to restart; the next run, finding
-the files already holding the new password and the notice given, drops the old one. A
-generated password stays pending (`.next`) until the drop is done.
+The exporter (`redis_exporter: true`) is not a consumer: it logs in as its own user (`hsi-exporter`), whose
+line in redis.conf is rewritten unchanged, so it keeps reporting throughout.
 
-The server is reached as the other scripts reach it: the plain port, or under TLS-only the
-TLS port over TLS (the server's CA, and the deploy's client certificate under mTLS).
+Generated passwords: the new one waits in the control machine's store (`<name>.next`) and becomes the
+current one only once the old one is dropped, so a second run moves to the same value.
 
-The new password travels base64-encoded on stdin; on the host it is only ever in shell
-variables, in the environment of redis-cli (REDISCLI_AUTH) and as a SHA-256 piped into it.
-Connected clients stay authenticated; new connections need the new password.
-The admin identity (`hsi-admin`, password in cli.auth) is not rotated here; only the backend's.
+Backend hosts (redis_role: backend). A server's backend hosts are consumers too, on other machines: the
+server adds the new password and rewrites its own files (step 4 is held back), then each backend host's
+`.env` gets it and its `redis_backend_unit` is restarted (operations/backends.py), then the server drops
+the old password when every consumer, local and remote, runs with the new one (`drop_after_backends`).
+A backend host without a unit counts as told as the server's own consumers do: the server's notice for
+this password from an earlier run, and its `.env` already holding it. Every host runs these steps in the
+same order, so pyinfra finishes each on all hosts before the next.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import shlex
 from dataclasses import dataclass, replace
 
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra import host
+from pyinfra import state as run_state
+from pyinfra.api import operation
+from pyinfra.api.command import FunctionCommand
 from pyinfra.operations import python
 
-from . import report, secrets, tls
-from .backend_env import write_backend_env
-from .configure import render_config
-from .exporter import write_exporter_env
-from .facts import ADMIN_USER, BACKEND_AUTH_FILE, CLI_AUTH_FILE, STATE_DIR
-from .managed_files import managed_file
-from .persistence import local_address
-from .platform import Platform
-from .rollback import record_last_good
-from .settings import RedisSettings
-
-USER = "default"  # the backend's identity
-AUTH_FILE = BACKEND_AUTH_FILE  # its current password on the host
-# SHA-256 of the password a rotation was held back for (a consumer to restart by hand): root only.
-NOTICE_FILE = f"{STATE_DIR}/rotation-notice"
+from . import backends, clients, configure, credentials, program, report, settings, verify
+from .hoststate import HostState, salted_sha256
+from .program import FileEntry
+from .target import Target, resolve, resolve_backend
 
 
 @dataclass(frozen=True)
@@ -63,20 +54,66 @@ class Consumer:
 
     what: str
     path: str
-    unit: str | None  # restarted by rotate.py when set
-    setting: str      # the setting that names its unit
+    unit: str | None   # restarted by rotate.py when set
+    setting: str       # the setting that names its unit
 
 
-def consumers(conf: RedisSettings) -> list[Consumer]:
-    """Every consumer of the password the settings name: the backend's `.env`, the exporter's file."""
+def new_password(conf: settings.Settings) -> credentials.Secret:
+    """The password a server's rotation moves to (generated: the pending one, created on first use)."""
+    if conf.password_source.startswith("generated"):
+        return credentials.pending_password(conf.host_name)
+    return conf.password
+
+
+def new_target(target: Target) -> Target:
+    """The Target with the password to rotate TO; a backend host's: its server's new password."""
+    if not target.serves:
+        server = settings.load_all(host.state.inventory)[target.server_name]
+        return resolve_backend(target.settings, server, new_password(server))
+    conf = replace(target.settings, password=new_password(target.settings))
+    new = resolve(conf, target.row, target.admin_password)
+    return replace(new, firewall=target.firewall, backend_hosts=target.backend_hosts)
+
+
+def password_consumers(target: Target) -> list[Consumer]:
+    """Every consumer of the password the settings name: the backend's `.env` (the exporter has its own)."""
     found = []
-    if conf.backend_env_path:
-        found.append(Consumer("the HSI backend", conf.backend_env_path, conf.backend_unit,
+    if target.backend is not None:
+        found.append(Consumer("the HSI backend", target.backend.env_path, target.settings.backend_unit,
                               "redis_backend_unit"))
-    if conf.exporter_env_path:
-        found.append(Consumer("redis_exporter", conf.exporter_env_path, conf.exporter_unit,
-                              "redis_exporter_unit"))
     return found
+
+
+def consumers(target: Target) -> tuple[list[str], list[str]]:
+    """(units the run restarts, consumers it cannot restart: the operator must)."""
+    found = password_consumers(target)
+    return ([c.unit for c in found if c.unit],
+            [f"{c.what} (reads {c.path}; set {c.setting} to let rotate.py restart it)" for c in found if not c.unit])
+
+
+def file_holds(target: Target, consumer: Consumer, state: HostState, salt: str) -> bool:
+    """Whether the consumer's file (the backend's `.env`) already holds the target's password (a previous
+    run wrote it)."""
+    info = state.envs.get(consumer.path)
+    wanted = dict(target.backend.lines)["REDIS_PASSWORD"]
+    return info is not None and info.keys.get("REDIS_PASSWORD") == (salted_sha256(salt, wanted),)
+
+
+def notice_path(target: Target) -> str:
+    return f"{target.state_dir}/{program.NOTICE_NAME}"
+
+
+def notice(target: Target) -> str:
+    """The notice's content: the new password's SHA-256 (as the ACL holds it)."""
+    return hashlib.sha256(target.password.reveal().encode()).hexdigest() + "\n"
+
+
+def told(target: Target, waiting: list[Consumer], state: HostState, salt: str) -> bool:
+    """An earlier run kept the old password for this new one and said what to restart (its notice is on
+    the host), and the waiting consumers' files already hold the new password: the operator restarted them."""
+    given = state.file(notice_path(target))
+    return (given.kind == "f" and given.sha == salted_sha256(salt, notice(target))
+            and all(file_holds(target, c, state, salt) for c in waiting))
 
 
 def held_back_warning(waiting: list[Consumer]) -> str:
@@ -89,153 +126,113 @@ def held_back_warning(waiting: list[Consumer]) -> str:
             f"set, rotate.py restarts {them} itself")
 
 
-def _stdin(password: str) -> list[str]:
-    encoded = base64.b64encode(password.encode()).decode()
-    return [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
-
-
-def _prelude(conf: RedisSettings, plat: Platform) -> str:
-    port, tls_args = tls.local_client(conf, plat)  # under TLS-only: the TLS port, over TLS
-    return f"""
-new=$(base64 -d); cli={shlex.quote(plat.cli)}; addr={shlex.quote(local_address(conf))}; port={int(port)}
-auth={shlex.quote(AUTH_FILE)}; admin_auth={shlex.quote(CLI_AUTH_FILE)}
-say() {{ echo "hsi-redis: $*" >&2; }}
-# as PASSWORD ARGS...: the CLI as the backend's identity with PASSWORD (environment, never argv);
-# admin ARGS...: as the admin identity (user changes). stdin passes through to both.
-# Both reach the server at $port, with TLS arguments where the plain port is closed.
-as() {{ pw=$1; shift; REDISCLI_AUTH="$pw" timeout 10 "$cli" --no-auth-warning -h "$addr" -p "$port" {tls_args} "$@" 2>&1 | tr -d '\\r'; }}
-admin() {{ REDISCLI_AUTH="$(cat "$admin_auth")" timeout 10 "$cli" --no-auth-warning --user {ADMIN_USER} -h "$addr" -p "$port" {tls_args} "$@" 2>&1 | tr -d '\\r'; }}
-pong() {{ [ "$(as "$1" ping </dev/null)" = PONG ]; }}
-sha() {{ printf '%s' "$1" | sha256sum | cut -c1-64; }}
-[ -n "$new" ] || {{ say "no new password received"; exit 1; }}
-""".strip()
-
-
-def add_password_script(conf: RedisSettings, plat: Platform) -> str:
-    return _prelude(conf, plat) + f"""
-# Asked of the admin identity (ACL GETUSER lists password hashes): a trial AUTH with the new
-# password would land in ACL LOG as a failed login and show up as an auth failure.
-if admin acl getuser {USER} </dev/null | grep -qx "$(sha "$new")"; then
-  echo "the server already accepts the new password"; exit 0
-fi
-old=$(cat "$auth" 2>/dev/null)
-if [ -z "$old" ] || ! pong "$old"; then
-  say "the server accepts neither the new password nor the one in $auth: run deploy.py first"; exit 1
-fi
-reply=$(printf 'ACL SETUSER {USER} #%s\\n' "$(sha "$new")" | admin)
-[ "$reply" = OK ] || {{ say "ACL SETUSER failed: $reply"; exit 1; }}
-pong "$new" || {{ say "the server does not accept the new password after adding it"; exit 1; }}
-echo "added the new password beside the old one"
-"""
-
-
-def drop_old_script(conf: RedisSettings, plat: Platform) -> str:
-    units = [c.unit for c in consumers(conf) if c.unit]
-    restarts = "".join(
-        f'systemctl try-restart {shlex.quote(unit)} || {{ say "restarting {unit} failed; the old password '
-        f'stays valid until it runs with the new one"; exit 1; }}; echo "restarted {unit}"\n'
-        for unit in units
-    )
-    return _prelude(conf, plat) + f"""
-pong "$new" || {{ say "the server does not accept the new password: run rotate.py again"; exit 1; }}
-count=$(admin acl list </dev/null | grep '^user {USER} ' | tr ' ' '\\n' | grep -c '^#')
-if [ "$count" -le 1 ]; then echo "only the new password is valid"; exit 0; fi
-# Every consumer the deploy restarts reads the new password before the old one goes.
-{restarts}reply=$(printf 'ACL SETUSER {USER} resetpass #%s\\n' "$(sha "$new")" | admin)
-[ "$reply" = OK ] || {{ say "ACL SETUSER resetpass failed: $reply"; exit 1; }}
-pong "$new" || {{ say "the server does not accept the new password after dropping the old"; exit 1; }}
-echo "dropped $((count - 1)) old password(s)"
-"""
-
-
 @operation()
-def add_password(conf: RedisSettings, plat: Platform):
+def rotate_on_host(target: Target, state: HostState, units: tuple[str, ...], drop: bool):
     """
-    Make the server accept `conf.password` too (the old one keeps working).
+    Add the new password, rewrite the files that hold it, restart consumers, drop the old one.
 
-    + conf: the host's settings, with the NEW password
-    + plat: the host's platform row
+    + target: the Target with the NEW password
+    + state: the prologue's state read
+    + units: consumer units to restart before the old password goes
+    + drop: whether the old password may go (every consumer has the new one)
 
     **Example:**
 
     .. code:: python
 
-        add_password(name="Add the new password", conf=new_conf, plat=plat)
+        rotate_on_host(name="Rotate", target=new, state=state, units=("hsi-backend.service",), drop=True)
     """
-    yield StringCommand(add_password_script(conf, plat), _stdin=_stdin(conf.password.reveal()))
+    if not target.serves:
+        host.noop("no server on this host: its backend gets the new password after its server")
+        return
+    entries = [e for e in configure.server_entries(target)
+               if e.path in (target.row.config_path, target.backend_auth)]
+    entries += clients.password_entries(target, state)
+    entries = [replace(e, flags=tuple(f for f in e.flags if f != "restart")) if isinstance(e, FileEntry) else e
+               for e in entries]
+    options = {**target.layout_options(), "restart_units": " ".join(units) or None, "drop": 1 if drop else 0}
+    yield program.command("rotate", *program.options(**options),
+                          stdin=program.bundle(entries, password=target.password.reveal()))
+
+
+def remote_warning(name: str) -> str:
+    """What the summary says for a backend host without a unit that has the new password in its .env."""
+    return (f"password rotation not finished: the old password stays valid until the HSI backend on {name} "
+            f"(its .env holds the new password) is restarted. Restart it, then run rotate.py again (before any "
+            f"deploy.py) to drop the old password; with redis_backend_unit set on {name}, rotate.py restarts it "
+            "itself")
 
 
 @operation()
-def drop_old_passwords(conf: RedisSettings, plat: Platform):
+def drop_after_backends(target: Target, state: HostState, salt: str):
     """
-    Restart the consumers' units (those set), then leave `conf.password` as the only valid password.
+    On a server with backend hosts, after they got the new password: drop the old one when every
+    consumer runs with it (else the summary says who must restart), then, for a generated password,
+    make the new one the current one in the control machine's store.
 
-    + conf: the host's settings, with the NEW password
-    + plat: the host's platform row
+    + target: the server's Target with the NEW password (other hosts: nothing here)
+    + state: the prologue's state read
+    + salt: the salt of that read
 
     **Example:**
 
     .. code:: python
 
-        drop_old_passwords(name="Drop the old password", conf=new_conf, plat=plat)
+        drop_after_backends(name="Drop the old password", target=new, state=state, salt=salt)
     """
-    yield StringCommand(drop_old_script(conf, plat), _stdin=_stdin(conf.password.reveal()))
+    if not target.serves or not target.backend_hosts:
+        host.noop("nothing to drop here after backend hosts")
+        return
+    if not run_state.is_executing:
+        return
+    waiting = [c for c in password_consumers(target) if not c.unit]
+    warnings = [held_back_warning(waiting)] if waiting and not told(target, waiting, state, salt) else []
+    told_before = told(target, [], state, salt)  # this password's notice: an earlier run said what to restart
+    for name in target.backend_hosts:
+        done = backends.backend_rotation(name)
+        if done not in ("restarted", "held") or (done == "held" and not told_before):
+            warnings.append(remote_warning(name) if done in ("held", "written") else
+                            f"password rotation not finished: {name} did not get the new password in this run "
+                            "(see its line); the old password stays valid. Run rotate.py again")
+    if warnings:
+        for warning in warnings:
+            report.warn(host.name, warning)
+        host.noop("the old password stays valid")
+        return
+    yield program.command("rotate-drop", *program.options(**target.layout_options()),
+                          stdin=program.bundle([], password=target.password.reveal()))
+    if target.settings.password_source.startswith("generated"):
+        yield FunctionCommand(credentials.promote_pending, (target.name,), {})
 
 
-def target_settings(conf: RedisSettings, host_name: str) -> RedisSettings:
-    """The host's settings with the password to rotate TO.
-
-    REDIS_PASSWORD in the environment or `redis_password` host data name it; for generated
-    passwords a new one is created beside the current one in the control machine's store
-    (`<name>.next`) and promoted once the host is done (an interrupted run reuses it).
-    """
-    if not conf.password_source.startswith("generated"):
-        return conf
-    return replace(conf, password=secrets.pending_password(host_name))
-
-
-def notice(conf: RedisSettings) -> str:
-    """The notice file's content: the new password's SHA-256 (as redis.conf's user line holds it)."""
-    return hashlib.sha256(conf.password.reveal().encode()).hexdigest() + "\n"
-
-
-@deploy("Rotate the password")
-def rotate_password(conf: RedisSettings, plat: Platform, host_name: str) -> RedisSettings:
-    """Move the host to a new password without downtime; returns the settings with it.
-
-    The old password is dropped (and a generated new one promoted in the store) only when
-    every consumer runs with the new one: restarted here through its unit, or, without a
-    unit, told to the operator by an earlier run whose files held the same new password.
-    """
-    new = target_settings(conf, host_name)
-    add_password(name="Add the new password beside the old one (ACL)", conf=new, plat=plat)
-    managed_file(name=f"Write {AUTH_FILE} (root only)", path=AUTH_FILE, content=new.password.reveal(),
-                 user="root", group="root", mode=0o600)
-    # No restart: the running server already accepts the new password.
-    managed_file(name=f"Write {plat.config_path} (requirepass; no restart)", path=plat.config_path,
-                 content=render_config(new, plat), user="root", group=plat.group, mode=0o640)
-    record_last_good(name="Record the config as the last good one", conf=new, plat=plat)
-    # Each consumer's file-writing operation, by the setting that names the consumer's unit.
-    written = {"redis_backend_unit": write_backend_env(new), "redis_exporter_unit": write_exporter_env(new)}
-    waiting = [c for c in consumers(new) if c.unit is None]
-    gate = []
-    if waiting:
-        # Written after the files: a run interrupted before it never counts as "the operator was told".
-        told = managed_file(name=f"Write {NOTICE_FILE} (rotation held back for a restart)", path=NOTICE_FILE,
-                            content=notice(new), user="root", group="root", mode=0o600)
-        files = [written[c.setting] for c in waiting]
-
-        def restarted() -> bool:
-            """The files already held the new password, and an earlier run said to restart their readers."""
-            return not told.did_change() and not any(op.did_change() for op in files)
-
-        python.call(name="Keep the old password: a consumer must be restarted first (see the summary)",
-                    function=report.warn, host_name=host_name, text=held_back_warning(waiting),
-                    _if=lambda: not restarted())
-        gate = [restarted]
-    drop_old_passwords(name="Restart the consumers' units, then drop the old password", conf=new, plat=plat,
-                       _if=gate)
-    if new is not conf:
+def rotate(prepared) -> None:
+    """The rotation of one host (the rotate flow, after the prologue). Every host calls the same steps;
+    each does nothing where its role is not (see the module docstring)."""
+    old = prepared.target
+    new = new_target(old)
+    report.add_secret(new.password.reveal())
+    found = password_consumers(new) if old.serves else []
+    units = [c.unit for c in found if c.unit]
+    waiting = [c for c in found if not c.unit]
+    # a server with backend hosts drops the old password only after them (drop_after_backends)
+    alone = old.serves and not old.backend_hosts
+    drop = alone and (not waiting or told(new, waiting, prepared.state, prepared.salt))
+    if alone and not drop:
+        report.warn(host.name, held_back_warning(waiting))
+    rotated = rotate_on_host(name="Rotate the backend password (add, rewrite files, restart consumers, drop)",
+                             target=new, state=prepared.state, units=tuple(units), drop=drop)
+    backends.remember("rotate", rotated)
+    if drop and new.settings.password_source.startswith("generated"):
         python.call(name="Make the new password the current one in the control machine's store",
-                    function=secrets.promote_pending, host_name=host_name, _if=gate)
-    return new
+                    function=credentials.promote_pending, host_name=old.name)
+    moved = backends.rotate_backend(name="Backend host: the new password in its .env, its unit restarted",
+                                    target=new, state=prepared.state, salt=prepared.salt)
+    backends.remember("rotate-backend", moved)
+    dropped = drop_after_backends(name="Drop the old password once every backend host has the new one",
+                                  target=new, state=prepared.state, salt=prepared.salt)
+    verify.server_answers(name="Verify with the new password", target=new, state=prepared.state,
+                          salt=prepared.salt, changes=(rotated, dropped))
+    backends.backend_answers(name="Verify the backend host's .env and TLS files", target=new,
+                             state=prepared.state, salt=prepared.salt, changes=(moved,))
+    backends.backend_ping(name="Backend host: PING its server with the new password", target=new,
+                          state=prepared.state, salt=prepared.salt, changes=(moved,))

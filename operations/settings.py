@@ -1,577 +1,62 @@
-"""Typed, validated settings: the one place every user-facing default lives.
+"""Settings of the hosts of a run: loaded from pyinfra host data and validated, every host at once.
 
-Each setting is read from pyinfra host data (inventory, `group_data/`, `--data`) under the
-name in `SETTINGS`; the README's settings table mirrors this list (a unit test keeps them
-in step). `load(host)` validates *every* host of the run on its first call and raises one
-`SettingsError` naming each `host: setting: problem`, so a bad value anywhere stops the
-run before any host is touched.
-
-The Redis password comes from, in order: `REDIS_PASSWORD` in the operator's environment,
-the host's `redis_password` data, or a password generated once per host and kept on the
-control machine (see `operations.secrets`).
+Each setting is read from pyinfra host data (inventory, `group_data/`, `--data`) under its name in
+operations/defaults.py. `load(host)` validates *every* host of the run on its first call and raises one
+`SettingsError` naming each `host: setting: problem`, so a bad value anywhere stops the run before any
+host is touched.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pyinfra.api.exceptions import PyinfraError
+from .validation import Settings, SettingsError, check_topology, parse
 
-from . import certs, secrets, sources
-from .certs import TlsConfig
-from .secrets import Secret
+__all__ = ["Settings", "SettingsError", "backends_of", "clear_cache", "load", "load_all"]
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: Any
-    help: str
-
-
-# Deployment sizes from the HSI memory table (small 1-4 cameras, medium 5-8, large 8+).
-SIZES = {"small": "100mb", "medium": "200mb", "large": "512mb"}
-MAXMEMORY_POLICIES = (
-    "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
-    "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
-)
-
-# What the backend's connection must not run: wiping the data, taking the server over, changing users.
-DENIED_COMMANDS = (
-    "flushall", "flushdb", "debug", "shutdown", "module", "replicaof", "slaveof", "migrate", "acl",
-    "config|rewrite",
-)
-# Never deniable: the backend could no longer log in or talk to the server at all.
-ESSENTIAL_COMMANDS = ("auth", "hello", "ping", "quit", "reset", "select", "client", "info")
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("redis_password", None, "Password clients must present. `REDIS_PASSWORD` in the operator's "
-            "environment wins; unset, one is generated per host and kept in `.secrets/`."),
-    Setting("redis_password_min_length", 16, "Shortest password accepted (not applied to development hosts)."),
-    Setting("redis_development", False, "Marks a development host: relaxes the password length rule."),
-    Setting("redis_bind", ["127.0.0.1", "-::1"], "Addresses the server listens on (`-` = skip if absent)."),
-    Setting("redis_port", 6379, "TCP port."),
-    Setting("redis_size", "small", "Deployment size: `small` (1-4 cameras), `medium` (5-8), `large` (8+)."),
-    Setting("redis_maxmemory", None, "Memory limit; unset, taken from the size (100mb / 200mb / 512mb)."),
-    Setting("redis_maxmemory_policy", "noeviction", "Eviction policy; `noeviction` keeps queues from being "
-            "evicted."),
-    Setting("redis_appendfsync", "everysec", "AOF fsync policy: `always`, `everysec` or `no`."),
-    Setting("redis_flavour", "auto", "`redis`, `valkey`, or `auto` (Redis where the distro ships it)."),
-    Setting("redis_backend_env_path", "/opt/hsi/backend/.env", "The HSI backend's `.env` to merge the "
-            "Redis keys into; empty to skip."),
-    Setting("redis_backend_env_owner", None, "Owner of the backend `.env` and its TLS files; unset, an existing "
-            "`.env` keeps its owner, new files belong to the user owning their directory (root when the deploy "
-            "creates it). See \"The backend's files\"."),
-    Setting("redis_backend_env_group", None, "Group of the backend `.env` and its TLS files; unset, an existing "
-            "`.env` keeps its group, else the owner's login group. A new `.env` with it set is 0640, else 0600."),
-    Setting("redis_backend_host", "localhost", "Host name the backend uses in `REDIS_URL`."),
-    Setting("redis_backend_db", 0, "Database number in `REDIS_URL`."),
-    Setting("redis_verify_only", False, "Only verify: change nothing on the host."),
-    # TLS, mTLS and the monitoring exporter (issue 3); see operations/certs.py and operations/tls.py.
-    Setting("redis_tls", False, "Serve TLS on `redis_tls_port`; the backend's `REDIS_URL` becomes `rediss://`."),
-    Setting("redis_tls_port", 6380, "TLS port."),
-    Setting("redis_tls_only", False, "Close the plain port (`port 0`); needs `redis_tls`."),
-    Setting("redis_tls_ca_cert", None, "CA certificate (PEM file on the control machine); unset, the "
-            "helper's `.secrets/pki/ca.crt`."),
-    Setting("redis_tls_cert", None, "Server certificate (PEM, intermediates may follow); unset, "
-            "`.secrets/pki/hosts/<host>/server.crt`."),
-    Setting("redis_tls_key", None, "Server key (unencrypted PEM); unset, `.secrets/pki/hosts/<host>/server.key`."),
-    Setting("redis_tls_client_cert", None, "Backend client certificate (PEM) for mTLS; unset, none."),
-    Setting("redis_tls_client_key", None, "Key of `redis_tls_client_cert` (unencrypted PEM)."),
-    Setting("redis_tls_auth_clients", None, "`tls-auth-clients`: `yes`, `optional` or `no`; unset, `yes` "
-            "with a client certificate, else `no`."),
-    Setting("redis_tls_backend_dir", None, "Host directory for the backend's CA and client files; unset, "
-            "`redis-tls/` beside the backend `.env`."),
-    Setting("redis_exporter_env_path", None, "Write a redis_exporter environment file here (0600); unset, none."),
-    Setting("redis_exporter_owner", "root", "Owner of the exporter's environment file and TLS files."),
-    Setting("redis_exporter_listen", "127.0.0.1:9121", "`REDIS_EXPORTER_WEB_LISTEN_ADDRESS` (loopback by "
-            "default)."),
-    # Issue 4: package source and version policy.
-    Setting("redis_source", "distro", "`distro` (the distro's packages), `upstream` (packages.redis.io), or "
-            "`auto` (the distro's unless it is below `redis_minimum_version`, then upstream)."),
-    Setting("redis_minimum_version", "", "Lowest acceptable server version, e.g. `7.4`; a host below it stops "
-            "before anything changes there. Empty: install anyway, with a warning below 7.4."),
-    Setting("redis_upstream_version", "7.4", "Upstream release series to pin (`7.4`, `8.0`, or an exact "
-            "`7.4.2`); only used with the upstream source."),
-    Setting("redis_upstream_key", "", "Path on the control machine to packages.redis.io's ASCII-armored "
-            "signing key (download https://packages.redis.io/gpg once); required for the upstream source."),
-    Setting("redis_upstream_key_fingerprint", "", "The key's fingerprint as you confirmed it (40 hex digits); "
-            "the deploy refuses a key file whose fingerprint differs."),
-    # Security (issue 5): least privilege, auth-failure monitoring, host hardening.
-    Setting("redis_acl_denied_commands", list(DENIED_COMMANDS), "Commands the backend's identity (the "
-            "`default` user) may not run; `NAME` or `NAME|SUBCOMMAND`. The admin user keeps them all."),
-    Setting("redis_backend_config_set", False, "Let the backend's identity run CONFIG SET (Redis 7.0+ only; "
-            "see Least privilege: it can then switch authentication off). Off: CONFIG GET only."),
-    Setting("redis_auth_failure_warn", 10, "Failed authentications since the last run (ACL LOG) at or above "
-            "which the summary warns."),
-    Setting("redis_kernel_tuning", True, "Set vm.overcommit_memory=1, net.core.somaxconn and THP off "
-            "(persistent); always skipped inside containers."),
-    # Safety (issue 6): restarts that roll back, rotation, fleet faults.
-    Setting("redis_extra_config", [], "Extra redis.conf directive lines appended as given (no newlines); "
-            "a line the server rejects is rolled back to the last good config."),
-    Setting("redis_restart_wait", 60, "Seconds to wait for the server to answer PING after a restart "
-            "before restoring the last good config."),
-    Setting("redis_backend_unit", None, "systemd unit of the backend that `rotate.py` restarts after "
-            "writing the new password into its `.env` (unset: not restarted)."),
-    Setting("redis_exporter_unit", None, "systemd unit of the exporter that `rotate.py` restarts after "
-            "rewriting its environment file (unset: not restarted)."),
-)
-DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
-
-# Every pattern is used with `fullmatch` (see `_whole`): `$` would also match before a trailing
-# newline, and "localhost\n" would pass.
-_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\$?")
-_HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
-_MEMORY_RE = re.compile(r"([1-9][0-9]{0,14})(b|k|kb|m|mb|g|gb)?", re.IGNORECASE)
-# Redis' own units: k/m/g are powers of 1000, kb/mb/gb powers of 1024.
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
-_MEMORY_MIN = 1024**2  # below 1mb the server cannot even hold its own bookkeeping
-_COMMAND_RE = re.compile(r"[a-z][a-z0-9_.-]*(\|[a-z][a-z0-9_.-]*)?")
-_PATH_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
-_LISTEN_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}")
-# An IP address as ipaddress reads it, but with a scope (`fe80::1%eth0`) of name characters only:
-# ipaddress takes any text after `%`, line breaks included.
-_ADDRESS_RE = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]{1,64})?")
-# The text form of a list setting ("a, b c"): commas and spaces separate, no control characters.
-_LIST_TEXT_RE = re.compile(r"[^\x00-\x1f\x7f]*")
-
-
-def _whole(pattern: re.Pattern, value: Any) -> bool:
-    """Whether `value` is text and `pattern` matches all of it (not a prefix, not up to a newline)."""
-    return isinstance(value, str) and pattern.fullmatch(value) is not None
-
-
-def _ip_address(value: Any) -> bool:
-    """Whether `value` is an IPv4/IPv6 address (a scope of name characters allowed)."""
-    if not _whole(_ADDRESS_RE, value):
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _list_items(value: Any) -> Any:
-    """A list setting's items: its text form is split at commas and spaces."""
-    if isinstance(value, str):
-        return value.replace(",", " ").split(" ") if _whole(_LIST_TEXT_RE, value) else [value]
-    return value
-
-
-class SettingsError(PyinfraError):
-    """Invalid settings for one or more hosts; nothing has been changed anywhere."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__(
-            "invalid settings, no host was changed:\n" + "\n".join(f"  {p}" for p in problems)
-        )
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    host_name: str
-    password: Secret = field(repr=False)
-    password_source: str
-    development: bool
-    bind: tuple[str, ...]
-    port: int
-    size: str
-    maxmemory: str
-    maxmemory_policy: str
-    appendfsync: str
-    flavour: str
-    backend_env_path: str | None
-    backend_env_owner: str | None  # None: an existing .env keeps its owner (see backend_env.py)
-    backend_env_group: str | None
-    backend_host: str
-    backend_db: int
-    verify_only: bool
-    source: str
-    minimum_version: str
-    upstream_version: str
-    upstream_key: str = field(repr=False)  # armored key text (public, but long)
-    upstream_key_fingerprint: str
-    tls: TlsConfig | None = None
-    exporter_env_path: str | None = None
-    exporter_owner: str = "root"
-    exporter_listen: str = "127.0.0.1:9121"
-    acl_denied: tuple[str, ...] = ()
-    backend_config_set: bool = False
-    auth_failure_warn: int = 10
-    kernel_tuning: bool = True
-    # Not fatal, but the operator must hear about them (printed in the summary).
-    warnings: tuple[str, ...] = ()
-    extra_config: tuple[str, ...] = ()
-    restart_wait: int = 60
-    backend_unit: str | None = None
-    exporter_unit: str | None = None
-
-    @property
-    def backend_url(self) -> str:
-        """REDIS_URL as the backend reads it. The password stays out (it would override REDIS_PASSWORD)."""
-        host = self.backend_host
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        return f"redis://{host}:{self.port}/{self.backend_db}"
-
-
-class _Reader:
-    """Reads one host's data, collecting every problem instead of stopping at the first."""
-
-    def __init__(self, host_name: str, data: dict[str, Any]):
-        self.host_name = host_name
-        self.data = data
-        self.problems: list[str] = []
-
-    def fail(self, setting: str, message: str) -> None:
-        self.problems.append(f"{self.host_name}: {setting}: {message}")
-
-    def raw(self, name: str) -> Any:
-        value = self.data.get(name)
-        return DEFAULTS[name] if value is None else value
-
-    def boolean(self, name: str) -> bool:
-        value = self.raw(name)
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-            return value.lower() in ("true", "yes", "1")
-        self.fail(name, f"expected true or false, got {value!r}")
-        return bool(DEFAULTS[name])
-
-    def integer(self, name: str, low: int, high: int) -> int:
-        value = self.raw(name)
-        try:
-            number = int(value)
-            if isinstance(value, bool) or str(number) != str(value).strip():
-                raise ValueError
-        except (TypeError, ValueError):
-            self.fail(name, f"expected a whole number, got {value!r}")
-            return DEFAULTS[name]
-        if not low <= number <= high:
-            self.fail(name, f"{number} is out of range {low}..{high}")
-        return number
-
-    def choice(self, name: str, choices) -> str:
-        value = self.raw(name)
-        if value not in choices:
-            self.fail(name, f"{value!r} is not one of: {', '.join(choices)}")
-            return DEFAULTS[name]
-        return value
-
-    def text(self, name: str, pattern: re.Pattern, what: str) -> str:
-        value = self.raw(name)
-        if not _whole(pattern, value):
-            self.fail(name, f"{value!r} is not {what}")
-            return str(DEFAULTS[name])
-        return value
-
-
-def _bind_addresses(reader: _Reader) -> tuple[str, ...]:
-    value = reader.raw("redis_bind")
-    if isinstance(value, str):
-        value = [item for item in _list_items(value) if item]
-    if not isinstance(value, (list, tuple)) or not value:
-        reader.fail("redis_bind", f"expected a list of addresses, got {value!r}")
-        return tuple(DEFAULTS["redis_bind"])
-    addresses = []
-    for address in value:
-        plain = address[1:] if isinstance(address, str) and address.startswith("-") else address
-        if plain != "*" and not _ip_address(plain):
-            reader.fail("redis_bind", f"{address!r} is not an IP address (optionally prefixed with '-')")
-            continue
-        addresses.append(address)
-    return tuple(addresses)
-
-
-def _is_loopback(address: str) -> bool:
-    plain = address.lstrip("-")
-    return plain != "*" and ipaddress.ip_address(plain).is_loopback
-
-
-def memory_bytes(value: str) -> int | None:
-    """Bytes in a Redis size such as ``256mb`` or ``1g``; None when it is not one."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    match = _MEMORY_RE.fullmatch(text.strip(" ")) if isinstance(text, str) else None
-    if not match:
-        return None
-    return int(match.group(1)) * _MEMORY_UNITS[(match.group(2) or "").lower()]
-
-
-def _denied_commands(reader: _Reader) -> tuple[str, ...]:
-    value = reader.raw("redis_acl_denied_commands")
-    if isinstance(value, str):
-        value = [item for item in _list_items(value) if item]
-    if not isinstance(value, (list, tuple)):
-        reader.fail("redis_acl_denied_commands", f"expected a list of command names, got {value!r}")
-        return DENIED_COMMANDS
-    commands = []
-    for item in value:
-        name = item.strip(" ").lower() if isinstance(item, str) else item
-        if not _whole(_COMMAND_RE, name):
-            reader.fail("redis_acl_denied_commands", f"{item!r} is not a command name (NAME or NAME|SUBCOMMAND)")
-        elif name.split("|")[0] in ESSENTIAL_COMMANDS:
-            reader.fail("redis_acl_denied_commands", f"{name!r} cannot be denied: the backend needs it to connect")
-        elif name not in commands:
-            commands.append(name)
-    return tuple(commands)
-
-
-def _backend_config_set(reader: _Reader, denied: tuple[str, ...]) -> bool:
-    allowed = reader.boolean("redis_backend_config_set")
-    if allowed and {"config", "config|set"} & set(denied):
-        reader.fail("redis_backend_config_set", "true, but redis_acl_denied_commands denies CONFIG SET")
-    return allowed
-
-
-def _network_warnings(bind: tuple[str, ...], tls_enabled: bool) -> tuple[str, ...]:
-    exposed = [a.lstrip("-") for a in bind if not _is_loopback(a)]
-    if not exposed or tls_enabled:
-        return ()
-    warning = (f"listens on {', '.join(exposed)} without TLS: the password and data cross the network "
-               "in clear text (set redis_tls, or bind to loopback only)")
-    return (warning,)
-
-
-def _password(reader: _Reader, development: bool, exposed: bool = False) -> tuple[Secret | None, str]:
-    env_value = os.environ.get("REDIS_PASSWORD")
-    if env_value:
-        value, source = env_value, "environment REDIS_PASSWORD"
-    elif reader.data.get("redis_password") not in (None, ""):
-        value, source = reader.data["redis_password"], "host data redis_password"
-        if isinstance(value, Secret):
-            value = value.reveal()
-    else:
-        return secrets.generated_password(reader.host_name), "generated (control machine store)"
-    if not isinstance(value, str):
-        reader.fail("redis_password", f"expected text ({source})")
-        return None, source
-    problem = secrets.password_problem(value)
-    if problem:
-        reader.fail("redis_password", f"{problem} ({source})")
-        return None, source
-    minimum = reader.integer("redis_password_min_length", 8, 1024)
-    if exposed and len(value) < minimum:
-        # A development host may keep a short password only while nothing outside can reach it.
-        reader.fail("redis_password", f"shorter than {minimum} characters ({source}) on a server that "
-                    "listens beyond loopback (redis_bind); no exception for development hosts there")
-    elif not development and len(value) < minimum:
-        reader.fail(
-            "redis_password",
-            f"shorter than {minimum} characters ({source}); use a longer one, "
-            "or mark the host redis_development=true",
-        )
-    return Secret(value), source
-
-
-def _control_path(reader: _Reader, name: str, default: Path) -> Path:
-    value = reader.raw(name)
-    if value in (None, ""):
-        return default
-    return Path(str(value)).expanduser().resolve()
-
-
-def _tls(reader: _Reader, backend_host: str, env_path: str | None, port: int,
-         warnings: list[str]) -> TlsConfig | None:
-    """TLS settings; the files are checked here (pre-flight), so a bad one stops the run untouched."""
-    enabled = reader.boolean("redis_tls")
-    only = reader.boolean("redis_tls_only")
-    tls_port = reader.integer("redis_tls_port", 1, 65535)
-    client_set = reader.raw("redis_tls_client_cert") not in (None, "")
-    if client_set != (reader.raw("redis_tls_client_key") not in (None, "")):
-        reader.fail("redis_tls_client_cert", "set both redis_tls_client_cert and redis_tls_client_key, or neither")
-    auth = reader.raw("redis_tls_auth_clients")
-    auth = ("yes" if client_set else "no") if auth is None else str(auth).lower()
-    auth = {"true": "yes", "false": "no"}.get(auth, auth)
-    if auth not in ("yes", "optional", "no"):
-        reader.fail("redis_tls_auth_clients", f"{auth!r} is not one of: yes, optional, no")
-    backend_dir = reader.raw("redis_tls_backend_dir") or (
-        f"{env_path.rsplit('/', 1)[0] or ''}/redis-tls" if env_path else None)
-    if backend_dir is not None and not _whole(_PATH_RE, backend_dir):
-        reader.fail("redis_tls_backend_dir", f"{backend_dir!r} is not an absolute directory path")
-    if not enabled:
-        if only:
-            reader.fail("redis_tls_only", "needs redis_tls=true (otherwise no port would be open)")
-        return None
-    if tls_port == port:
-        reader.fail("redis_tls_port", f"{tls_port} is also redis_port; pick another port")
-    if auth == "yes" and not client_set:
-        reader.fail("redis_tls_auth_clients", "yes requires a client certificate for the backend "
-                    "(redis_tls_client_cert / redis_tls_client_key), or use optional / no")
-    layout = certs.pki_layout(certs.pki_dir(), reader.host_name)
-    paths = certs.TlsPaths(
-        ca=_control_path(reader, "redis_tls_ca_cert", layout.ca),
-        cert=_control_path(reader, "redis_tls_cert", layout.cert),
-        key=_control_path(reader, "redis_tls_key", layout.key),
-        client_cert=_control_path(reader, "redis_tls_client_cert", layout.client_cert) if client_set else None,
-        client_key=_control_path(reader, "redis_tls_client_key", layout.client_key) if client_set else None,
-    )
-    contents, problems, notes = certs.check_tls_files(paths, backend_host)
-    for problem in problems:
-        reader.problems.append(f"{reader.host_name}: {problem}")
-    warnings.extend(notes)
-    if contents is None:
-        return None
-    return TlsConfig(
-        port=tls_port, only=only, auth_clients=auth, ca_pem=contents["ca"], cert_pem=contents["cert"],
-        key_pem=Secret(contents["key"]), client_cert_pem=contents.get("client_cert"),
-        client_key_pem=Secret(contents["client_key"]) if client_set else None, backend_dir=backend_dir,
-    )
-
-
-_UNIT_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,250}")
-
-
-def _extra_config(reader: _Reader) -> tuple[str, ...]:
-    """Extra directive lines: one directive per item, no line breaks, no NUL."""
-    value = reader.raw("redis_extra_config")
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        reader.fail("redis_extra_config", f"expected a list of directive lines, got {type(value).__name__}")
-        return ()
-    lines = []
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            reader.fail("redis_extra_config", f"{item!r} is not a directive line")
-        elif any(char in item for char in "\n\r\x00"):
-            reader.fail("redis_extra_config", "a line contains a newline or NUL (one directive per item)")
-        else:
-            lines.append(item.strip())
-    return tuple(lines)
-
-
-def _unit_name(reader: _Reader, name: str) -> str | None:
-    value = reader.raw(name)
-    if value in (None, ""):
-        return None
-    if not _whole(_UNIT_RE, value):
-        reader.fail(name, f"{value!r} is not a systemd unit name")
-        return None
-    return value if "." in value else f"{value}.service"
-
-
-def parse(host_name: str, data: dict[str, Any]) -> tuple[RedisSettings | None, list[str]]:
-    """Parse one host's data. Returns the settings (None if invalid) and the problems found."""
-    reader = _Reader(host_name, data)
-    development = reader.boolean("redis_development")
-    bind = _bind_addresses(reader)
-    password, source = _password(reader, development, exposed=not all(map(_is_loopback, bind)))
-    size = reader.choice("redis_size", tuple(SIZES))
-    maxmemory = reader.raw("redis_maxmemory")
-    if maxmemory is None:
-        maxmemory = SIZES[size]
-    elif memory_bytes(maxmemory) is None:
-        reader.fail("redis_maxmemory", f"{maxmemory!r} is not a size such as 256mb or 1gb")
-    elif memory_bytes(maxmemory) < _MEMORY_MIN:
-        reader.fail("redis_maxmemory", f"{maxmemory!r} is below 1mb")
-    env_path = reader.raw("redis_backend_env_path") or None
-    if env_path is not None and (not _whole(_PATH_RE, env_path)
-                                 or env_path.endswith("/") or "/../" in env_path + "/"
-                                 or "/./" in env_path + "/"):
-        reader.fail("redis_backend_env_path", f"{env_path!r} is not an absolute file path")
-    owner = reader.raw("redis_backend_env_owner") or None  # unset: decided on the host (backend_env.py)
-    if owner is not None and not _whole(_USER_RE, owner):
-        reader.fail("redis_backend_env_owner", f"{owner!r} is not a valid user name")
-    group_value = reader.raw("redis_backend_env_group") or None
-    if group_value is not None and not _whole(_USER_RE, group_value):
-        reader.fail("redis_backend_env_group", f"{group_value!r} is not a valid group name")
-    backend_host = reader.raw("redis_backend_host")
-    if not _ip_address(backend_host) and not _whole(_HOSTNAME_RE, backend_host):
-        reader.fail("redis_backend_host", f"{backend_host!r} is not a host name or IP address")
-        backend_host = str(DEFAULTS["redis_backend_host"])
-    warnings: list[str] = []
-    port = reader.integer("redis_port", 1, 65535)
-    tls = _tls(reader, backend_host, env_path, port, warnings)
-    exporter_path = reader.raw("redis_exporter_env_path") or None
-    if exporter_path is not None and (not _whole(_PATH_RE, exporter_path)
-                                      or exporter_path.endswith("/")):
-        reader.fail("redis_exporter_env_path", f"{exporter_path!r} is not an absolute file path")
-    exporter_listen = reader.raw("redis_exporter_listen")
-    if not _whole(_LISTEN_RE, exporter_listen):
-        reader.fail("redis_exporter_listen", f"{exporter_listen!r} is not HOST:PORT (e.g. 127.0.0.1:9121)")
-
-    acl_denied = _denied_commands(reader)
-    settings = RedisSettings(
-        host_name=host_name,
-        password=password or Secret(""),
-        password_source=source,
-        development=development,
-        bind=bind,
-        port=port,
-        size=size,
-        maxmemory=str(maxmemory).strip().lower(),
-        maxmemory_policy=reader.choice("redis_maxmemory_policy", MAXMEMORY_POLICIES),
-        appendfsync=reader.choice("redis_appendfsync", ("always", "everysec", "no")),
-        flavour=reader.choice("redis_flavour", ("auto", "redis", "valkey")),
-        backend_env_path=env_path,
-        backend_env_owner=owner and str(owner),
-        backend_env_group=group_value and str(group_value),
-        backend_host=backend_host,
-        backend_db=reader.integer("redis_backend_db", 0, 15),
-        verify_only=reader.boolean("redis_verify_only"),
-        tls=tls,
-        exporter_env_path=exporter_path,
-        exporter_owner=reader.text("redis_exporter_owner", _USER_RE, "a valid user name"),
-        exporter_listen=exporter_listen,
-        **sources.parse_source_settings(reader),
-        acl_denied=acl_denied,
-        backend_config_set=_backend_config_set(reader, acl_denied),
-        auth_failure_warn=reader.integer("redis_auth_failure_warn", 1, 1_000_000),
-        kernel_tuning=reader.boolean("redis_kernel_tuning"),
-        warnings=tuple(warnings) + _network_warnings(bind, tls is not None),
-        extra_config=_extra_config(reader),
-        restart_wait=reader.integer("redis_restart_wait", 5, 3600),
-        backend_unit=_unit_name(reader, "redis_backend_unit"),
-        exporter_unit=_unit_name(reader, "redis_exporter_unit"),
-    )
-    if settings.exporter_unit and exporter_path is None:
-        reader.fail("redis_exporter_unit", "needs redis_exporter_env_path (the file the exporter reads)")
-    unknown = sorted(k for k in data if k.startswith("redis_") and k not in DEFAULTS)
-    for key in unknown:
-        reader.fail(key, "unknown setting (a typo?); see the README's settings table")
-    return (None if reader.problems else settings), reader.problems
-
-
-def _host_data(host) -> dict[str, Any]:
-    """The host's merged data (CLI --data > host > group > all), our keys only."""
+def _host_data(host) -> tuple[dict[str, Any], str]:
+    """The host's merged data (CLI --data > host > group > all), our keys only, and the address pyinfra
+    reaches it by (`ssh_hostname`, else its name)."""
     merged = host.data.dict()
-    return {k: v for k, v in merged.items() if isinstance(k, str) and k.startswith("redis_")}
+    ours = {k: v for k, v in merged.items() if isinstance(k, str) and k.startswith("redis_")}
+    address = merged.get("ssh_hostname")
+    return ours, address if isinstance(address, str) and address else host.name
 
 
-_cache: dict[int, dict[str, RedisSettings]] = {}
+_cache: dict[int, dict[str, Settings]] = {}
 
 
-def load_all(inventory) -> dict[str, RedisSettings]:
+def load_all(inventory) -> dict[str, Settings]:
     """Validate every host in the inventory; raise SettingsError listing all problems."""
     key = id(inventory)
     if key not in _cache:
-        parsed, problems = {}, []
+        parsed, problems, names = {}, [], []
         for inv_host in inventory:
-            result, host_problems = parse(inv_host.name, _host_data(inv_host))
+            names.append(inv_host.name)
+            result, host_problems = parse(inv_host.name, *_host_data(inv_host))
             problems += host_problems
             if result is not None:
                 parsed[inv_host.name] = result
+        parsed, across = check_topology(parsed, names)
+        problems += across
         if problems:
             raise SettingsError(problems)
         _cache[key] = parsed
     return _cache[key]
 
 
-def load(host) -> RedisSettings:
-    """Settings of `host`, validating the whole inventory on first use."""
-    from pyinfra import state
+def backends_of(inventory, server: str) -> list[Settings]:
+    """The backend hosts (redis_role: backend) whose redis_server is `server`, in inventory order."""
+    return [conf for conf in load_all(inventory).values() if conf.role == "backend" and conf.server == server]
 
-    from . import report
 
-    conf = load_all(state.inventory)[host.name]
-    for warning in conf.warnings:  # e.g. a certificate that expires soon: printed in the summary
-        report.warn(host.name, warning)
-    return conf
+def clear_cache() -> None:
+    """Forget validated inventories (tests run several inventories in one process)."""
+    _cache.clear()
+
+
+def load(host) -> Settings:
+    """Settings of `host`, validating the whole inventory (`host.state`'s) on first use."""
+    return load_all(host.state.inventory)[host.name]
+

@@ -10,9 +10,9 @@ names the file and the fingerprint in the settings. The fingerprint is recompute
 file here (OpenPGP v4: SHA-1 over the public-key packet) before any host is touched, so a
 swapped or corrupted key file stops the run.
 
-`choose()` runs in the deploy body, before any operation: one fact (`versions.PackageState`)
-tells the installed and candidate versions, the version policy decides, and a host that
-fails it is stopped there with nothing changed (other hosts go on).
+`choose()` runs in the prologue, before any operation: the host's one state read tells the installed
+and candidate versions, the version policy decides, and a host that fails it is stopped there with
+nothing changed (other hosts go on).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from . import platform, versions
-from .platform import Platform
+from . import rows, versions
+from .rows import Row
 
 ARMOR_BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
 ARMOR_END = "-----END PGP PUBLIC KEY BLOCK-----"
@@ -160,68 +160,40 @@ def matches_series(installed: str, series: str) -> bool:
     return have is not None and list(have[: len(parts)]) == parts
 
 
-def expected_version(plat: Platform, state: dict, conf) -> tuple[str, str]:
+def expected_version(row: Row, installed: str, candidate: str, settings) -> tuple[str, str]:
     """(version, where it was read) of the server the deploy would leave on the host."""
-    if plat.source == "upstream":
-        if state.get("installed") and matches_series(state["installed"], conf.upstream_version):
-            return state["installed"], "installed from upstream"
-        return conf.upstream_version, "upstream pin"
-    if state.get("installed"):
-        return state["installed"], "installed"
-    if state.get("candidate"):
-        return state["candidate"], f"{plat.package_manager} candidate"
-    return plat.distro_version, f"what {plat.name} ships"
+    if row.source == "upstream":
+        if installed and matches_series(installed, settings.upstream_version):
+            return installed, "installed from upstream"
+        return settings.upstream_version, "upstream pin"
+    if installed:
+        return installed, "installed"
+    if candidate:
+        return candidate, f"{row.package_manager} candidate"
+    return row.distro_version, f"what {row.name} ships"
 
 
-def _auto_needs_upstream(plat: Platform, state: dict, conf) -> bool:
-    version = versions.parse(expected_version(plat, state, conf)[0])
-    return bool(conf.minimum_version) and (
-        version is None or versions.below_minimum(plat.flavour, version, conf.minimum_version)
-    )
+def choose(settings, row: Row, installed: str, candidate: str) -> tuple[Row, str | None, list[str]]:
+    """Apply the source setting and the version policy to a host whose package state is known.
 
-
-def choose(host, conf, plat: Platform) -> tuple[Platform, str | None, list[str], dict]:
-    """Apply the source setting and the version policy: (row, problem, warnings, package state)."""
-    state = host.get_fact(
-        versions.PackageState,
-        package_manager=plat.package_manager,
-        package=plat.packages[0],
-        query_dnf=not plat.module_stream,
-    )
-    wants_upstream = conf.source == "upstream" or (
-        conf.source == "auto" and _auto_needs_upstream(plat, state, conf)
-    )
-    row = platform.upstream(plat) if wants_upstream else None
-    if wants_upstream and row is None and conf.source == "upstream":
-        problem = (
-            f"packages.redis.io has no {plat.flavour} packages for {plat.name} "
-            f"(redis_source=upstream); nothing was changed on this host"
-        )
-        return plat, problem, [], state
-    if row is not None:  # (auto without an upstream for this row: the distro's version decides below)
-        plat = row  # same package name as the distro's: the state read above still applies
-    version, origin = expected_version(plat, state, conf)
-    problem, warnings = versions.policy(plat.flavour, version, conf.minimum_version, origin)
-    if conf.verify_only and problem:  # verifying changes nothing: report, don't stop
-        return plat, None, [problem], state
-    return plat, problem, warnings, state
-
-
-def for_host(host, conf, plat: Platform) -> tuple[Platform | None, dict]:
-    """Source and version policy for one host, decided before anything changes there.
-
-    Returns the (possibly upstream) row and the package state. A host below
-    `redis_minimum_version` is marked failed (others go on) and gets None; a version below
-    what HSI asks for is a warning in the summary.
+    `installed`/`candidate`: the server package's versions on the host ("" = none). Returns the row
+    (upstream's where that is the source), a problem that stops this host before anything changes
+    there (or None), and warnings for the summary.
     """
-    from . import report, shell
+    def below_minimum(candidate_row: Row) -> bool:
+        version = versions.parse(expected_version(candidate_row, installed, candidate, settings)[0])
+        return bool(settings.minimum_version) and (
+            version is None or versions.below_minimum(candidate_row.flavour, version, settings.minimum_version))
 
-    chosen, problem, warnings, packages = choose(host, conf, plat)
-    for warning in warnings:
-        report.warn(host.name, warning)
-    if problem:
-        report.record(host.name, status="failed", failed_step="version policy", problem=problem)
-        shell.fail_host(name="Check the version policy", message=problem)
-        return None, packages
-    report.record(host.name, platform=chosen.name, flavour=chosen.flavour, source=chosen.source)
-    return chosen, packages
+    wants_upstream = settings.source == "upstream" or (settings.source == "auto" and below_minimum(row))
+    chosen = rows.upstream(row) if wants_upstream else None
+    if wants_upstream and chosen is None and settings.source == "upstream":
+        return row, (f"packages.redis.io has no {row.flavour} packages for {row.name} "
+                     f"(redis_source=upstream); nothing was changed on this host"), []
+    if chosen is not None:  # (auto without an upstream for this row: the distro's version decides below)
+        row = chosen  # same package name as the distro's: the versions read still apply
+    version, origin = expected_version(row, installed, candidate, settings)
+    problem, warnings = versions.policy(row.flavour, version, settings.minimum_version, origin)
+    if settings.verify_only and problem:  # verifying changes nothing: report, don't stop
+        return row, None, [problem]
+    return row, problem, warnings

@@ -16,9 +16,6 @@ The policy (decided before anything changes on a host, from one fact):
 from __future__ import annotations
 
 import re
-import shlex
-
-from pyinfra.api import FactBase
 
 # HSI's documented requirement for Redis; Valkey's compatible line.
 RECOMMENDED = {"redis": (7, 4), "valkey": (7, 2)}
@@ -95,44 +92,22 @@ def policy(flavour: str, version_text: str, minimum: str, origin: str) -> tuple[
     return None, []
 
 
-class PackageState(FactBase):
-    """What the package manager says about the server package, plus the SELinux mode. One trip.
+# The newest RDB format each server line loads (it writes that one too; FACTS.md, verified: Redis 7.0.15
+# writes 10, Valkey 8.1.1 11, Redis 8.0.2 12). A server refuses a newer dump ("Can't handle RDB format
+# version"), so restore.py says so before anything changes. Lines not listed are left to the host's check
+# tool, which is asked anyway.
+RDB_READS = {
+    ("redis", (5, 0)): 9, ("redis", (6, 0)): 9, ("redis", (6, 2)): 9, ("redis", (7, 0)): 10,
+    ("redis", (7, 2)): 11, ("redis", (7, 4)): 12, ("redis", (8, 0)): 12,
+    ("valkey", (7, 2)): 11, ("valkey", (8, 0)): 11, ("valkey", (8, 1)): 11,
+}
 
-    Returns ``{"installed": version or "", "candidate": version or "", "selinux": mode}``
-    where mode is ``Enforcing``, ``Permissive`` or ``Disabled``. The candidate comes from
-    `apt-cache policy` (empty until the package lists have been fetched) or `dnf repoquery`
-    (with `query_dnf`; not where a module stream is still to be enabled, which would change
-    the answer). An empty candidate means "unknown": the caller falls back to the table.
+
+def rdb_readable(flavour: str, version_text: str) -> int | None:
+    """The newest RDB format version `flavour` `version_text` loads, or None when not known here.
+
+    >>> rdb_readable("redis", "5:7.0.15-1~deb12u3")
+    10
     """
-
-    def command(self, package_manager: str, package: str, query_dnf: bool = False) -> str:
-        quoted = shlex.quote(package)
-        if package_manager == "apt":
-            installed = (
-                f"dpkg-query -W -f '${{Status}} ${{Version}}\\n' {quoted} 2>/dev/null "
-                "| awk '$3 == \"installed\" {print $4}'"
-            )
-            candidate = (
-                f"apt-cache policy {quoted} 2>/dev/null "
-                '| awk \'$1 == "Candidate:" && $2 != "(none)" {print $2}\''
-            )
-        else:
-            installed = f"rpm -q --qf '%{{VERSION}}\\n' {quoted} 2>/dev/null | grep -v 'not installed'"
-            candidate = (
-                f"dnf -q repoquery --latest-limit 1 --qf '%{{version}}\\n' {quoted} 2>/dev/null "
-                "| grep -m 1 -E '^[0-9]'"
-                if query_dnf
-                else "true"
-            )
-        return (
-            f'echo "installed=$({installed})"; echo "candidate=$({candidate})"; '
-            'echo "selinux=$(getenforce 2>/dev/null || echo Disabled)"'
-        )
-
-    def process(self, output):
-        values = {"installed": "", "candidate": "", "selinux": "Disabled"}
-        for line in output:
-            key, sep, value = line.partition("=")
-            if sep and key in values:
-                values[key] = value.strip() or values[key]
-        return values
+    version = parse(version_text)
+    return None if version is None else RDB_READS.get((flavour, version[:2]))

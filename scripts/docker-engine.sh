@@ -1,9 +1,9 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Make sure a Docker engine answers; install and start one when it does not.
 #   scripts/docker-engine.sh start   -> prints "started" when this call started dockerd
 #   scripts/docker-engine.sh stop    -> stops the dockerd that `start` started (pid file)
 # Debian's docker.io is used (no registry is needed: test images are built locally).
-set -euo pipefail
+set -eu
 PIDFILE=${HSI_REDIS_DOCKERD_PIDFILE:-/tmp/hsi-redis-dockerd.pid}
 
 # Every systemd test host takes about 7 inotify instances, all counted against root; the kernel's

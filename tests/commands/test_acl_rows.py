@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import HEALTHY_SERVER, HostFixture, run_deploy
+from .harness import fresh_host, run_flow
 
 CONFIG = {"debian-12": "/etc/redis/redis.conf", "ubuntu-22.04": "/etc/redis/redis.conf",
           "rocky-8": "/etc/redis.conf"}
 
 
 def _default_rules(release: str, **data) -> tuple[list[str], dict]:
-    server = dict(HEALTHY_SERVER, redis_version="7.2.4")
-    result = run_deploy({"h": (HostFixture(release, server=server), data)})
-    config = result.uploaded("h", CONFIG[release])
+    result = run_flow({"h": (fresh_host(release), data)})
+    config = result.call("h", "apply").entry(CONFIG[release]).content
     line = next(line for line in config.splitlines() if line.startswith("user default "))
     return line.split()[4:], result.report["h"]
 

@@ -1,9 +1,11 @@
-"""The exact commands deploy.py sends to each supported release (simulated hosts, fact fixtures).
+"""What deploy.py asks each supported release to do (simulated hosts, the one state read from fixtures).
 
-For every row: the install commands, the config path and its ownership, the service
-commands, and what the verify step asks the host (the probe's CLI, service, data dir).
-RPM hosts must never see a Debian path, package or user, and Debian/Ubuntu hosts never an
-RPM one; Valkey hosts never a Redis one.
+For every row: the install call (package manager, packages, module stream), the apply call (the config
+at the row's path with its owner, group and mode, the row's service, CLI and files, kernel tuning on a
+real machine), what the verification reads, and that a second run changes nothing and reads once.
+RPM hosts are never asked about a Debian path, package or user, and Debian/Ubuntu hosts never an RPM
+one; Valkey hosts never a Redis one. (What the program then runs on the host, the apt/dnf/semanage
+command lines, is tested against fakes of those tools in tests/program/test_install*.py.)
 """
 
 from __future__ import annotations
@@ -12,21 +14,21 @@ from dataclasses import dataclass
 
 import pytest
 
-from operations import packages
+from operations import pki
+from operations.hoststate import Layout
 
-from .harness import HEALTHY_SERVER, HostFixture, run_deploy
+from .harness import HostFixture, fresh_host, healthy_server, run_flow
 
-APT_INSTALL = (
-    'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" '
-    '-o Dpkg::Options::="--force-confold" install --no-install-recommends -q '
-    "-o DPkg::Lock::Timeout=300 {}"
-)
+SYSCTL = "/etc/sysctl.d/60-hsi-redis.conf"
+THP_UNIT = "/etc/systemd/system/hsi-redis-thp-off.service"
 
 
 @dataclass(frozen=True)
 class Expect:
     release: str
-    install: tuple[str, ...]
+    pm: str
+    packages: str
+    module_stream: str | None
     config: str
     group: str
     service: str
@@ -35,358 +37,274 @@ class Expect:
     pid_file: str
     log_file: str
     bind: str
+    thp_unit: bool = False
     data: tuple = ()
 
 
+def _rpm(release, packages, stream, config, flavour, bind="127.0.0.1 -::1") -> Expect:
+    return Expect(release, "dnf", packages, stream, config, flavour, flavour, f"{flavour}-cli", f"/var/lib/{flavour}",
+                  f"/run/{flavour}/{flavour}.pid", f"/var/log/{flavour}/{flavour}.log", bind)
+
+
+def _deb(release, flavour="redis", bind="127.0.0.1 -::1", **kw) -> Expect:
+    return Expect(release, "apt", f"{flavour}-server {flavour}-tools", None, f"/etc/{flavour}/{flavour}.conf", flavour,
+                  f"{flavour}-server", f"{flavour}-cli", f"/var/lib/{flavour}", f"/run/{flavour}/{flavour}-server.pid",
+                  f"/var/log/{flavour}/{flavour}-server.log", bind, **kw)
+
+
 ROWS = {
-    "rocky-8": Expect(
-        "rocky-8",
-        ("dnf module enable -y -q redis:6", "dnf install -y -q redis"),
-        "/etc/redis.conf",
-        "redis",
-        "redis",
-        "redis-cli",
-        "/var/lib/redis",
-        "/run/redis/redis.pid",
-        "/var/log/redis/redis.log",
-        "127.0.0.1 ::1",
-    ),
-    "rocky-9": Expect(
-        "rocky-9",
-        ("dnf module enable -y -q redis:7", "dnf install -y -q redis"),
-        "/etc/redis/redis.conf",
-        "redis",
-        "redis",
-        "redis-cli",
-        "/var/lib/redis",
-        "/run/redis/redis.pid",
-        "/var/log/redis/redis.log",
-        "127.0.0.1 -::1",
-    ),
-    "rhel-10": Expect(
-        "rhel-10",
-        ("dnf install -y -q valkey",),
-        "/etc/valkey/valkey.conf",
-        "valkey",
-        "valkey",
-        "valkey-cli",
-        "/var/lib/valkey",
-        "/run/valkey/valkey.pid",
-        "/var/log/valkey/valkey.log",
-        "127.0.0.1 -::1",
-    ),
-    "fedora-40": Expect(
-        "fedora-40",
-        ("dnf install -y -q redis",),
-        "/etc/redis/redis.conf",
-        "redis",
-        "redis",
-        "redis-cli",
-        "/var/lib/redis",
-        "/run/redis/redis.pid",
-        "/var/log/redis/redis.log",
-        "127.0.0.1 -::1",
-    ),
-    "fedora-42": Expect(
-        "fedora-42",
-        ("dnf install -y -q valkey",),
-        "/etc/valkey/valkey.conf",
-        "valkey",
-        "valkey",
-        "valkey-cli",
-        "/var/lib/valkey",
-        "/run/valkey/valkey.pid",
-        "/var/log/valkey/valkey.log",
-        "127.0.0.1 -::1",
-    ),
-    "ubuntu-22.04": Expect(
-        "ubuntu-22.04",
-        (
-            "apt-get update",
-            "touch /var/lib/apt/periodic/update-success-stamp",
-            APT_INSTALL.format("redis-server redis-tools"),
-        ),
-        "/etc/redis/redis.conf",
-        "redis",
-        "redis-server",
-        "redis-cli",
-        "/var/lib/redis",
-        "/run/redis/redis-server.pid",
-        "/var/log/redis/redis-server.log",
-        "127.0.0.1 ::1",
-    ),
-    "ubuntu-24.04": Expect(
-        "ubuntu-24.04",
-        (
-            "apt-get update",
-            "touch /var/lib/apt/periodic/update-success-stamp",
-            APT_INSTALL.format("redis-server redis-tools"),
-        ),
-        "/etc/redis/redis.conf",
-        "redis",
-        "redis-server",
-        "redis-cli",
-        "/var/lib/redis",
-        "/run/redis/redis-server.pid",
-        "/var/log/redis/redis-server.log",
-        "127.0.0.1 -::1",
-    ),
-    "debian-12": Expect(
-        "debian-12",
-        (
-            "apt-get update",
-            "touch /var/lib/apt/periodic/update-success-stamp",
-            APT_INSTALL.format("redis-server redis-tools"),
-        ),
-        "/etc/redis/redis.conf",
-        "redis",
-        "redis-server",
-        "redis-cli",
-        "/var/lib/redis",
-        "/run/redis/redis-server.pid",
-        "/var/log/redis/redis-server.log",
-        "127.0.0.1 -::1",
-    ),
-    "debian-13-valkey": Expect(
-        "debian-13",
-        (
-            "apt-get update",
-            "touch /var/lib/apt/periodic/update-success-stamp",
-            APT_INSTALL.format("valkey-server valkey-tools"),
-        ),
-        "/etc/valkey/valkey.conf",
-        "valkey",
-        "valkey-server",
-        "valkey-cli",
-        "/var/lib/valkey",
-        "/run/valkey/valkey-server.pid",
-        "/var/log/valkey/valkey-server.log",
-        "127.0.0.1 -::1",
-        data=(("redis_flavour", "valkey"),),
-    ),
+    "rocky-8": _rpm("rocky-8", "redis", "redis:6", "/etc/redis.conf", "redis", bind="127.0.0.1 ::1"),
+    "rocky-9": _rpm("rocky-9", "redis", "redis:7", "/etc/redis/redis.conf", "redis"),
+    "rhel-10": _rpm("rhel-10", "valkey", None, "/etc/valkey/valkey.conf", "valkey"),
+    "fedora-40": _rpm("fedora-40", "redis", None, "/etc/redis/redis.conf", "redis"),
+    "fedora-42": _rpm("fedora-42", "valkey", None, "/etc/valkey/valkey.conf", "valkey"),
+    # Redis 6.0: no `-` before an optional bind address, no disable-thp (a unit turns THP off)
+    "ubuntu-22.04": _deb("ubuntu-22.04", bind="127.0.0.1 ::1", thp_unit=True),
+    "ubuntu-24.04": _deb("ubuntu-24.04"),
+    "debian-12": _deb("debian-12"),
+    "debian-13-valkey": _deb("debian-13", flavour="valkey", data=(("redis_flavour", "valkey"),)),
 }
 
-# Text that marks the other family (or the other flavour) in anything a host is sent.
-DEBIAN_MARKS = (
-    "apt-get",
-    "DEBIAN_FRONTEND",
-    "redis-server",
-    "redis-tools",
-    "valkey-server",
-    "valkey-tools",
-    "/var/log/redis/redis-server.log",
-    "/run/redis/redis-server.pid",
-    "PrivateUsers",
-)
-RPM_MARKS = (
-    "dnf ",
-    "/etc/redis.conf",
-    "/var/log/redis/redis.log",
-    "/run/redis/redis.pid",
-    "semanage",
-    "/etc/yum.repos.d",
-    "/etc/pki/rpm-gpg",
-)
-REDIS_MARKS = (
-    "/etc/redis",
-    "/var/lib/redis",
-    "/var/log/redis",
-    "/run/redis",
-    "redis-cli",
-    "root:redis",
-    "redis-server",
-    "dnf install -y -q redis",
-)
+# Text that marks the other family (or the other flavour) in anything a host is asked to do.
+DEBIAN_MARKS = ("--pm apt", "update-max-age", "apt-pinned", "redis-server", "redis-tools", "valkey-server",
+                "valkey-tools", "/var/log/redis/redis-server.log", "/run/redis/redis-server.pid", "PrivateUsers",
+                "/etc/apt")
+RPM_MARKS = ("--pm dnf", "module-stream", "dnf-spec", "/etc/redis.conf", "/var/log/redis/redis.log",
+             "/run/redis/redis.pid", "selinux", "/etc/yum.repos.d", "/etc/pki/rpm-gpg")
+REDIS_MARKS = ("/etc/redis", "/var/lib/redis", "/var/log/redis", "/run/redis", "redis-cli", "root redis\n",
+               "redis-server", "--packages redis", "--user redis", "--group redis", "--service redis")
 VALKEY_MARKS = ("valkey",)
 
 
-def _deploy(name: str, **fixture):
+def _deploy(name: str, fixture: HostFixture | None = None, data: dict | None = None):
     expect = ROWS[name]
-    server = dict(HEALTHY_SERVER, redis_version="7.2.4")
-    result = run_deploy({name: (HostFixture(expect.release, server=server, **fixture), dict(expect.data))})
-    return expect, result
+    fixture = fixture or fresh_host(expect.release)
+    return expect, fixture, run_flow({name: (fixture, {**dict(expect.data), **(data or {})})})
 
 
 @pytest.mark.parametrize("name", list(ROWS))
-def test_install_config_service_and_verify_commands(name):
-    expect, result = _deploy(name)
-    texts = result.texts(name)
-    config_write = next(t for t in texts if f'mv -f "$tmp" {expect.config};' in t)
-    # A real (non-container) host gets kernel tuning right after the install (operations/hardening.py);
-    # a server without `disable-thp` (Redis < 6.2) gets the THP unit too.
-    sysctl_write = next(t for t in texts if 'mv -f "$tmp" /etc/sysctl.d/60-hsi-redis.conf;' in t)
-    hardening = [sysctl_write, "sysctl -q -p /etc/sysctl.d/60-hsi-redis.conf"]
-    if any("hsi-redis-thp-off.service" in t for t in texts):
-        hardening += [
-            next(t for t in texts if 'mv -f "$tmp" /etc/systemd/system/hsi-redis-thp-off.service;' in t),
-            "systemctl daemon-reload",
-            "systemctl start hsi-redis-thp-off.service",
-            "systemctl enable hsi-redis-thp-off.service",
-        ]
-    # apt's lists are refreshed by operations/packages.py (it waits out a held lock), which
-    # then touches the stamp itself; the restart is the rollback-guarded script (rollback.py).
-    install = [
-        packages.apt_update_script(300) if command == "apt-get update" else command
-        for command in expect.install
-        if command != "touch /var/lib/apt/periodic/update-success-stamp"
-    ]
-    restart = next(t for t in texts if t.startswith(f"svc={expect.service}; cli={expect.cli};"))
-    # A pending restart is recorded before the config changes (restart_pending.py).
-    mark = next(t for t in texts if t.startswith("umask 077; mkdir -p /etc/hsi-redis; [ -e /etc/hsi-redis/restart-"))
-    assert f"cp {expect.config} /etc/hsi-redis/restart-pending.tmp" in mark
-    assert texts == [
-        *install,
-        *hardening,
-        mark,
-        config_write,
-        next(t for t in texts if "/etc/hsi-redis/cli.auth;" in t),
-        next(t for t in texts if "/etc/hsi-redis/backend.auth;" in t),
-        restart,
-        f"systemctl start {expect.service}.service",
-        f"systemctl enable {expect.service}.service",
-    ]
-    assert "systemctl restart \"$svc\"" in restart and "restore_files" in restart
-    assert f'chown root:{expect.group} "$tmp"; chmod 640' in config_write
-    config = result.uploaded(name, expect.config)
-    for line in (
-        f"bind {expect.bind}",
-        f"pidfile {expect.pid_file}",
-        f"logfile {expect.log_file}",
-        f"dir {expect.data_dir}",
-        "appendonly yes",
-        "supervised systemd",
-    ):
-        assert f"\n{line}\n" in config, line
-    # The verify step asks the server through the row's CLI, service, data directory and config
-    # (TLS off: no TLS port; the CA path is the row's TLS directory, under its config directory).
-    probe = result.fact_kwargs(name, "ServerState")[-1]
-    assert probe == {
-        "cli": expect.cli,
-        "address": "127.0.0.1",
-        "port": 6379,
-        "service": expect.service,
-        "data_dir": expect.data_dir,
-        "config_path": expect.config,
-        "tls_port": 0,
-        "tls_ca": probe["tls_ca"],
-        "tls_cert": "/etc/hsi-redis/tls/client.crt",
-        "tls_key": "/etc/hsi-redis/tls/client.key",
-    }
-    # EL8 keeps redis.conf directly in /etc; its TLS files still go to /etc/redis/tls.
-    tls_dir = "/etc/redis/tls" if expect.config == "/etc/redis.conf" else expect.config.rsplit("/", 1)[0] + "/tls"
-    assert probe["tls_ca"] == f"{tls_dir}/ca.crt"
-    assert result.report[name]["status"] == "ok"
+def test_install_configure_and_verify_calls(name):
+    expect, fixture, result = _deploy(name)
+    assert result.verbs(name) == ["install", "apply"] and result.other[name] == []
+    install = result.call(name, "install")
+    assert install.option("pm") == expect.pm and install.option("packages") == expect.packages
+    assert install.option("module-stream") == expect.module_stream
+    assert install.option("lock-timeout") == "300"
+    assert install.option("update-max-age") == ("3600" if expect.pm == "apt" else None)
+    assert not install.flag("apt-pinned") and install.option("dnf-spec") is None  # the distro's packages
+    assert install.entries == ()  # a real machine: no container drop-in, no repository
+    apply = result.call(name, "apply")
+    for key, value in (("service", expect.service), ("config", expect.config), ("cli", expect.cli),
+                       ("data-dir", expect.data_dir), ("log", expect.log_file), ("group", expect.group),
+                       ("state-dir", "/etc/hsi-redis"), ("admin-user", "hsi-admin")):
+        assert install.option(key) == value and apply.option(key) == value, key
+    assert apply.flag("enable"), "a fresh host's service is enabled and started"
+    # A real (non-container) machine gets kernel tuning; a server without `disable-thp` the THP unit too.
+    assert apply.option("sysctl") == SYSCTL
+    assert apply.option("enable-units") == ("hsi-redis-thp-off.service" if expect.thp_unit else None)
+    paths = [expect.config, "/etc/hsi-redis/cli.auth", "/etc/hsi-redis/backend.auth", SYSCTL]
+    paths += [THP_UNIT] if expect.thp_unit else []
+    assert apply.paths() == [*paths, "/opt/hsi/backend/.env"]
+    config = apply.entry(expect.config)
+    assert (config.mode, config.user, config.group, config.flags) == ("640", "root", expect.group, ("restart",))
+    for path in ("/etc/hsi-redis/cli.auth", "/etc/hsi-redis/backend.auth"):
+        entry = apply.entry(path)
+        assert (entry.mode, entry.user, entry.group, entry.flags) == ("600", "root", "root", ("-",))
+    for line in (f"bind {expect.bind}", f"pidfile {expect.pid_file}", f"logfile {expect.log_file}",
+                 f"dir {expect.data_dir}", "appendonly yes", "supervised systemd", "port 6379"):
+        assert f"\n{line}\n" in config.content, line
+    assert ("disable-thp yes" in config.content) != expect.thp_unit
+    merge = apply.entry("/opt/hsi/backend/.env")
+    assert merge.kind == "merge" and merge.flags == ("after",)
+    # The state read asked about the row's layout; after the changes, verification read the server again.
+    first, again = result.requests[name]
+    layout = Layout(expect.service, expect.config, expect.cli, expect.data_dir)
+    assert layout in first.layouts and layout in again.layouts and again.server_only and not first.server_only
+    assert result.report[name]["status"] == "ok", result.report[name]
+    assert result.report[name]["platform"] == (expect.release if name.startswith(("ubuntu", "debian"))
+                                               else result.report[name]["platform"])
+    # the same host once more: converged, so the one read is all that happens
+    rerun = run_flow({name: (fixture, dict(expect.data))})
+    assert rerun.calls[name] == [] and rerun.other[name] == [] and len(rerun.requests[name]) == 1
+    assert rerun.report[name]["status"] == "ok"
 
 
 @pytest.mark.parametrize("name", list(ROWS))
 def test_no_other_family_or_flavour_leaks(name):
-    expect, result = _deploy(name)
-    sent = result.joined(name) + "\n" + repr(result.fact_kwargs(name, "ServerState"))
-    rpm = "dnf" in expect.install[-1]
-    marks = DEBIAN_MARKS if rpm else RPM_MARKS
+    expect, _, result = _deploy(name)
+    sent = result.joined(name)
+    marks = DEBIAN_MARKS if expect.pm == "dnf" else RPM_MARKS
     marks += REDIS_MARKS if expect.cli == "valkey-cli" else VALKEY_MARKS
     for mark in marks:
         assert mark not in sent, f"{name}: {mark!r} was sent"
 
 
+def test_verify_reads_once_and_changes_nothing():
+    for release, data in (("debian-12", {}), ("rocky-8", {}), ("debian-13", {"redis_flavour": "valkey"})):
+        fixture = fresh_host(release)
+        run_flow({"h": (fixture, data)})  # converged by a deploy
+        result = run_flow({"h": (fixture, data)}, entry="verify.py")
+        assert result.calls["h"] == [] and result.other["h"] == [] and len(result.requests["h"]) == 1
+        assert result.report["h"]["status"] == "ok"
+    # a host that is not right: still the one read, no host-program call, the host fails with the fix
+    broken = run_flow({"h": (fresh_host("debian-12"), {})}, entry="verify.py")
+    assert broken.calls["h"] == [] and len(broken.requests["h"]) == 1
+    (failure,) = broken.failures("h")
+    assert "backend .env missing" in failure and broken.report["h"]["status"] == "failed"
+
+
+def test_verify_only_hosts_get_no_call():
+    fixture = fresh_host("debian-12")
+    run_flow({"h": (fixture, {})})
+    result = run_flow({"h": (fixture, {"redis_verify_only": True})})
+    assert result.calls["h"] == [] and len(result.requests["h"]) == 1 and result.report["h"]["status"] == "ok"
+    fresh = run_flow({"h": (fresh_host("debian-12"), {"redis_verify_only": True})})
+    assert fresh.calls["h"] == [] and len(fresh.requests["h"]) == 1 and fresh.report["h"]["status"] == "failed"
+
+
 def test_container_dropin_only_where_the_unit_needs_it():
-    result = run_deploy(
-        {
-            "deb": (HostFixture("debian-13", container="docker"), {"redis_flavour": "valkey"}),
-            "el9": (HostFixture("rocky-9", container="docker"), {}),
-        }
-    )
-    dropin = "/etc/systemd/system/valkey-server.service.d/hsi-redis.conf"
-    assert "PrivateUsers=false" in result.uploaded("deb", dropin)
-    assert "systemctl daemon-reload" in result.texts("deb")
-    assert not any("service.d" in t for t in result.texts("el9"))
+    result = run_flow({
+        "deb": (fresh_host("debian-13", container="docker"), {"redis_flavour": "valkey"}),
+        "el9": (fresh_host("rocky-9", container="docker"), {}),
+    })
+    dropin = result.call("deb", "install").entry("/etc/systemd/system/valkey-server.service.d/hsi-redis.conf")
+    assert "PrivateUsers=false" in dropin.content and dropin.flags == ("unit", "restart")
+    assert (dropin.mode, dropin.user, dropin.group) == ("644", "root", "root")
+    assert "service.d" not in result.joined("el9")
+    # inside a container the kernel is not ours: no sysctl file, no THP unit, a note says why
+    for name in ("deb", "el9"):
+        apply = result.call(name, "apply")
+        assert apply.option("sysctl") is None and SYSCTL not in apply.paths()
+        assert any("kernel tuning skipped" in note and "docker container" in note
+                   for note in result.report[name]["notes"])
 
 
 def test_module_stream_already_enabled_is_left_alone():
-    _, result = _deploy("rocky-9", module_stream="7")
-    assert not any("module" in t for t in result.texts("rocky-9"))
-    assert result.fact_kwargs("rocky-9", "EnabledModuleStream")[0] == {"module": "redis"}
+    _, _, result = _deploy("rocky-9", fresh_host("rocky-9", module_stream="7"))
+    assert result.call("rocky-9", "install").option("module-stream") is None
+    assert result.requests["rocky-9"][0].modules == ("redis",)
 
 
-def test_another_enabled_stream_is_reset_first():
-    _, result = _deploy("rocky-8", module_stream="5")
-    texts = result.texts("rocky-8")
-    assert texts[:3] == [
-        "dnf module reset -y -q redis",
-        "dnf module enable -y -q redis:6",
-        "dnf install -y -q redis",
-    ]
+def test_another_enabled_stream_is_replaced_by_the_rows():
+    """The reset of the other stream is the program's (tests/program/test_install.py)."""
+    _, _, result = _deploy("rocky-8", fresh_host("rocky-8", module_stream="5"))
+    assert result.call("rocky-8", "install").option("module-stream") == "redis:6"
+
+
+def test_only_the_stream_missing_still_calls_install():
+    installed = fresh_host("rocky-9", installed={"redis": "7.2.4-1.el9"}, module_stream="6")
+    _, _, result = _deploy("rocky-9", installed)
+    install = result.call("rocky-9", "install")
+    assert install.option("module-stream") == "redis:7" and install.option("packages") is None
 
 
 def test_selinux_labels_a_non_default_port_once():
     data = {"redis_port": 6390}
-    enforcing = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing"), data)})
-    texts = enforcing.texts("el9")
-    assert "dnf install -y policycoreutils-python-utils" in texts
-    assert "semanage port -a -t redis_port_t -p tcp 6390" in texts
-    assert texts.index("semanage port -a -t redis_port_t -p tcp 6390") < texts.index(
-        next(t for t in texts if "/etc/redis/redis.conf;" in t)
-    ), "labelled before the server moves"
-    assert "\nport 6390\n" in enforcing.uploaded("el9", "/etc/redis/redis.conf")
-    labelled = run_deploy(
-        {
-            "el9": (
-                HostFixture(
-                    "rocky-9",
-                    selinux="Enforcing",
-                    installed={"policycoreutils-python-utils": "3.6-2.el9"},
-                    port_types={6390: "redis_port_t"},
-                ),
-                data,
-            )
-        }
-    )
-    assert not any("semanage" in t for t in labelled.texts("el9"))
-    other_type = run_deploy(
-        {"el9": (HostFixture("rocky-9", selinux="Permissive", port_types={6390: "unreserved_port_t"}), data)}
-    )
-    assert "semanage port -m -t redis_port_t -p tcp 6390" in other_type.texts("el9")
+    enforcing = run_flow({"el9": (fresh_host("rocky-9", selinux="Enforcing"), data)})
+    install = enforcing.call("el9", "install")
+    assert install.option("selinux-ports") == "6390" and install.option("selinux-type") == "redis_port_t"
+    assert install.option("selinux-tools") == "policycoreutils-python-utils"
+    assert enforcing.verbs("el9") == ["install", "apply"], "labelled before the server moves"
+    assert "\nport 6390\n" in enforcing.call("el9", "apply").entry("/etc/redis/redis.conf").content
+    assert enforcing.requests["el9"][0].selinux_ports == (6390,)
+    labelled = run_flow({"el9": (fresh_host("rocky-9", selinux="Enforcing", installed={"redis": "7.2.4-1.el9"},
+                                            module_stream="7", port_types={6390: "redis_port_t"}), data)})
+    assert labelled.verbs("el9") == ["apply"]
+    # another type holds the port: labelled again (the program uses `semanage port -m`)
+    other_type = run_flow({"el9": (fresh_host("rocky-9", selinux="Permissive",
+                                              port_types={6390: "unreserved_port_t"}), data)})
+    assert other_type.call("el9", "install").option("selinux-ports") == "6390"
 
 
 def test_selinux_default_port_and_disabled_hosts_need_nothing():
-    default = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing"), {})})
-    assert not any("semanage" in t for t in default.texts("el9"))
-    assert default.fact_kwargs("el9", "TcpPortTypes")[0] == {"ports": (6379,)}
-    disabled = run_deploy({"el9": (HostFixture("rocky-9"), {"redis_port": 6390})})
-    assert not any("semanage" in t or "policycoreutils" in t for t in disabled.texts("el9"))
+    default = run_flow({"el9": (fresh_host("rocky-9", selinux="Enforcing"), {})})
+    assert "selinux" not in default.joined("el9")
+    assert default.requests["el9"][0].selinux_ports == (6379,)
+    disabled = run_flow({"el9": (fresh_host("rocky-9"), {"redis_port": 6390})})
+    assert "selinux" not in disabled.joined("el9") and "policycoreutils" not in disabled.joined("el9")
 
 
-def _tls_data(directory, **extra) -> dict:
+def _tls_data(directory, host: str = "@fake/el9", **extra) -> dict:
     """Settings for a TLS host with files made by the certificate helper (as in test_certs.py)."""
-    from operations import certs
-
-    paths = certs.pki_layout(directory, "@fake/el9")
-    certs.ensure_pki(directory, {"@fake/el9": ["localhost"]})
+    pki.ensure_pki(directory, {host: ["localhost"]})
+    paths = pki.pki_layout(directory, host)
     return {"redis_tls": True, "redis_tls_ca_cert": str(paths.ca), "redis_tls_cert": str(paths.cert),
             "redis_tls_key": str(paths.key), **extra}
 
 
-TLS_SERVER = dict(HEALTHY_SERVER, via="tls", tls_port="6380")
+def tls_server(tls_port: int = 6380, **changes):
+    """A server serving TLS on `tls_port` (no client certificate required) and plain on 6379."""
+    values = {"tls_port": tls_port, "tls_ping": "PONG", "tls_nocert": "NOAUTH Authentication required.",
+              "plain_ping": "NOAUTH Authentication required."}
+    values.update(changes)
+    return healthy_server(**values)
 
 
 def test_selinux_labels_the_tls_port(tmp_path):
     """Item 13 of issue 9: an enforcing host with TLS on labels the TLS port before the server binds it."""
     data = _tls_data(tmp_path / "pki")
-    enforcing = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing", server=TLS_SERVER), data)})
+    enforcing = run_flow({"el9": (fresh_host("rocky-9", selinux="Enforcing", server=tls_server()), data)})
     assert enforcing.report["el9"]["status"] == "ok", enforcing.report["el9"]
-    texts = enforcing.texts("el9")
-    assert enforcing.fact_kwargs("el9", "TcpPortTypes")[0] == {"ports": (6379, 6380)}
-    assert "semanage port -a -t redis_port_t -p tcp 6380" in texts
-    assert not any("tcp 6379" in t for t in texts), "6379 has the type already"
-    assert texts.index("semanage port -a -t redis_port_t -p tcp 6380") < texts.index(
-        next(t for t in texts if "/etc/redis/redis.conf;" in t)
-    ), "labelled before the server listens there"
-    assert "\ntls-port 6380\n" in enforcing.uploaded("el9", "/etc/redis/redis.conf")
+    assert enforcing.requests["el9"][0].selinux_ports == (6379, 6380)
+    assert enforcing.call("el9", "install").option("selinux-ports") == "6380", "6379 has the type already"
+    assert enforcing.verbs("el9") == ["install", "apply"], "labelled before the server listens there"
+    assert "\ntls-port 6380\n" in enforcing.call("el9", "apply").entry("/etc/redis/redis.conf").content
     # TLS-only: the plain port is closed, only the TLS port needs the type.
-    only = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing"),
-                               dict(data, redis_tls_only=True, redis_tls_port=6390))})
-    assert only.fact_kwargs("el9", "TcpPortTypes")[0] == {"ports": (6390,)}
-    assert "semanage port -a -t redis_port_t -p tcp 6390" in only.texts("el9")
-    labelled = run_deploy({"el9": (HostFixture("rocky-9", selinux="Enforcing",
-                                               port_types={6379: "redis_port_t", 6380: "redis_port_t"}), data)})
-    assert not any("semanage port -a" in t or "semanage port -m" in t for t in labelled.texts("el9"))
+    only_server = tls_server(6390, via="tls", port=0, plain_ping="Could not connect: Connection refused")
+    only = run_flow({"el9": (fresh_host("rocky-9", selinux="Enforcing", server=only_server),
+                             dict(data, redis_tls_only=True, redis_tls_port=6390))})
+    assert only.requests["el9"][0].selinux_ports == (6390,)
+    assert only.call("el9", "install").option("selinux-ports") == "6390"
+    assert "\nport 0\n" in only.call("el9", "apply").entry("/etc/redis/redis.conf").content
+    labelled = run_flow({"el9": (fresh_host("rocky-9", selinux="Enforcing", server=tls_server(),
+                                            port_types={6379: "redis_port_t", 6380: "redis_port_t"}), data)})
+    assert labelled.call("el9", "install").option("selinux-ports") is None
+
+
+@pytest.mark.parametrize("name, tls_dir", [("debian-12", "/etc/redis"), ("rocky-8", "/etc/redis"),
+                                           ("debian-13-valkey", "/etc/valkey")])
+def test_tls_files_live_under_the_rows_config_directory(tmp_path, name, tls_dir):
+    """Right in the config directory (one level into a directory the server's user may control);
+    EL8 keeps redis.conf directly in /etc, its TLS files still go to /etc/redis."""
+    expect = ROWS[name]
+    _, _, result = _deploy(name, fresh_host(expect.release, server=tls_server()),
+                           _tls_data(tmp_path / "pki", host=f"@fake/{name}"))
+    apply = result.call(name, "apply")
+    ca, cert, key = (apply.entry(f"{tls_dir}/{f}") for f in ("tls-ca.crt", "tls-server.crt", "tls-server.key"))
+    assert (ca.mode, ca.user, ca.group, ca.flags) == ("644", "root", "root", ("restart",))
+    assert (cert.mode, cert.flags) == ("644", ("restart",))
+    assert (key.mode, key.user, key.group, key.flags) == ("600", expect.group, expect.group, ("restart",))
+    assert "PRIVATE KEY" in key.content and "PRIVATE" not in result.report[name].get("problem", "")
+    config = apply.entry(expect.config).content
+    assert f"\ntls-cert-file {tls_dir}/tls-server.crt\n" in config and f"\ntls-key-file {tls_dir}/tls-server.key\n" in config
+    assert result.report[name]["status"] == "ok", result.report[name]
+
+
+def test_tls_only_with_mtls_the_clients_files_and_a_converged_rerun(tmp_path):
+    """Every file of the fullest setup (TLS-only, mTLS, the backend's and the exporter's TLS files) in
+    one apply call, after the drop-in in the install call; the same host once more: the read only."""
+    directory = tmp_path / "pki"
+    pki.ensure_pki(directory, {"@fake/h": ["localhost", "127.0.0.1"]})
+    paths = pki.pki_layout(directory, "@fake/h")
+    data = {**_tls_data(directory, host="@fake/h"), "redis_tls_only": True,
+            "redis_tls_client_cert": str(paths.client_cert), "redis_tls_client_key": str(paths.client_key),
+            "redis_exporter": True}
+    server = tls_server(via="tls", port=0, tls_nocert="Error: Connection reset by peer",
+                        plain_ping="Could not connect to Redis at 127.0.0.1:6379: Connection refused")
+    host = fresh_host("debian-12", container="docker", server=server)
+    result = run_flow({"h": (host, data)})
+    assert result.report["h"]["status"] == "ok", result.report["h"]
+    apply = result.call("h", "apply")
+    assert "\nport 0\n" in apply.entry("/etc/redis/redis.conf").content
+    assert "\ntls-auth-clients yes\n" in apply.entry("/etc/redis/redis.conf").content
+    for path in ("/etc/hsi-redis/tls/client.crt", "/etc/hsi-redis/tls/client.key"):  # the deploy's own checks
+        assert (apply.entry(path).mode, apply.entry(path).user) == ("600", "root")
+    after = [e.path for e in apply.entries if "after" in e.flags]
+    assert after == ["/opt/hsi/backend/.env",
+                     *(f"/opt/hsi/backend/redis-tls/{f}" for f in ("ca.crt", "client.crt", "client.key")),
+                     "/etc/default/prometheus-redis-exporter",
+                     *(f"/etc/hsi-redis-exporter/{f}" for f in ("ca.crt", "client.crt", "client.key"))]
+    merged = dict(line.split("=", 1) for line in apply.entry("/opt/hsi/backend/.env").content.splitlines())
+    assert merged["REDIS_URL"].startswith("rediss://localhost:6380/0?ssl_cert_reqs=required")
+    rerun = run_flow({"h": (host, data)})
+    assert rerun.calls["h"] == [] and rerun.other["h"] == [] and len(rerun.requests["h"]) == 1

@@ -1,43 +1,43 @@
-"""Restarts at command level: a file the server reads is written only after a pending restart
-is recorded on the host, and a restart still pending from an interrupted run happens even
-when no file changes in this run."""
+"""Restarts at command level: every file the server reads travels flagged `restart` (the program records
+a pending restart before writing one and restarts once: tests/program/test_apply.py), the deploy's own
+credentials do not, and a restart still pending from an interrupted run happens even when no file
+changes in this run."""
 
 from __future__ import annotations
 
-from operations import certs, configure, platform, settings
+from operations import pki, rows
 
-from .harness import HEALTHY_SERVER, PASSWORD, HostFixture, run_deploy
+from .harness import fresh_host, healthy_server, run_flow
 
-MARK = "umask 077; mkdir -p /etc/hsi-redis; [ -e /etc/hsi-redis/restart-pending ] || "
-PLAT = platform.TABLE[("debian", "12")]["redis"]
-RESTART = "svc=redis-server; cli=redis-cli;"
+PLAT = rows.TABLE[("debian", "12")]["redis"]
 
 
-def test_a_pending_restart_is_recorded_before_each_file_the_server_reads(tmp_path, monkeypatch):
-    monkeypatch.setenv("HSI_REDIS_SECRETS_DIR", str(tmp_path))
-    certs.ensure_pki(certs.pki_dir(), {"@fake/deb": ["localhost"]})
-    result = run_deploy({"deb": (HostFixture("debian-12", container="docker"), {"redis_tls": True})})
-    texts = result.texts("deb")
-    for path in (PLAT.dropin_path, "/etc/redis/tls/ca.crt", "/etc/redis/tls/server.crt",
-                 "/etc/redis/tls/server.key", PLAT.config_path):
-        write = next(i for i, t in enumerate(texts) if f'mv -f "$tmp" {path};' in t)
-        assert texts[write - 1].startswith(MARK), path
-        assert f"cp {PLAT.config_path} /etc/hsi-redis/restart-pending.tmp" in texts[write - 1]
-    # the deploy's own credential is not read by the server: no marker for it
-    auth = next(i for i, t in enumerate(texts) if 'mv -f "$tmp" /etc/hsi-redis/cli.auth;' in t)
-    assert not texts[auth - 1].startswith(MARK)
-    assert any(t.startswith(RESTART) for t in texts[auth:])
+def test_every_file_the_server_reads_is_flagged_restart():
+    pki.ensure_pki(pki.pki_dir(), {"@fake/deb": ["localhost"]})
+    server = healthy_server(tls_port=6380, tls_ping="PONG", tls_nocert="NOAUTH Authentication required.",
+                            plain_ping="NOAUTH Authentication required.")
+    result = run_flow({"deb": (fresh_host("debian-12", container="docker", server=server), {"redis_tls": True})})
+    # the container drop-in is written before the package (which starts the service)
+    dropin = result.call("deb", "install").entry(PLAT.dropin_path)
+    assert "restart" in dropin.flags and "unit" in dropin.flags
+    apply = result.call("deb", "apply")
+    for path in ("/etc/redis/tls-ca.crt", "/etc/redis/tls-server.crt", "/etc/redis/tls-server.key",
+                 PLAT.config_path):
+        assert apply.entry(path).flags == ("restart",), path
+    # the deploy's own credentials are not read by the server: no restart for them
+    for path in ("/etc/hsi-redis/cli.auth", "/etc/hsi-redis/backend.auth"):
+        assert "restart" not in apply.entry(path).flags, path
+    assert result.report["deb"]["status"] == "ok", result.report["deb"]
 
 
-def test_a_pending_restart_happens_though_no_file_changes_now(tmp_path, monkeypatch):
-    monkeypatch.setenv("HSI_REDIS_SECRETS_DIR", str(tmp_path))
-    conf, problems = settings.parse("@fake/deb", {"redis_password": PASSWORD})
-    assert problems == []
-    # redis.conf already as the deploy wants it
-    files = {"deb": {PLAT.config_path: (configure.render_config(conf, PLAT), 0o640, "root", PLAT.group)}}
-    owed = HostFixture("debian-12", server=dict(HEALTHY_SERVER, restart_pending="yes"))
-    texts = run_deploy({"deb": (owed, {})}, files=files).texts("deb")
-    assert not any(t.startswith(MARK) for t in texts), "nothing the server reads changed"
-    assert any(t.startswith(RESTART) for t in texts), "the pending restart was not done"
-    settled = run_deploy({"deb": (HostFixture("debian-12"), {})}, files=files).texts("deb")
-    assert not any(t.startswith(RESTART) for t in settled)
+def test_a_pending_restart_happens_though_no_file_changes_now():
+    host = fresh_host("debian-12")
+    run_flow({"deb": (host, {})})  # converged: redis.conf already as the deploy wants it
+    host.restart_pending = True     # an earlier run wrote a file the server reads, then stopped
+    owed = run_flow({"deb": (host, {})})
+    (call,) = owed.calls["deb"]
+    assert call.verb == "apply" and call.entries == (), "nothing the server reads changed"
+    assert call.option("service") == PLAT.service and call.option("config") == PLAT.config_path
+    assert owed.report["deb"]["status"] == "ok"
+    settled = run_flow({"deb": (host, {})})
+    assert settled.calls["deb"] == [] and len(settled.requests["deb"]) == 1

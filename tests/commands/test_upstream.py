@@ -1,8 +1,10 @@
 """packages.redis.io (key, repository, pin) and the version policy, at command level.
 
-packages.redis.io is not reachable here: these tests check what the deploy would write
-and run. The signing key is a throwaway key generated with gpg (the deploy checks the
-fingerprint the operator confirmed against the file, whatever key it is).
+packages.redis.io is not reachable here: these tests check what the install call carries (the files it
+writes before the package, the pinned install). The signing key is a throwaway key generated with gpg
+(the deploy checks the fingerprint the operator confirmed against the file, whatever key it is). What
+apt and dnf are then told on the host (one `apt-get update` after a repository file changed, the pinned
+`dnf install`) is tested against fakes of those tools in tests/program/test_install_commands.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pytest
 
 from operations.settings import SettingsError
 
-from .harness import FAIL_HOST_COMMAND, HEALTHY_SERVER, HostFixture, make_signing_key, run_deploy
+from .harness import HostFixture, fresh_host, make_signing_key, run_flow
 
 APT_KEY = "/etc/apt/keyrings/redis-archive-keyring.asc"
 APT_SOURCES = "/etc/apt/sources.list.d/hsi-redis-upstream.sources"
@@ -19,11 +21,7 @@ APT_PIN = "/etc/apt/preferences.d/hsi-redis-upstream"
 RPM_KEY = "/etc/pki/rpm-gpg/RPM-GPG-KEY-redis-upstream"
 RPM_REPO = "/etc/yum.repos.d/hsi-redis-upstream.repo"
 HEADER = "# Managed by hsi-redis (redis_source=upstream): changes made here are replaced on the next run.\n"
-APT_UPSTREAM_INSTALL = (
-    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
-    '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" '
-    "-o DPkg::Lock::Timeout=300 redis-server redis-tools"
-)
+UPSTREAM_DEB = "6:7.4.2-1rl1~bookworm1"
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +40,26 @@ def upstream_data(key, **extra) -> dict:
     return data
 
 
-def _server(version: str) -> dict:
-    return dict(HEALTHY_SERVER, redis_version=version)
+def _repo_entry(call, path):
+    entry = call.entry(path)
+    assert (entry.mode, entry.user, entry.group, entry.flags) == ("644", "root", "root", ("repo",)), path
+    return entry.content
 
 
 def test_apt_key_sources_pin_and_install(key):
-    result = run_deploy(
-        {"deb12": (HostFixture("debian-12", container="docker", server=_server("7.4.2")), upstream_data(key))}
-    )
-    assert result.uploaded("deb12", APT_KEY) == key["text"]
-    assert result.uploaded("deb12", APT_SOURCES) == HEADER + (
+    host = fresh_host("debian-12", container="docker", candidate=UPSTREAM_DEB)
+    result = run_flow({"deb12": (host, upstream_data(key))})
+    install = result.call("deb12", "install")
+    assert install.paths() == [APT_KEY, APT_SOURCES, APT_PIN], "written before the package"
+    assert _repo_entry(install, APT_KEY) == key["text"]
+    assert _repo_entry(install, APT_SOURCES) == HEADER + (
         "Types: deb\n"
         "URIs: https://packages.redis.io/deb\n"
         "Suites: bookworm\n"
         "Components: main\n"
         f"Signed-By: {APT_KEY}\n"
     )
-    assert result.uploaded("deb12", APT_PIN) == HEADER + (
+    assert _repo_entry(install, APT_PIN) == HEADER + (
         "Package: redis redis-server redis-tools redis-sentinel\n"
         "Pin: version 6:7.4.*\n"
         "Pin-Priority: 1001\n"
@@ -67,69 +68,43 @@ def test_apt_key_sources_pin_and_install(key):
         "Pin: release o=Debian\n"
         "Pin-Priority: -1\n"
     )
-    texts = result.texts("deb12")
-    key_write = next(t for t in texts if f"{APT_KEY};" in t)
-    assert 'chown root:root "$tmp"; chmod 644' in key_write
-    # Lists are fetched once, after the repository was written, then the pinned install.
-    assert texts.count("apt-get update") == 1
-    assert texts.index("apt-get update") > texts.index(next(t for t in texts if f"{APT_PIN};" in t))
-    assert texts[texts.index("apt-get update") + 1] == APT_UPSTREAM_INSTALL
+    assert install.option("pm") == "apt" and install.option("packages") == "redis-server redis-tools"
+    assert install.flag("apt-pinned")
     # Upstream's unit has no PrivateUsers: no container drop-in for it.
-    assert not any("service.d" in t for t in texts)
+    assert "service.d" not in result.joined("deb12")
     assert result.report["deb12"].get("warnings") is None  # 7.4 meets HSI's requirement
+    assert result.report["deb12"]["source"] == "upstream" and result.report["deb12"]["status"] == "ok"
+    rerun = run_flow({"deb12": (host, upstream_data(key))})
+    assert rerun.calls["deb12"] == [] and len(rerun.requests["deb12"]) == 1
 
 
 def test_apt_pin_for_ubuntu_and_an_exact_version(key):
-    result = run_deploy(
-        {"noble": (HostFixture("ubuntu-24.04"), upstream_data(key, redis_upstream_version="7.4.2"))}
-    )
-    pin = result.uploaded("noble", APT_PIN)
+    result = run_flow({"noble": (fresh_host("ubuntu-24.04"), upstream_data(key, redis_upstream_version="7.4.2"))})
+    install = result.call("noble", "install")
+    pin = _repo_entry(install, APT_PIN)
     assert "Pin: version 6:7.4.2-*\n" in pin and "Pin: release o=Ubuntu\n" in pin
-    assert "Suites: noble\n" in result.uploaded("noble", APT_SOURCES)
+    assert "Suites: noble\n" in _repo_entry(install, APT_SOURCES)
 
 
 def test_apt_replaces_the_distro_package_once(key):
-    distro = run_deploy(
-        {
-            "deb12": (
-                HostFixture("debian-12", installed={"redis-server": "5:7.0.15-1~deb12u3"}),
-                upstream_data(key),
-            )
-        }
-    )
-    assert APT_UPSTREAM_INSTALL in distro.texts("deb12")
-    files = {
-        "deb12": {
-            APT_KEY: key["text"],
-            APT_SOURCES: distro.uploaded("deb12", APT_SOURCES),
-            APT_PIN: distro.uploaded("deb12", APT_PIN),
-        }
-    }
-    done = run_deploy(
-        {
-            "deb12": (
-                HostFixture("debian-12", installed={"redis-server": "6:7.4.2-1rl1~bookworm1"}),
-                upstream_data(key),
-            )
-        },
-        files=files,
-    )
-    texts = done.texts("deb12")
-    assert APT_UPSTREAM_INSTALL not in texts
-    assert not any(p in t for t in texts for p in (APT_KEY, APT_SOURCES, APT_PIN))
-    assert "apt-get update" in texts  # only the hourly refresh, since nothing changed
-    assert done.fact_kwargs("deb12", "PackageState")[0] == {
-        "package_manager": "apt",
-        "package": "redis-server",
-        "query_dnf": True,
-    }
+    host = fresh_host("debian-12", installed={"redis-server": "5:7.0.15-1~deb12u3", "redis-tools": "5:7.0.15-1"},
+                      candidate=UPSTREAM_DEB)
+    distro = run_flow({"deb12": (host, upstream_data(key))})
+    assert distro.call("deb12", "install").option("packages") == "redis-server redis-tools"
+    assert host.installed["redis-server"] == UPSTREAM_DEB  # what apt installed, pinned
+    done = run_flow({"deb12": (host, upstream_data(key))})
+    assert done.calls["deb12"] == [], "repository files unchanged and the pinned series installed"
+    (request,) = done.requests["deb12"]
+    assert "redis-server" in request.packages
 
 
 @pytest.mark.parametrize("release, directory", [("rocky-9", "rockylinux9"), ("rocky-8", "rockylinux8")])
 def test_dnf_key_repo_and_pinned_install(key, release, directory):
-    result = run_deploy({"el": (HostFixture(release), upstream_data(key))})
-    assert result.uploaded("el", RPM_KEY) == key["text"]
-    assert result.uploaded("el", RPM_REPO) == HEADER + (
+    result = run_flow({"el": (fresh_host(release, candidate="7.4.2-1.el"), upstream_data(key))})
+    install = result.call("el", "install")
+    assert install.paths() == [RPM_KEY, RPM_REPO]
+    assert _repo_entry(install, RPM_KEY) == key["text"]
+    assert _repo_entry(install, RPM_REPO) == HEADER + (
         "[hsi-redis-upstream]\n"
         "name=Redis (packages.redis.io)\n"
         f"baseurl=https://packages.redis.io/rpm/{directory}\n"
@@ -139,118 +114,104 @@ def test_dnf_key_repo_and_pinned_install(key, release, directory):
         "priority=1\n"
         "module_hotfixes=1\n"
     )
-    texts = result.texts("el")
-    assert "dnf install -y -q 'redis-7.4.*'" in texts
-    assert not any("module enable" in t for t in texts), "upstream needs no module stream"
+    assert install.option("dnf-spec") == "redis-7.4.*" and install.option("packages") == "redis"
+    assert install.option("module-stream") is None, "upstream needs no module stream"
     # Upstream's rpm keeps its config under /etc/redis, even on EL8.
-    assert any('mv -f "$tmp" /etc/redis/redis.conf;' in t for t in texts)
+    assert result.call("el", "apply").option("config") == "/etc/redis/redis.conf"
+    assert "/etc/redis/redis.conf" in result.call("el", "apply").paths()
+    assert "/etc/redis.conf" not in result.joined("el")
 
 
 def test_upstream_has_no_valkey_and_no_el10(key):
-    result = run_deploy(
-        {
-            "el10": (HostFixture("rhel-10"), upstream_data(key)),
-            "fedora42": (HostFixture("fedora-42"), upstream_data(key)),
-        }
-    )
+    result = run_flow({
+        "el10": (fresh_host("rhel-10"), upstream_data(key)),
+        "fedora42": (fresh_host("fedora-42"), upstream_data(key)),
+    })
     for name in ("el10", "fedora42"):
-        assert (
-            len(result.texts(name)) == 1
-            and "packages.redis.io has no valkey packages" in result.texts(name)[0]
-        )
+        assert result.calls[name] == [] and len(result.requests[name]) == 1
+        (failure,) = result.failures(name)
+        assert "packages.redis.io has no valkey packages" in failure
         assert result.report[name]["failed_step"] == "version policy"
 
 
 def test_auto_source_takes_upstream_only_to_meet_the_minimum(key):
-    result = run_deploy(
-        {
-            "strict": (
-                HostFixture("debian-12"),
-                upstream_data(key, redis_source="auto", redis_minimum_version="7.4"),
-            ),
-            "lenient": (HostFixture("debian-12"), upstream_data(key, redis_source="auto")),
-            "recent": (
-                HostFixture("debian-13"),
-                upstream_data(key, redis_source="auto", redis_minimum_version="7.4"),
-            ),
-        }
-    )
-    assert APT_UPSTREAM_INSTALL in result.texts("strict")
+    result = run_flow({
+        "strict": (fresh_host("debian-12"), upstream_data(key, redis_source="auto", redis_minimum_version="7.4")),
+        "lenient": (fresh_host("debian-12"), upstream_data(key, redis_source="auto")),
+        "recent": (fresh_host("debian-13"), upstream_data(key, redis_source="auto", redis_minimum_version="7.4")),
+    })
+    strict = result.call("strict", "install")
+    assert strict.flag("apt-pinned") and APT_PIN in strict.paths()
     for name in ("lenient", "recent"):
-        assert not any(APT_PIN in t or APT_UPSTREAM_INSTALL == t for t in result.texts(name))
-        assert any(
-            t.endswith(
-                "install --no-install-recommends -q -o DPkg::Lock::Timeout=300 redis-server redis-tools"
-            )
-            for t in result.texts(name)
-        )
+        install = result.call(name, "install")
+        assert not install.flag("apt-pinned") and install.entries == ()
+        assert install.option("packages") == "redis-server redis-tools"
+        assert result.report[name]["source"] == "distro"
     assert any("7.0.15" in w for w in result.report["lenient"]["warnings"])
 
 
 def test_auto_source_without_an_upstream_reports_the_distro_version(key):
     data = upstream_data(key, redis_source="auto", redis_minimum_version="7.4")
-    result = run_deploy({"f40": (HostFixture("fedora-40", candidate="7.2.7"), data)})
-    (only,) = result.texts("f40")
-    assert "redis 7.2.7 (dnf candidate) is below redis_minimum_version 7.4" in only
+    result = run_flow({"f40": (fresh_host("fedora-40", candidate="7.2.7"), data)})
+    assert result.calls["f40"] == []
+    (failure,) = result.failures("f40")
+    assert "redis 7.2.7 (dnf candidate) is below redis_minimum_version 7.4" in failure
 
 
 def test_minimum_version_stops_only_that_host_before_any_change():
-    result = run_deploy(
-        {
-            "old": (
-                HostFixture("debian-12", candidate="5:7.0.15-1~deb12u3"),
-                {"redis_minimum_version": "7.4"},
-            ),
-            "new": (HostFixture("debian-13"), {"redis_minimum_version": "7.4"}),
-            "valkey": (HostFixture("fedora-40"), {"redis_flavour": "valkey", "redis_minimum_version": "7.4"}),
-        }
-    )
-    (only,) = result.texts("old")  # the failing check is all the host gets
-    assert only.startswith(
-        "echo 'hsi-redis: redis 5:7.0.15-1~deb12u3 (apt candidate) is below "
-        "redis_minimum_version 7.4; nothing was changed"
-    )
+    result = run_flow({
+        "old": (fresh_host("debian-12", candidate="5:7.0.15-1~deb12u3"), {"redis_minimum_version": "7.4"}),
+        "new": (fresh_host("debian-13"), {"redis_minimum_version": "7.4"}),
+        "valkey": (fresh_host("fedora-40"), {"redis_flavour": "valkey", "redis_minimum_version": "7.4"}),
+    })
+    assert result.calls["old"] == [] and len(result.requests["old"]) == 1  # the read, then the refusal
+    (only,) = result.other["old"]
+    assert only.startswith("echo 'hsi-redis: redis 5:7.0.15-1~deb12u3 (apt candidate) is below "
+                           "redis_minimum_version 7.4; nothing was changed")
     assert only.endswith(">&2; exit 1")
     assert result.report["old"]["status"] == "failed"
     assert result.report["old"]["failed_step"] == "version policy"
     # the other hosts of the run go on: Redis 8.0 and Valkey 7.2 (which counts as 7.4)
-    assert any("redis-server redis-tools" in t for t in result.texts("new"))
-    assert "dnf install -y -q valkey" in result.texts("valkey")
+    assert result.call("new", "install").option("packages") == "redis-server redis-tools"
+    assert result.call("valkey", "install").option("packages") == "valkey"
     assert result.report["valkey"].get("warnings") is None
+    assert result.report["new"]["status"] == "ok" and result.report["valkey"]["status"] == "ok"
 
 
-def test_dnf_candidate_is_asked_only_without_a_module_stream():
-    result = run_deploy(
-        {
-            "f40": (HostFixture("fedora-40", candidate="7.2.7"), {"redis_minimum_version": "7.4"}),
-            "el9": (HostFixture("rocky-9", candidate="6.2.19"), {}),
-        }
-    )
-    assert result.fact_kwargs("f40", "PackageState")[0] == {
-        "package_manager": "dnf",
-        "package": "redis",
-        "query_dnf": True,
-    }
-    assert "redis 7.2.7 (dnf candidate) is below redis_minimum_version 7.4" in result.texts("f40")[0]
-    assert result.fact_kwargs("el9", "PackageState")[0]["query_dnf"] is False
+def test_dnf_candidate_is_asked_only_with_a_minimum():
+    """Without redis_minimum_version the candidate decides nothing: dnf (slow) is not asked."""
+    result = run_flow({
+        "f40": (fresh_host("fedora-40", candidate="7.2.7"), {"redis_minimum_version": "7.4"}),
+        "el9": (fresh_host("rocky-9", candidate="6.2.19"), {}),
+    })
+    assert result.requests["f40"][0].dnf_candidates and not result.requests["el9"][0].dnf_candidates
+    assert "redis 7.2.7 (dnf candidate) is below redis_minimum_version 7.4" in result.failures("f40")[0]
     # redis:7 is enabled first, so the table's 7.2 counts, not the default stream's 6.2
     assert any(w.startswith("redis 7.2 (what el-9 ships)") for w in result.report["el9"]["warnings"])
 
 
+def test_a_candidate_from_another_module_stream_does_not_decide():
+    """With a minimum, dnf tells the candidate of the stream enabled now (EL9's default: 6.2); the row
+    enables redis:7 before installing, so that candidate says nothing about what will be installed."""
+    result = run_flow({
+        "el9": (fresh_host("rocky-9", candidate="6.2.19"), {"redis_minimum_version": "7.0"}),
+        "el9-on-7": (fresh_host("rocky-9", candidate="7.2.6", module_stream="7"), {"redis_minimum_version": "7.0"}),
+        "el9-too-old": (fresh_host("rocky-9", candidate="7.2.6", module_stream="7"),
+                        {"redis_minimum_version": "7.4"}),
+    })
+    assert result.failures("el9") == [] and result.call("el9", "install").option("module-stream") == "redis:7"
+    assert any(w.startswith("redis 7.2 (what el-9 ships)") for w in result.report["el9"]["warnings"])
+    assert result.failures("el9-on-7") == []
+    assert any(w.startswith("redis 7.2.6 (dnf candidate)") for w in result.report["el9-on-7"]["warnings"])
+    assert "redis 7.2.6 (dnf candidate) is below redis_minimum_version 7.4" in result.failures("el9-too-old")[0]
+
+
 def test_installed_version_decides_over_the_candidate():
-    result = run_deploy(
-        {
-            "deb12": (
-                HostFixture(
-                    "debian-12",
-                    installed={"redis-server": "6:7.4.1-1rl1~bookworm1"},
-                    candidate="5:7.0.15-1~deb12u3",
-                ),
-                {"redis_minimum_version": "7.4"},
-            )
-        }
-    )
-    assert not any(FAIL_HOST_COMMAND.search(t) for t in result.texts("deb12"))
+    host = HostFixture("debian-12", installed={"redis-server": "6:7.4.1-1rl1~bookworm1", "redis-tools": "6:7.4.1"},
+                       candidate="5:7.0.15-1~deb12u3")
+    result = run_flow({"deb12": (host, {"redis_minimum_version": "7.4"})})
+    assert result.failures("deb12") == [] and result.report["deb12"]["status"] == "ok"
+    assert "install" not in result.verbs("deb12")
 
 
 @pytest.mark.parametrize(
@@ -277,27 +238,19 @@ def test_installed_version_decides_over_the_candidate():
 )
 def test_bad_source_settings_stop_the_run_before_any_host(data, problem):
     with pytest.raises(SettingsError) as caught:
-        run_deploy({"deb12": (HostFixture("debian-12"), data)})
+        run_flow({"deb12": (fresh_host("debian-12"), data)})
     assert f"@fake/deb12: {problem}" in str(caught.value)
 
 
 def test_a_key_with_another_fingerprint_is_refused(key):
     wrong = "0" * 40
     with pytest.raises(SettingsError) as caught:
-        run_deploy(
-            {"deb12": (HostFixture("debian-12"), upstream_data(key, redis_upstream_key_fingerprint=wrong))}
-        )
+        run_flow({"deb12": (fresh_host("debian-12"), upstream_data(key, redis_upstream_key_fingerprint=wrong))})
     assert f"has fingerprint {key['fingerprint']}, not the confirmed {wrong}" in str(caught.value)
 
 
 def test_upstream_series_below_the_minimum_is_refused(key):
     with pytest.raises(SettingsError) as caught:
-        run_deploy(
-            {
-                "deb12": (
-                    HostFixture("debian-12"),
-                    upstream_data(key, redis_upstream_version="7.2", redis_minimum_version="7.4"),
-                )
-            }
-        )
+        run_flow({"deb12": (fresh_host("debian-12"),
+                            upstream_data(key, redis_upstream_version="7.2", redis_minimum_version="7.4"))})
     assert "redis_upstream_version: 7.2 is below redis_minimum_version 7.4" in str(caught.value)

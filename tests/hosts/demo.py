@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from operations import secrets
+from operations import credentials
 
 from . import fleet
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     status = subprocess.call(command, cwd=ROOT, env=env)
 
     first = next(iter(DEMO_HOSTS))
-    password_file = secrets.secret_path(f"@docker/{first}")
+    password_file = credentials.secret_path(f"@docker/{first}")
     print(
         "\nThe hosts keep running. To look around:\n"
         f"  docker exec -it {first} bash\n"

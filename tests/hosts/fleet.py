@@ -43,14 +43,21 @@ class HostDied(RuntimeError):
 
 
 def start_host(name: str, suite: str = "bookworm", ssh: bool = False, publish: tuple[int, ...] = (),
-               labels: dict[str, str] | None = None) -> str:
-    """Start (or replace) a test host and wait until systemd is up. Returns the container name."""
+               labels: dict[str, str] | None = None, cap_add: tuple[str, ...] = (), network: str | None = None) -> str:
+    """Start (or replace) a test host and wait until systemd is up. Returns the container name.
+
+    `cap_add`: extra capabilities (NET_ADMIN: the host may change its firewall and make network
+    namespaces of its own). `network`: another container whose network namespace this one shares
+    (`--network container:NAME`: a backend host reaching its server on 127.0.0.1; no hostname then)."""
     image = (SSH_IMAGE if ssh else HOST_IMAGE).format(suite=suite)
-    args = ["run", "-d", "--name", name, "--hostname", name, "--label", f"{LABEL}=1"]
+    args = ["run", "-d", "--name", name, "--label", f"{LABEL}=1"]
+    args += ["--network", f"container:{network}"] if network else ["--hostname", name]
     for key, value in (labels or {}).items():
         args += ["--label", f"{key}={value}"]
     for port in publish:
         args += ["-p", f"127.0.0.1::{port}"]
+    for capability in cap_add:
+        args += ["--cap-add", capability]
     for pause in (*START_BACKOFF, None):
         _docker("rm", "-f", name, check=False)
         _docker(*args, *SYSTEMD_RUN_ARGS, image)

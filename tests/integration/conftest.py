@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import secrets
+from operations import credentials
 from tests.hosts import build, fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def make_runner(tmp_path_factory):
     secrets_dir = tmp_path_factory.mktemp("secrets")
 
     def run(hosts: dict[Host, dict] | list[Host], entry: str = "deploy.py", args: tuple[str, ...] = (),
-            env: dict[str, str] | None = None, timeout: float = 600) -> RunResult:
+            env: dict[str, str] | None = None, timeout: float = 600, yes: bool = True) -> RunResult:
         if isinstance(hosts, list):
             hosts = {h: {} for h in hosts}
         work = tmp_path_factory.mktemp("run")
@@ -129,7 +129,7 @@ def make_runner(tmp_path_factory):
         run_env.update(HSI_REDIS_SECRETS_DIR=str(secrets_dir), HSI_REDIS_REPORT=str(report))
         run_env.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-m", "pyinfra", "-y", *args, str(inventory), entry],
+            [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), *args, str(inventory), entry],
             cwd=ROOT, capture_output=True, text=True, env=run_env, timeout=timeout,
         )
         document = json.loads(report.read_text()) if report.exists() else {}
@@ -146,7 +146,7 @@ def run_pyinfra(tmp_path_factory):
 
 def stored_secret_path(run_pyinfra, host: Host, name: str = "redis_password") -> Path:
     """Where the run's control-machine store keeps the generated secret `name` of `host`."""
-    relative = secrets.secret_path(host.inventory_name, name).relative_to(secrets.store_dir())
+    relative = credentials.secret_path(host.inventory_name, name).relative_to(credentials.store_dir())
     return Path(run_pyinfra.secrets_dir) / relative
 
 

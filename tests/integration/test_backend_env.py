@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from operations import certs
+from operations import pki as pki_helper
 
 from .conftest import generated_password, make_runner
 
@@ -141,46 +141,38 @@ def test_an_env_the_merge_cannot_read_unambiguously_is_refused(backend_host, run
 
 
 def test_tls_files_of_users_are_written_as_them_and_links_never_chowned(host_factory, tmp_path_factory):
-    """The backend's redis-tls/ (in hsi's directory) and the exporter's redis-exporter-tls/ (given to
-    `prometheus`): each user replaces ca.crt by a link to the server's CA, same content. The old
-    code chowned through the link and gave them the server's CA."""
+    """The backend's redis-tls/ (in hsi's directory): its user replaces ca.crt by a link to the server's
+    CA, same content. The old code chowned through the link and gave it the server's CA."""
     host = host_factory("tlsowner", "bookworm")
-    host.sh("useradd --uid 1001 --user-group hsi && useradd --system --user-group prometheus && "
-            "mkdir -p /opt/hsi/backend && chown hsi:hsi /opt/hsi/backend")
+    host.sh("useradd --uid 1001 --user-group hsi && mkdir -p /opt/hsi/backend && chown hsi:hsi /opt/hsi/backend")
     runner = make_runner(tmp_path_factory)
     pki = Path(runner.secrets_dir) / "pki"
-    certs.ensure_pki(pki, {host.inventory_name: ["localhost"]})
+    pki_helper.ensure_pki(pki, {host.inventory_name: ["localhost"]})
     data = {
         "redis_tls": True, "redis_backend_env_owner": "hsi",
         "redis_tls_client_cert": str(pki / "backend-client.crt"),
         "redis_tls_client_key": str(pki / "backend-client.key"),
-        "redis_exporter_env_path": "/etc/hsi-exporter/redis_exporter.env", "redis_exporter_owner": "prometheus",
     }
     first = runner({host: data})
     assert first.returncode == 0, first.output
     assert host.stat("/opt/hsi/backend/redis-tls") == "750 hsi hsi"
     assert host.stat("/opt/hsi/backend/redis-tls/client.key") == "600 hsi hsi"
-    assert host.stat("/etc/hsi-exporter/redis-exporter-tls") == "750 prometheus prometheus"
-    assert host.stat("/etc/hsi-exporter/redis_exporter.env") == "600 prometheus prometheus"
-    server_ca = "/etc/redis/tls/ca.crt"
-    host.sh(f"{AS_HSI} ln -sf {server_ca} /opt/hsi/backend/redis-tls/ca.crt && "
-            "setpriv --reuid=prometheus --regid=prometheus --init-groups -- "
-            f"ln -sf {server_ca} /etc/hsi-exporter/redis-exporter-tls/ca.crt")
+    server_ca = "/etc/redis/tls-ca.crt"
+    host.sh(f"{AS_HSI} ln -sf {server_ca} /opt/hsi/backend/redis-tls/ca.crt")
     before = snapshot(host, server_ca)
     second = runner({host: data})
     assert second.returncode == 0, second.output
     assert snapshot(host, server_ca) == before
     assert host.stat(server_ca) == "644 root root"
-    for path, owner in (("/opt/hsi/backend/redis-tls/ca.crt", "hsi"),
-                        ("/etc/hsi-exporter/redis-exporter-tls/ca.crt", "prometheus")):
-        assert host.sh(f"stat -c '%a %U %F' {path}").stdout.strip() == f"644 {owner} regular file", path
+    path = "/opt/hsi/backend/redis-tls/ca.crt"
+    assert host.sh(f"stat -c '%a %U %F' {path}").stdout.strip() == "644 hsi regular file", path
     third = runner({host: data})
     assert third.returncode == 0 and third.host(host)["changes"] == 0, third.output
     # hsi swaps the whole directory for a link to the server's: refused, naming the setting.
     host.sh(f"{AS_HSI} sh -c 'mv /opt/hsi/backend/redis-tls /opt/hsi/backend/old-tls && "
-            "ln -s /etc/redis/tls /opt/hsi/backend/redis-tls'")
-    server_dir = snapshot(host, server_ca, "/etc/redis/tls", "/etc/redis/tls/server.key")
+            "ln -s /etc/redis /opt/hsi/backend/redis-tls'")
+    server_dir = snapshot(host, server_ca, "/etc/redis", "/etc/redis/tls-server.key")
     fourth = runner({host: data})
     assert fourth.returncode != 0, fourth.output
     assert "redis_tls_backend_dir" in fourth.host(host)["problem"], fourth.host(host)
-    assert snapshot(host, server_ca, "/etc/redis/tls", "/etc/redis/tls/server.key") == server_dir
+    assert snapshot(host, server_ca, "/etc/redis", "/etc/redis/tls-server.key") == server_dir

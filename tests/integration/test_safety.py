@@ -61,7 +61,8 @@ def test_bad_config_rolls_back_and_keeps_serving(loaded_pair, runner):
     assert failed["status"] == "failed"
     assert "rolled back to the last good config" in failed["problem"], failed
     assert f"serves {KEYS} keys" in failed["problem"], failed
-    assert failed["failures"] and failed["failures"][0]["step"].startswith("Run the service")
+    assert failed["failures"] and failed["failures"][0]["step"].endswith(
+        "Configure and run the server (TLS, redis.conf, service, clients)")
     # the journal lines name the directive but never its arguments
     assert "requirepass-typo <arguments hidden>" in result.output
     assert "s3cret-extra-arg" not in result.output

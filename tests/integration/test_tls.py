@@ -1,5 +1,5 @@
-"""TLS end to end on a real Debian 13 host: mTLS, TLS-only, the backend's .env read by redis-py,
-the exporter's environment file read by systemd, no key material anywhere in the output."""
+"""TLS end to end on a real Debian 13 host: mTLS, TLS-only, the backend's .env read by redis-py, no key
+material anywhere in the output (the exporter under TLS-only: tests/integration/test_exporter.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from dotenv import dotenv_values
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operations import certs
+from operations import pki as pki_helper
+from operations import tls_preflight
 from tests.hosts import fleet
 
 from .conftest import make_runner
@@ -25,9 +26,7 @@ from .conftest import make_runner
 # A password that has to survive redis.conf, dotenv and systemd quoting alike.
 PASSWORD = "Tls p@ss'w\"o$rd\\ #x ${HOME} ok"
 ENV = "/opt/hsi/backend/.env"
-EXPORTER_ENV = "/etc/hsi-exporter/redis_exporter.env"
-KEYS = ("/etc/redis/tls/server.key", "/etc/hsi-redis/tls/client.key", "/opt/hsi/backend/redis-tls/client.key",
-        "/etc/hsi-exporter/redis-exporter-tls/client.key")
+KEYS = ("/etc/redis/tls-server.key", "/etc/hsi-redis/tls/client.key", "/opt/hsi/backend/redis-tls/client.key")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def pki(tls_runner, tls_host) -> Path:
     """The helper's PKI, where the deploy looks by default. SAN 127.0.0.1: what the backend
     (redis_backend_host) and the test (through the published port) connect to."""
     directory = Path(tls_runner.secrets_dir) / "pki"
-    certs.ensure_pki(directory, {tls_host.inventory_name: ["127.0.0.1", "localhost"]})
+    pki_helper.ensure_pki(directory, {tls_host.inventory_name: ["127.0.0.1", "localhost"]})
     return directory
 
 
@@ -55,7 +54,6 @@ def data(pki: Path, **extra) -> dict:
         "redis_backend_host": "127.0.0.1",
         "redis_tls_client_cert": str(pki / "backend-client.crt"),
         "redis_tls_client_key": str(pki / "backend-client.key"),
-        "redis_exporter_env_path": EXPORTER_ENV,
         **extra,
     }
 
@@ -65,7 +63,7 @@ def run(tls_runner, host, pki, *args, **extra):
 
 
 def tls_cli(host, *args: str, cert: bool = True, port: int = 6380) -> str:
-    tls = "--tls --cacert /etc/redis/tls/ca.crt"
+    tls = "--tls --cacert /etc/redis/tls-ca.crt"
     if cert:
         tls += " --cert /opt/hsi/backend/redis-tls/client.crt --key /opt/hsi/backend/redis-tls/client.key"
     script = f"REDISCLI_AUTH=\"$(cat)\" timeout 5 redis-cli --no-auth-warning -p {port} {tls} {' '.join(args)} 2>&1"
@@ -94,11 +92,11 @@ def test_first_run_mtls_tls_only(tls_host, tls_runner, pki):
     plain = tls_host.sh("timeout 5 redis-cli -p 6379 ping 2>&1", check=False).stdout
     assert "Connection refused" in plain, plain
     # Keys: never readable by others; owned by who reads them.
-    assert tls_host.stat("/etc/redis/tls/server.key") == "600 redis redis"
+    assert tls_host.stat("/etc/redis/tls-server.key") == "600 redis redis"
     assert tls_host.stat("/opt/hsi/backend/redis-tls/client.key") == "600 root root"
     for key in KEYS:
         assert int(tls_host.stat(key).split()[0], 8) & 0o077 == 0, key
-    assert tls_host.stat("/etc/redis/tls/server.crt").startswith("644 ")
+    assert tls_host.stat("/etc/redis/tls-server.crt").startswith("644 ")
     readable = tls_host.sh("find /etc /opt -name '*.key' -perm /o=r 2>/dev/null", check=False).stdout
     assert readable.strip() == "", readable
     # No key material and no password in pyinfra's -vvv output.
@@ -141,23 +139,6 @@ def test_redis_py_connects_with_only_the_deployed_env(tls_host, tls_runner, pki,
         bare.ping()
 
 
-def test_exporter_env_reads_back_through_systemd(tls_host):
-    assert tls_host.stat(EXPORTER_ENV) == "600 root root"
-    script = (f"systemd-run --wait --pipe --quiet -p EnvironmentFile={EXPORTER_ENV} "
-              "sh -c 'printf \"%s|%s|%s|%s\" \"$REDIS_PASSWORD\" \"$REDIS_ADDR\" "
-              "\"$REDIS_EXPORTER_WEB_LISTEN_ADDRESS\" \"$REDIS_EXPORTER_TLS_CLIENT_KEY_FILE\"'")
-    password, addr, listen, key = tls_host.sh(script).stdout.split("|")
-    assert password == PASSWORD
-    assert addr == "rediss://127.0.0.1:6380" and listen == "127.0.0.1:9121"
-    assert key == "/etc/hsi-exporter/redis-exporter-tls/client.key"
-    # What the exporter would present works: the files it names get PONG.
-    reply = tls_host.sh(
-        "REDISCLI_AUTH=\"$(cat)\" timeout 5 redis-cli --no-auth-warning -p 6380 --tls "
-        "--cacert /etc/hsi-exporter/redis-exporter-tls/ca.crt --cert /etc/hsi-exporter/redis-exporter-tls/client.crt "
-        f"--key {key} ping", stdin=PASSWORD).stdout.strip()
-    assert reply == "PONG"
-
-
 def test_second_run_changes_nothing(tls_host, tls_runner, pki):
     before = tls_cli(tls_host, "info", "server")
     run_id = re.search(r"run_id:(\w+)", before).group(1)
@@ -179,7 +160,7 @@ def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_run
         f"-out {cert}",
     ):
         subprocess.run(command.split(), check=True, capture_output=True)
-    assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
+    assert tls_preflight.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
     result = run(tls_runner, tls_host, pki, redis_tls_client_cert=str(cert), redis_tls_client_key=str(key))
     assert result.returncode == 0, result.output
     assert result.host(tls_host)["status"] == "ok", result.host(tls_host)  # verified with this client
@@ -189,12 +170,12 @@ def test_client_certificate_without_san_is_accepted_under_mtls(tls_host, tls_run
 
 
 def test_bad_key_is_refused_before_the_host_changes(tls_host, tls_runner, pki):
-    conf_before = tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls/*").stdout
+    conf_before = tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls-*").stdout
     # The CA's key is a valid key, just not the server certificate's.
     result = run(tls_runner, tls_host, pki, redis_tls_key=str(pki / "ca.key"))
     assert result.returncode != 0
     assert "redis_tls_key" in result.output and "does not match the certificate" in result.output, result.output
-    assert tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls/*").stdout == conf_before
+    assert tls_host.sh("sha256sum /etc/redis/redis.conf /etc/redis/tls-*").stdout == conf_before
     assert "PRIVATE KEY" not in result.output
 
 
@@ -208,7 +189,12 @@ def test_tls_port_change_then_tls_off_keep_the_data(tls_host, tls_runner, pki):
     assert tls_cli(tls_host, "get", "hsi:tls:key", port=6390) == "kept"
     assert "Connection refused" in tls_cli(tls_host, "ping", port=6380)
 
-    off = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False)
+    # TLS off on a server that listens beyond loopback: refused before anything changes, unless plain
+    # text on the network is allowed on purpose (issue 11)
+    refused = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False)
+    assert refused.returncode != 0 and "redis_allow_plaintext" in refused.output, refused.output
+    assert tls_cli(tls_host, "get", "hsi:tls:key", port=6390) == "kept"
+    off = run(tls_runner, tls_host, pki, redis_tls=False, redis_tls_only=False, redis_allow_plaintext=True)
     assert off.returncode == 0, off.output
     assert off.host(tls_host)["status"] == "ok"
     assert tls_host.redis_cli("get", "hsi:tls:key", password=PASSWORD) == "kept"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from operations import certs, settings
+from operations import certs, pki, tls_preflight, validation
 
 NOW = dt.datetime.now(dt.UTC)
 HOST = "redis-1"
@@ -26,19 +26,19 @@ def _no_env_password(monkeypatch, tmp_path):
     monkeypatch.setenv("HSI_REDIS_SECRETS_DIR", str(tmp_path / "secrets"))
 
 
-def make_pki(directory: Path, names=("redis.lan", "localhost"), now=NOW) -> certs.TlsPaths:
-    certs.ensure_pki(directory, {HOST: list(names)}, now=now)
-    return certs.pki_layout(directory, HOST)
+def make_pki(directory: Path, names=("redis.lan", "localhost"), now=NOW) -> tls_preflight.TlsPaths:
+    pki.ensure_pki(directory, {HOST: list(names)}, now=now)
+    return pki.pki_layout(directory, HOST)
 
 
-def parse(paths: certs.TlsPaths | None, mtls: bool = True, **extra):
+def parse(paths: tls_preflight.TlsPaths | None, mtls: bool = True, **extra):
     data = {"redis_password": "a-long-enough-password", "redis_tls": True, "redis_backend_host": "redis.lan"}
     if paths is not None:
         data.update(redis_tls_ca_cert=str(paths.ca), redis_tls_cert=str(paths.cert), redis_tls_key=str(paths.key))
         if mtls:
             data.update(redis_tls_client_cert=str(paths.client_cert), redis_tls_client_key=str(paths.client_key))
     data.update(extra)
-    return settings.parse(HOST, data)
+    return validation.parse(HOST, data)
 
 
 def only_problem(problems: list[str], setting: str, path: Path, cause: str) -> None:
@@ -60,7 +60,7 @@ def test_valid_files_pass_and_are_carried_in_the_settings(tmp_path):
 
 
 def test_unset_paths_default_to_the_helper_layout(tmp_path):
-    make_pki(certs.pki_dir())
+    make_pki(pki.pki_dir())
     conf, problems = parse(None, redis_tls_auth_clients="no")
     assert problems == [] and conf.tls is not None and not conf.tls.mtls
 
@@ -73,13 +73,13 @@ def test_key_that_does_not_match_its_certificate(tmp_path):
 
 
 def test_expired_certificate(tmp_path):
-    paths = make_pki(tmp_path / "pki", now=NOW - dt.timedelta(days=certs.LEAF_DAYS + 5))
+    paths = make_pki(tmp_path / "pki", now=NOW - dt.timedelta(days=pki.LEAF_DAYS + 5))
     _, problems = parse(paths, mtls=False, redis_tls_auth_clients="no")
     only_problem(problems, "redis_tls_cert", paths.cert, "expired on")
 
 
 def test_certificate_expiring_soon_is_a_warning(tmp_path):
-    paths = make_pki(tmp_path / "pki", now=NOW - dt.timedelta(days=certs.LEAF_DAYS - 10))
+    paths = make_pki(tmp_path / "pki", now=NOW - dt.timedelta(days=pki.LEAF_DAYS - 10))
     conf, problems = parse(paths, mtls=False, redis_tls_auth_clients="no")
     assert problems == []
     assert len(conf.warnings) == 1 and conf.warnings[0].startswith(f"redis_tls_cert: {paths.cert}: expires on")
@@ -104,13 +104,13 @@ def test_certificate_from_another_ca(tmp_path):
     only_problem(problems, "redis_tls_cert", theirs.cert, "not by the CA in the CA file")
     # Same CA name, another key: still refused.
     clone = tmp_path / "clone"
-    certs.ensure_pki(clone, {HOST: ["redis.lan"]})
+    pki.ensure_pki(clone, {HOST: ["redis.lan"]})
     ca_name = x509.load_pem_x509_certificate(ours.ca.read_bytes()).subject.rfc4514_string().split("=", 1)[1]
-    impostor, impostor_key = certs.make_ca(NOW, ca_name)
-    leaf, leaf_key = certs.make_leaf(impostor, impostor_key, "redis.lan", ["redis.lan"],
+    impostor, impostor_key = pki.make_ca(NOW, ca_name)
+    leaf, leaf_key = pki.make_leaf(impostor, impostor_key, "redis.lan", ["redis.lan"],
                                      ExtendedKeyUsageOID.SERVER_AUTH, NOW)
     (clone / "fake.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (clone / "fake.key").write_bytes(certs._key_pem(leaf_key))
+    (clone / "fake.key").write_bytes(pki._key_pem(leaf_key))
     _, problems = parse(ours, redis_tls_cert=str(clone / "fake.crt"), redis_tls_key=str(clone / "fake.key"))
     only_problem(problems, "redis_tls_cert", clone / "fake.crt", "not issued by the CA in the CA file")
 
@@ -126,7 +126,7 @@ def test_client_certificate_from_another_ca(tmp_path):
 # Redis checks a client certificate's chain, signature and dates, not its names: a client made
 # with `openssl req -subj /CN=...` (no SAN; on OpenSSL 3.0 even an X.509 v1 certificate) works.
 
-def _ca(paths: certs.TlsPaths):
+def _ca(paths: tls_preflight.TlsPaths):
     return (x509.load_pem_x509_certificate(paths.ca.read_bytes()),
             serialization.load_pem_private_key(paths.ca.with_name("ca.key").read_bytes(), None))
 
@@ -148,11 +148,11 @@ def _client(issuer, issuer_key, path: Path, *, days=(-1, 30), eku=ExtendedKeyUsa
                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
     cert = builder.sign(issuer_key, hashes.SHA256())
     path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *chain)))
-    path.with_suffix(".key").write_bytes(certs._key_pem(key))
+    path.with_suffix(".key").write_bytes(pki._key_pem(key))
     return path, path.with_suffix(".key")
 
 
-def _with_client(paths: certs.TlsPaths, cert: Path, key: Path):
+def _with_client(paths: tls_preflight.TlsPaths, cert: Path, key: Path):
     return parse(paths, redis_tls_client_cert=str(cert), redis_tls_client_key=str(key))
 
 
@@ -167,7 +167,7 @@ def test_client_certificate_made_with_openssl_req_has_no_san_and_passes(tmp_path
          "-set_serial", "7", "-days", "90", "-out", str(cert)],
     ):
         subprocess.run(command, check=True, capture_output=True)
-    assert certs.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
+    assert tls_preflight.san_names(x509.load_pem_x509_certificate(cert.read_bytes())) == []
     conf, problems = _with_client(paths, cert, key)
     assert problems == [] and conf.tls.mtls and conf.tls.client_cert_pem == cert.read_text()
 
@@ -211,7 +211,7 @@ def test_client_certificate_without_san_keeps_the_other_checks(tmp_path):
     only_problem(_with_client(paths, cert, paths.client_key)[1], "redis_tls_client_key", paths.client_key,
                  "does not match the certificate")
     # a CA with the same name but another key
-    impostor, impostor_key = certs.make_ca(NOW, ca.subject.rfc4514_string().split("=", 1)[1])
+    impostor, impostor_key = pki.make_ca(NOW, ca.subject.rfc4514_string().split("=", 1)[1])
     cert, key = _client(impostor, impostor_key, tmp_path / "impostor.crt")
     only_problem(_with_client(paths, cert, key)[1], "redis_tls_client_cert", cert, "not issued by the CA")
 
@@ -223,7 +223,7 @@ def test_server_certificate_still_needs_a_san(tmp_path):
     only_problem(problems, "redis_tls_cert", cert, "subjectAltName (none) does not cover 'redis.lan'")
 
 
-def _weak_ca(directory: Path) -> certs.TlsPaths:
+def _weak_ca(directory: Path) -> tls_preflight.TlsPaths:
     """A CA without keyUsage and subjectKeyIdentifier, basicConstraints not critical."""
     directory.mkdir()
     key = ec.generate_private_key(ec.SECP256R1())
@@ -232,11 +232,11 @@ def _weak_ca(directory: Path) -> certs.TlsPaths:
           .serial_number(1).not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=99))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=False)
           .sign(key, hashes.SHA256()))
-    leaf, leaf_key = certs.make_leaf(ca, key, "redis.lan", ["redis.lan"], ExtendedKeyUsageOID.SERVER_AUTH, NOW)
-    paths = certs.TlsPaths(ca=directory / "ca.crt", cert=directory / "s.crt", key=directory / "s.key")
+    leaf, leaf_key = pki.make_leaf(ca, key, "redis.lan", ["redis.lan"], ExtendedKeyUsageOID.SERVER_AUTH, NOW)
+    paths = tls_preflight.TlsPaths(ca=directory / "ca.crt", cert=directory / "s.crt", key=directory / "s.key")
     paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(certs._key_pem(leaf_key))
+    paths.key.write_bytes(pki._key_pem(leaf_key))
     return paths
 
 
@@ -295,14 +295,14 @@ def _mode(path: Path) -> int:
 
 def test_helper_modes_and_idempotence(tmp_path):
     directory = tmp_path / "pki"
-    first = certs.ensure_pki(directory, {HOST: ["redis.lan"], "@docker/x": ["127.0.0.1"]})
+    first = pki.ensure_pki(directory, {HOST: ["redis.lan"], "@docker/x": ["127.0.0.1"]})
     assert all(line.startswith("created") for line in first)
     keys = [directory / "ca.key", directory / "backend-client.key", *directory.glob("hosts/*/server.key")]
     assert len(keys) == 4
     assert all(_mode(k) == 0o600 for k in keys)
     assert all(_mode(d) == 0o700 for d in (directory, directory / "hosts", *directory.glob("hosts/*")))
     before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-    second = certs.ensure_pki(directory, {HOST: ["redis.lan"], "@docker/x": ["127.0.0.1"]})
+    second = pki.ensure_pki(directory, {HOST: ["redis.lan"], "@docker/x": ["127.0.0.1"]})
     assert all(line.startswith("kept") for line in second)
     assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
     assert (directory / "hosts" / "_docker_x" / "server.crt").exists()
@@ -310,25 +310,25 @@ def test_helper_modes_and_idempotence(tmp_path):
 
 def test_helper_reissues_what_no_longer_fits(tmp_path):
     directory = tmp_path / "pki"
-    certs.ensure_pki(directory, {HOST: ["redis.lan"]})
+    pki.ensure_pki(directory, {HOST: ["redis.lan"]})
     ca = (directory / "ca.crt").read_bytes()
-    server = certs.pki_layout(directory, HOST).cert
+    server = pki.pki_layout(directory, HOST).cert
     old = server.read_bytes()
-    lines = certs.ensure_pki(directory, {HOST: ["redis.lan", "redis2.lan"]})  # a new name
+    lines = pki.ensure_pki(directory, {HOST: ["redis.lan", "redis2.lan"]})  # a new name
     assert (directory / "ca.crt").read_bytes() == ca and server.read_bytes() != old
     assert any(line.startswith(f"created {server}") for line in lines)
     (directory / "ca.key").unlink()  # a CA without its key cannot sign: everything is reissued
-    certs.ensure_pki(directory, {HOST: ["redis.lan"]})
+    pki.ensure_pki(directory, {HOST: ["redis.lan"]})
     assert (directory / "ca.crt").read_bytes() != ca
-    assert parse(certs.pki_layout(directory, HOST))[1] == []
+    assert parse(pki.pki_layout(directory, HOST))[1] == []
 
 
 def test_helper_certificates_pass_the_strict_checks(tmp_path):
     paths = make_pki(tmp_path / "pki", names=("redis.lan", "127.0.0.1"))
-    _, problems, warnings = certs.check_tls_files(paths, "127.0.0.1")
+    _, problems, warnings = tls_preflight.check_tls_files(paths, "127.0.0.1")
     assert problems == [] and warnings == []
     ca = x509.load_pem_x509_certificate(paths.ca.read_bytes())
-    assert certs.ca_problems(ca) == []
+    assert tls_preflight.ca_problems(ca) == []
 
 
 def test_helper_reads_names_from_an_inventory(tmp_path):
@@ -345,11 +345,20 @@ def test_helper_reads_names_from_an_inventory(tmp_path):
     assert names["@docker/c1"][0] == "127.0.0.1" and "@docker/c1" not in names["@docker/c1"]
 
 
+def test_helper_makes_no_server_certificate_for_a_backend_host(tmp_path):
+    """A backend host (redis_role: backend) runs no server: its .env gets its server's CA and client pair."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text("hosts = [('nvr', {'redis_role': 'server', 'redis_backend_host': 'nvr.lan'}),\n"
+                         "         ('app', {'redis_role': 'backend', 'redis_server': 'nvr'})]\n")
+    names = certs.host_names(inventory, tmp_path / "group_data")
+    assert list(names) == ["nvr"] and names["nvr"][0] == "nvr.lan"
+
+
 def test_helper_command_line(tmp_path, capsys):
     inventory = tmp_path / "inventory.py"
     inventory.write_text("hosts = ['redis-a.lan']\n")
     assert certs.main([str(inventory), "--dir", str(tmp_path / "out"), "--san", "redis.example"]) == 0
     out = capsys.readouterr().out
     assert "created" in out and "PRIVATE" not in out
-    cert = x509.load_pem_x509_certificate(certs.pki_layout(tmp_path / "out", "redis-a.lan").cert.read_bytes())
-    assert certs.covers(cert, "redis.example") and certs.covers(cert, "redis-a.lan")
+    cert = x509.load_pem_x509_certificate(pki.pki_layout(tmp_path / "out", "redis-a.lan").cert.read_bytes())
+    assert tls_preflight.covers(cert, "redis.example") and tls_preflight.covers(cert, "redis-a.lan")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 
-from operations import configure, platform, settings
+from operations import prologue, render, rows, validation
+from operations.target import resolve
 
 
 def _conf(data=None):
-    conf, problems = settings.parse("h", {"redis_password": "p@ss word#1 \"quoted\" é", **(data or {})})
+    conf, problems = validation.parse("h", {"redis_password": "p@ss word#1 \"quoted\" é", **(data or {})})
     assert not problems
     return conf
+
+
+def _render(conf, row) -> str:
+    return render.redis_conf(resolve(conf, row, prologue.admin_password(conf.host_name)))
 
 
 def _directives(text: str) -> dict[str, list[str]]:
@@ -29,8 +34,8 @@ def _decode_redis_arg(arg: str) -> str:
 
 
 def test_required_directives():
-    plat = platform.select("debian", "12", "", "auto")
-    text = configure.render_config(_conf(), plat)
+    plat = rows.select("debian", "12", "", "auto")
+    text = _render(_conf(), plat)
     d = _directives(text)
     assert d["appendonly"] == ["yes"] and d["appendfsync"] == ["everysec"]
     assert d["bind"] == ["127.0.0.1 -::1"] and d["protected-mode"] == ["yes"]
@@ -42,8 +47,8 @@ def test_required_directives():
 
 
 def test_valkey_row_paths_and_old_servers_bind():
-    valkey = platform.select("debian", "13", "", "valkey")
-    d = _directives(configure.render_config(_conf(), valkey))
+    valkey = rows.select("debian", "13", "", "valkey")
+    d = _directives(_render(_conf(), valkey))
     assert d["dir"] == ["/var/lib/valkey"] and d["logfile"] == ["/var/log/valkey/valkey-server.log"]
-    old = platform.select("ubuntu", "22.04", "debian", "auto")
-    assert _directives(configure.render_config(_conf(), old))["bind"] == ["127.0.0.1 ::1"]
+    old = rows.select("ubuntu", "22.04", "debian", "auto")
+    assert _directives(_render(_conf(), old))["bind"] == ["127.0.0.1 ::1"]

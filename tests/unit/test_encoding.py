@@ -9,8 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from redis.connection import parse_url
 
+from operations.credentials import password_problem
 from operations.encoding import dotenv_line, redis_conf_quote, url_password_quote
-from operations.secrets import password_problem
 
 from .redis_args import split_args
 

@@ -8,18 +8,20 @@ import sys
 
 import pytest
 
-from operations import settings
-from operations.secrets import Secret
+from operations import defaults, settings, validation
+from operations.credentials import Secret
+
+from .conftest import ROOT
 
 GOOD_PASSWORD = "correct horse battery staple"
 
 
 def problems(data: dict, host: str = "nvr-1") -> list[str]:
-    return settings.parse(host, {"redis_password": GOOD_PASSWORD, **data})[1]
+    return validation.parse(host, {"redis_password": GOOD_PASSWORD, **data})[1]
 
 
 def test_defaults_are_valid():
-    conf, found = settings.parse("nvr-1", {})
+    conf, found = validation.parse("nvr-1", {})
     assert found == [] and conf is not None
     assert conf.bind == ("127.0.0.1", "-::1") and conf.warnings == ()
     assert "flushall" in conf.acl_denied and "config|rewrite" in conf.acl_denied
@@ -27,16 +29,16 @@ def test_defaults_are_valid():
 
 
 def test_every_setting_has_help_and_a_unique_name():
-    names = [s.name for s in settings.SETTINGS]
+    names = [s.name for s in defaults.SETTINGS]
     assert len(names) == len(set(names))
-    for row in settings.SETTINGS:
+    for row in defaults.SETTINGS:
         assert row.name.startswith("redis_") and row.help.strip(), row
 
 
 def test_backend_config_set_is_off_by_default_and_cannot_contradict_the_denied_list():
-    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
     assert found == [] and conf.backend_config_set is False
-    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
                                           "redis_backend_config_set": "yes"})
     assert found == [] and conf.backend_config_set is True
     for denied in (["config|set"], ["flushall", "config"]):
@@ -93,43 +95,49 @@ def test_bad_value_names_host_and_setting(setting, value, expected):
 
 def test_password_rules_leave_printable_characters_alone():
     for password in ("p w'\"#$x\\%@é${HOME}€ end ", "パスワード パスワード パスワード", "🙂" * 16):
-        conf, found = settings.parse("nvr-1", {"redis_password": password})
+        conf, found = validation.parse("nvr-1", {"redis_password": password})
         assert found == [] and conf.password.reveal() == password
 
 
 def test_development_host_may_have_a_short_password_on_loopback_only():
     assert problems({"redis_password": "dev", "redis_development": True}) == []
-    found = problems({"redis_password": "dev", "redis_development": True, "redis_bind": ["0.0.0.0"]})
+    found = problems({"redis_password": "dev", "redis_development": True, "redis_bind": ["0.0.0.0"],
+                      "redis_allow_plaintext": True})
     assert len(found) == 1 and found[0].startswith("nvr-1: redis_password: ") and "beyond loopback" in found[0]
 
 
-def test_non_loopback_without_tls_warns_and_with_tls_does_not():
-    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["127.0.0.1", "10.20.0.5"]})
+def test_non_loopback_without_tls_is_refused_unless_plaintext_is_allowed_then_warned():
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["127.0.0.1", "10.20.0.5"]})
+    assert conf is None and len(found) == 1, found
+    assert found[0].startswith("nvr-1: redis_bind: ") and "10.20.0.5" in found[0] and "redis_allow_plaintext" in found[0]
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["127.0.0.1", "10.20.0.5"],
+                                             "redis_allow_plaintext": True})
     assert found == []
     assert len(conf.warnings) == 1 and "10.20.0.5" in conf.warnings[0] and "TLS" in conf.warnings[0]
-    conf, _ = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["10.20.0.5"]})
+    conf, _ = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD, "redis_bind": ["10.20.0.5"],
+                                         "redis_allow_plaintext": "yes"})
     assert conf.warnings
     # With TLS on (its files are checked by the TLS tests), no warning.
-    assert settings._network_warnings(("10.20.0.5",), tls_enabled=True) == ()
-    assert settings._network_warnings(("10.20.0.5",), tls_enabled=False)
+    assert validation._network_warnings(("10.20.0.5",), tls_enabled=True) == ()
+    assert validation._network_warnings(("10.20.0.5",), tls_enabled=False)
 
 
 def test_environment_password_wins_and_is_validated(monkeypatch):
     monkeypatch.setenv("REDIS_PASSWORD", "from the environment, long enough")
-    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD})
     assert found == [] and conf.password.reveal() == "from the environment, long enough"
     monkeypatch.setenv("REDIS_PASSWORD", "bad\x1b[31m long enough")
-    assert any("environment REDIS_PASSWORD" in p for p in settings.parse("nvr-1", {})[1])
+    assert any("environment REDIS_PASSWORD" in p for p in validation.parse("nvr-1", {})[1])
 
 
 def test_secret_in_host_data_is_accepted_and_never_printed():
-    conf, found = settings.parse("nvr-1", {"redis_password": Secret(GOOD_PASSWORD)})
+    conf, found = validation.parse("nvr-1", {"redis_password": Secret(GOOD_PASSWORD)})
     assert found == [] and conf.password.reveal() == GOOD_PASSWORD
     assert GOOD_PASSWORD not in repr(conf) and GOOD_PASSWORD not in f"{conf.password}"
 
 
 def test_denied_commands_are_normalised():
-    conf, found = settings.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
+    conf, found = validation.parse("nvr-1", {"redis_password": GOOD_PASSWORD,
                                             "redis_acl_denied_commands": "FLUSHALL, flushall Config|Rewrite"})
     assert found == [] and conf.acl_denied == ("flushall", "config|rewrite")
 
@@ -139,7 +147,7 @@ def test_denied_commands_are_normalised():
     ("1.5gb", None), ("mb", None), ("0mb", None), ("", None),
 ])
 def test_memory_sizes_follow_redis_units(text, size):
-    assert settings.memory_bytes(text) == size
+    assert validation.memory_bytes(text) == size
 
 
 class _FakeData:
@@ -173,16 +181,14 @@ def test_all_hosts_are_checked_before_anything_runs():
 
 def test_debug_inventory_shows_a_secret_as_asterisks(tmp_path):
     """`pyinfra INVENTORY debug-inventory` dumps host data: a Secret there prints as asterisks."""
-    from operations.secrets import PROJECT_ROOT
-
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
-        "from operations.secrets import Secret\n"
+        "from operations.credentials import Secret\n"
         f"hosts = [('@fake/nvr-1', {{'redis_password': Secret({GOOD_PASSWORD!r})}})]\n"
     )
     proc = subprocess.run([sys.executable, "-m", "pyinfra", str(inventory), "debug-inventory"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '"redis_password": "********"' in proc.stdout + proc.stderr
     assert GOOD_PASSWORD not in proc.stdout + proc.stderr
@@ -195,8 +201,6 @@ TEXT_SETTINGS = {
     "redis_backend_env_path": "/opt/hsi/backend/.env",
     "redis_backend_env_owner": "hsi",
     "redis_backend_env_group": "hsi",
-    "redis_exporter_env_path": "/etc/default/prometheus-redis-exporter",
-    "redis_exporter_owner": "prometheus",
     "redis_exporter_listen": "127.0.0.1:9121",
     "redis_tls_backend_dir": "/opt/hsi/backend/redis-tls",
     "redis_backend_unit": "hsi-backend.service",

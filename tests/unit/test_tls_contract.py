@@ -1,19 +1,22 @@
 """What TLS settings turn into: redis.conf directives, the backend's .env, the exporter's file,
-the probe and the verifier's TLS verdicts."""
+the Target's paths and the verifier's TLS verdicts."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from dotenv import dotenv_values
 from redis import Redis
 from redis.connection import SSLConnection, parse_url
 
-from operations import backend_env, certs, configure, exporter, platform, settings, tls
-from operations.facts import server_probe_script
+from operations import pki, prologue, render, rows, validation, verify
+from operations.encoding import systemd_quote
+from operations.hoststate import Server
+from operations.target import Target, resolve
 
-PLAT = platform.TABLE[("debian", "13")]["redis"]
+PLAT = rows.TABLE[("debian", "13")]["redis"]
 HOST = "redis-1"
 
 
@@ -21,27 +24,35 @@ HOST = "redis-1"
 def _env(monkeypatch, tmp_path):
     monkeypatch.delenv("REDIS_PASSWORD", raising=False)
     monkeypatch.setenv("HSI_REDIS_SECRETS_DIR", str(tmp_path / "secrets"))
-    certs.ensure_pki(certs.pki_dir(), {HOST: ["redis.lan", "fd00::5", "localhost"]})
+    pki.ensure_pki(pki.pki_dir(), {HOST: ["redis.lan", "fd00::5", "localhost"]})
 
 
-def conf_for(mtls: bool = True, **extra) -> settings.RedisSettings:
-    layout = certs.pki_layout(certs.pki_dir(), HOST)
+def conf_for(mtls: bool = True, **extra):
+    layout = pki.pki_layout(pki.pki_dir(), HOST)
     data = {"redis_password": "pa$$ word with 'quotes' and \"more\"", "redis_tls": True,
-            "redis_backend_host": "redis.lan", "redis_backend_db": 2,
-            "redis_exporter_env_path": "/etc/default/redis-exporter"}
+            "redis_backend_host": "redis.lan", "redis_backend_db": 2}
     if mtls:
         data.update(redis_tls_client_cert=str(layout.client_cert), redis_tls_client_key=str(layout.client_key))
     else:
         data.update(redis_tls_auth_clients="no")
     data.update(extra)
-    conf, problems = settings.parse(HOST, data)
+    conf, problems = validation.parse(HOST, data)
     assert problems == []
     return conf
 
 
+def target_for(conf, row=PLAT) -> Target:
+    return resolve(conf, row, prologue.admin_password(conf.host_name))
+
+
+def lines_of(conf) -> dict[str, str]:
+    """The backend .env lines the deploy owns (KEY -> line)."""
+    return dict(target_for(conf).backend.lines)
+
+
 def test_mtls_url_is_what_redis_py_turns_into_a_verified_client():
     conf = conf_for()
-    url = tls.backend_url(conf)
+    url = target_for(conf).backend.url
     assert url.startswith("rediss://redis.lan:6380/2?")
     kwargs = parse_url(url)
     assert kwargs["ssl_cert_reqs"] == "required"
@@ -55,7 +66,7 @@ def test_mtls_url_is_what_redis_py_turns_into_a_verified_client():
 
 def test_env_lines_read_back_and_agree_with_the_url():
     conf = conf_for()
-    lines = backend_env.owned_lines(conf)
+    lines = lines_of(conf)
     values = dotenv_values(stream=io.StringIO("".join(f"{line}\n" for line in lines.values())))
     kwargs = parse_url(values["REDIS_URL"])
     assert values["REDIS_PASSWORD"] == conf.password.reveal()
@@ -68,46 +79,61 @@ def test_env_lines_read_back_and_agree_with_the_url():
 
 def test_tls_without_client_certificate_owns_no_cert_and_key_lines():
     conf = conf_for(mtls=False)
-    lines = backend_env.owned_lines(conf)
+    lines = lines_of(conf)
     assert "ssl_certfile" not in lines["REDIS_URL"] and "REDIS_SSL_CERTFILE" not in lines
     assert conf.tls.auth_clients == "no"
 
 
 def test_no_tls_keeps_the_plain_url_and_owns_no_ssl_lines():
-    conf, problems = settings.parse(HOST, {"redis_password": "a-long-enough-password"})
+    conf, problems = validation.parse(HOST, {"redis_password": "a-long-enough-password"})
     assert problems == [] and conf.tls is None
-    assert set(backend_env.owned_lines(conf)) == {"REDIS_URL", "REDIS_PASSWORD"}
-    assert tls.backend_url(conf) == "redis://localhost:6379/0"
-    assert "tls" not in configure.render_config(conf, PLAT)
+    assert set(lines_of(conf)) == {"REDIS_URL", "REDIS_PASSWORD"}
+    assert target_for(conf).backend.url == "redis://localhost:6379/0"
+    assert "tls" not in render.redis_conf(target_for(conf))
 
 
 def test_ipv6_backend_host_is_bracketed():
     conf = conf_for(redis_backend_host="fd00::5")
-    assert parse_url(tls.backend_url(conf))["host"] == "fd00::5"
+    assert parse_url(target_for(conf).backend.url)["host"] == "fd00::5"
 
 
 def test_redis_conf_tls_block_and_tls_only():
-    text = configure.render_config(conf_for(redis_tls_only=True), PLAT)
+    text = render.redis_conf(target_for(conf_for(redis_tls_only=True)))
     lines = text.splitlines()
     assert "port 0" in lines and "port 6379" not in lines
-    for line in ("tls-port 6380", "tls-cert-file /etc/redis/tls/server.crt", "tls-key-file /etc/redis/tls/server.key",
-                 "tls-ca-cert-file /etc/redis/tls/ca.crt", "tls-auth-clients yes", 'tls-protocols "TLSv1.2 TLSv1.3"'):
+    for line in ("tls-port 6380", "tls-cert-file /etc/redis/tls-server.crt", "tls-key-file /etc/redis/tls-server.key",
+                 "tls-ca-cert-file /etc/redis/tls-ca.crt", "tls-auth-clients yes", 'tls-protocols "TLSv1.2 TLSv1.3"'):
         assert line in lines
     assert "PRIVATE" not in text
-    assert "port 6379" in configure.render_config(conf_for(), PLAT).splitlines()
+    assert "port 6379" in render.redis_conf(target_for(conf_for())).splitlines()
 
 
 def test_exporter_file_names_the_tls_files_and_listens_on_loopback():
-    conf = conf_for()
-    text = exporter.exporter_env(conf)
+    pki.ensure_pki(pki.pki_dir(), {HOST: ["redis.lan", "127.0.0.1"]})  # where the exporter connects, checked
+    conf = conf_for(redis_tls_only=True, redis_exporter=True)
+    target = target_for(conf)
+    text = render.exporter_env(target)
     lines = dict(line.split("=", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert lines["REDIS_ADDR"] == "rediss://redis.lan:6380"
+    assert lines["REDIS_ADDR"] == "rediss://127.0.0.1:6380"  # where the server listens on the host
+    assert lines["REDIS_USER"] == "hsi-exporter" and lines["REDIS_EXPORTER_CONFIG_COMMAND"] == "-"
     assert lines["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] == "127.0.0.1:9121"
-    assert lines["REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"] == "/etc/default/redis-exporter-tls/client.key"
-    assert lines["REDIS_PASSWORD"] == '"pa\\$\\$ word with \'quotes\' and \\"more\\""'
-    plain, _ = settings.parse(HOST, {"redis_password": "a-long-enough-password",
-                                     "redis_exporter_env_path": "/etc/x.env"})
-    assert "TLS" not in exporter.exporter_env(plain) and "redis://localhost:6379" in exporter.exporter_env(plain)
+    assert lines["REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"] == "/etc/hsi-redis-exporter/client.key"
+    # its own password, never the backend's
+    assert lines["REDIS_PASSWORD"] == systemd_quote(target.exporter.password.reveal())
+    assert "quotes" not in text and conf.password.reveal() not in text
+    # the plain port open: plain on loopback, no TLS files
+    plain_env = render.exporter_env(target_for(conf_for(redis_exporter=True)))
+    assert "TLS" not in plain_env and "REDIS_ADDR=redis://127.0.0.1:6379" in plain_env
+
+
+def test_tls_only_exporter_needs_a_certificate_covering_the_address_it_connects_to():
+    layout = pki.pki_layout(pki.pki_dir(), HOST)  # the fixture's: redis.lan, fd00::5, localhost
+    _, problems = validation.parse(HOST, {"redis_password": "a-long-enough-password", "redis_tls": True,
+                                          "redis_tls_only": True, "redis_exporter": True,
+                                          "redis_backend_host": "redis.lan", "redis_tls_auth_clients": "no"})
+    assert len(problems) == 1 and problems[0].startswith("redis-1: redis_exporter: the exporter connects to 127.0.0.1")
+    assert "DNS:redis.lan" in problems[0] and "add 127.0.0.1 to its SAN" in problems[0]
+    assert layout.cert.exists()
 
 
 @pytest.mark.parametrize("value, quoted", [
@@ -117,44 +143,46 @@ def test_exporter_file_names_the_tls_files_and_listens_on_loopback():
     ("", '""'),
 ])
 def test_systemd_quote(value, quoted):
-    assert exporter.systemd_quote(value) == quoted
+    assert systemd_quote(value) == quoted
 
 
-def test_probe_talks_tls_with_the_client_certificate_under_mtls():
-    conf = conf_for(redis_tls_only=True)
-    kwargs = tls.probe_kwargs(conf, PLAT)
-    script = server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis", **kwargs)
-    assert 'tls_try="$addr,6380"' in script
-    assert "tls_ca=/etc/redis/tls/ca.crt; tls_crt=/etc/hsi-redis/tls/client.crt; tls_key=/etc/hsi-redis/tls/client.key" in script
-    # the live tls-port, for a server still on an older config
-    assert 'where /etc/redis/redis.conf && tls_try="$tls_try $addr,$wt"' in script
-    assert "PRIVATE" not in script and conf.password.reveal() not in script
-    assert "--tls" not in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server", "/var/lib/redis")
-    off, _ = settings.parse(HOST, {"redis_password": "a-long-enough-password"})
-    assert 'tls_try="$addr,0"' in server_probe_script("redis-cli", "127.0.0.1", 6379, "redis-server",
-                                                       "/var/lib/redis", **tls.probe_kwargs(off, PLAT))
+# How the deploy's own checks reach a TLS-only server (the client pair, the live tls-port of an older
+# config) is the host program's: tests/program/test_state.py (test_tls_only_with_mutual_tls,
+# test_tls_only_while_the_config_names_a_new_tls_port).
+
+def test_checks_present_the_client_pair_under_mtls_only():
+    target = target_for(conf_for(redis_tls_only=True))
+    assert (target.plain_port, target.tls.port, target.tls.mtls) == (0, 6380, True)
+    assert (target.tls.ca, target.tls.cli_cert, target.tls.cli_key) == (
+        "/etc/redis/tls-ca.crt", "/etc/hsi-redis/tls/client.crt", "/etc/hsi-redis/tls/client.key")
+    assert target.local_address == "127.0.0.1"
+    assert target_for(conf_for(mtls=False)).tls.mtls is False
+    assert target_for(validation.parse(HOST, {"redis_password": "a-long-enough-password"})[0]).tls is None
 
 
-SEEN_OK = {"cli": "present", "service_active": "active", "via": "tls", "tls_port": "6380",
-           "tls_ping_6380": "NOAUTH Authentication required.",
-           "plain_ping": "Could not connect to Redis at 127.0.0.1:6379: Connection refused",
-           "nocert_ping": "Error: Connection reset by peer"}
+SEEN_OK = Server(layout=0, active="active", cli=True, via="tls", port=0, tls_port=6380, identity="hsi-admin",
+                 noauth="NOAUTH Authentication required.", auth="PONG", info={"aof_enabled": "1"},
+                 tls_ping="NOAUTH Authentication required.",
+                 plain_ping="Could not connect to Redis at 127.0.0.1:6379: Connection refused",
+                 tls_nocert="Error: Connection reset by peer")
 
 
 @pytest.mark.parametrize("change, kind", [
     ({}, None),
-    ({"via": "plain", "tls_ping_6380": "Could not connect to Redis at 127.0.0.1:6380: Connection refused"}, "TLS"),
-    ({"tls_port": "6390"}, "TLS"),  # only the port of an older config answers
+    ({"via": "plain", "tls_ping": "Could not connect to Redis at 127.0.0.1:6380: Connection refused"}, "TLS"),
+    ({"tls_port": 6390}, "TLS"),  # only the port of an older config answers
     ({"plain_ping": "NOAUTH Authentication required."}, "plain port open"),
-    ({"nocert_ping": "NOAUTH Authentication required."}, "mTLS not enforced"),
+    ({"tls_nocert": "NOAUTH Authentication required."}, "mTLS not enforced"),
 ])
 def test_verifier_tls_verdicts(change, kind):
-    conf = conf_for(redis_tls_only=True)
-    problem = tls.tls_problem({**SEEN_OK, **change}, conf, PLAT)
-    assert (problem[0] if problem else None) == kind
+    target = target_for(conf_for(redis_tls_only=True))
+    problem = verify.tls_problem(target, replace(SEEN_OK, **change))
+    assert (problem.kind if problem else None) == kind
+    assert (verify.server_problem(target, replace(SEEN_OK, **change)) or problem) == problem
 
 
 def test_tls_directory_per_platform():
-    assert tls.server_paths(PLAT)["key"] == "/etc/redis/tls/server.key"
-    assert tls.server_paths(platform.TABLE[("debian", "13")]["valkey"])["dir"] == "/etc/valkey/tls"
-    assert tls.server_paths(platform.TABLE[("el", "8")]["redis"])["dir"] == "/etc/redis/tls"  # not /etc/tls
+    conf = conf_for()
+    assert target_for(conf).tls.key == "/etc/redis/tls-server.key"
+    assert target_for(conf, rows.TABLE[("debian", "13")]["valkey"]).tls.dir == "/etc/valkey"
+    assert target_for(conf, rows.TABLE[("el", "8")]["redis"]).tls.dir == "/etc/redis"  # not /etc

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operations import platform, sources, versions
+from operations import rows, sources, validation, versions
 from operations.sources import KeyProblem, fingerprint, matches_series
 from tests.commands.harness import make_signing_key
 
@@ -120,20 +120,20 @@ def test_fingerprint_rejects_what_is_not_a_public_key(text):
     ],
 )
 def test_select(os_id, version_id, id_like, flavour, row):
-    assert platform.select(os_id, version_id, id_like, flavour).name == row
+    assert rows.select(os_id, version_id, id_like, flavour).name == row
 
 
 def test_auto_flavour_prefers_redis_and_falls_back_to_valkey():
-    assert platform.select("debian", "13", "", "auto").flavour == "redis"
-    assert platform.select("fedora", "42", "", "auto").flavour == "valkey"
-    assert platform.select("rhel", "10.0", "fedora", "auto").flavour == "valkey"
-    with pytest.raises(platform.UnsupportedPlatform, match="does not package redis"):
-        platform.select("rhel", "10.0", "fedora", "redis")
+    assert rows.select("debian", "13", "", "auto").flavour == "redis"
+    assert rows.select("fedora", "42", "", "auto").flavour == "valkey"
+    assert rows.select("rhel", "10.0", "fedora", "auto").flavour == "valkey"
+    with pytest.raises(rows.UnsupportedPlatform, match="does not package redis"):
+        rows.select("rhel", "10.0", "fedora", "redis")
 
 
 def test_rows_keep_each_family_and_flavour_in_its_own_paths():
-    for rows in platform.TABLE.values():
-        for flavour, row in rows.items():
+    for by_flavour in rows.TABLE.values():
+        for flavour, row in by_flavour.items():
             assert row.flavour == flavour
             named = (row.config_path, row.data_dir, row.log_file, row.pid_file, row.cli, row.user, row.group)
             assert all(flavour in value for value in named), row
@@ -144,25 +144,80 @@ def test_rows_keep_each_family_and_flavour_in_its_own_paths():
 
 
 def test_upstream_rows():
-    el8 = platform.upstream(platform.TABLE[("el", "8")]["redis"])
+    el8 = rows.upstream(rows.TABLE[("el", "8")]["redis"])
     assert el8.source == "upstream" and el8.module_stream == "" and el8.config_path == "/etc/redis/redis.conf"
-    deb = platform.upstream(platform.TABLE[("debian", "12")]["redis"])
+    deb = rows.upstream(rows.TABLE[("debian", "12")]["redis"])
     assert deb.packages == ("redis-server", "redis-tools") and not deb.private_users
-    assert platform.upstream(platform.TABLE[("debian", "13")]["valkey"]) is None
-    assert platform.upstream(platform.TABLE[("fedora", "40")]["redis"]) is None
+    assert rows.upstream(rows.TABLE[("debian", "13")]["valkey"]) is None
+    assert rows.upstream(rows.TABLE[("fedora", "40")]["redis"]) is None
 
 
 def test_expected_version_sources():
     conf = SimpleNamespace(upstream_version="7.4")
-    deb12 = platform.TABLE[("debian", "12")]["redis"]
-    assert sources.expected_version(deb12, {"installed": "", "candidate": ""}, conf) == (
-        "7.0.15",
-        "what debian-12 ships",
-    )
-    assert (
-        sources.expected_version(deb12, {"installed": "", "candidate": "5:7.0.16-1"}, conf)[1]
-        == "apt candidate"
-    )
-    assert sources.expected_version(
-        platform.upstream(deb12), {"installed": "5:7.0.15-1", "candidate": ""}, conf
-    ) == ("7.4", "upstream pin")
+    deb12 = rows.TABLE[("debian", "12")]["redis"]
+    assert sources.expected_version(deb12, "", "", conf) == ("7.0.15", "what debian-12 ships")
+    assert sources.expected_version(deb12, "", "5:7.0.16-1", conf)[1] == "apt candidate"
+    assert sources.expected_version(deb12, "5:7.0.15-1", "5:7.0.16-1", conf) == ("5:7.0.15-1", "installed")
+    upstream = rows.upstream(deb12)
+    assert sources.expected_version(upstream, "5:7.0.15-1", "", conf) == ("7.4", "upstream pin")
+    assert sources.expected_version(upstream, "6:7.4.2-1rl1~bookworm1", "", conf) == (
+        "6:7.4.2-1rl1~bookworm1", "installed from upstream")
+
+
+# -- sources.choose: the source setting and the version policy, from the versions the read found ---
+
+DEB12 = rows.TABLE[("debian", "12")]["redis"]
+DEB13 = rows.TABLE[("debian", "13")]["redis"]
+F40 = rows.TABLE[("fedora", "40")]["redis"]
+EL10 = rows.TABLE[("el", "10")]["valkey"]
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory):
+    path, fpr = make_signing_key(tmp_path_factory.mktemp("key"))
+    return {"redis_upstream_key": str(path), "redis_upstream_key_fingerprint": fpr}
+
+
+def _settings(**data):
+    conf, problems = validation.parse("h", {"redis_password": "x" * 20, **data})
+    assert problems == [], problems
+    return conf
+
+
+def test_choose_distro_with_a_warning_below_7_4_and_no_minimum():
+    row, problem, warnings = sources.choose(_settings(), DEB12, "", "5:7.0.15-1~deb12u3")
+    assert row is DEB12 and problem is None
+    assert warnings and warnings[0].startswith("redis 5:7.0.15-1~deb12u3 (apt candidate) is below 7.4")
+
+
+def test_choose_minimum_stops_only_what_is_below_it():
+    _, problem, _ = sources.choose(_settings(redis_minimum_version="7.4"), DEB12, "", "5:7.0.15-1~deb12u3")
+    assert problem.startswith("redis 5:7.0.15-1~deb12u3 (apt candidate) is below redis_minimum_version 7.4")
+    assert "nothing was changed" in problem
+    assert sources.choose(_settings(redis_minimum_version="7.4"), DEB13, "", "")[1:] == (None, [])
+    # the installed version decides over the candidate
+    found = sources.choose(_settings(redis_minimum_version="7.4"), DEB12, "6:7.4.1-1rl1~bookworm1", "5:7.0.15-1")
+    assert found[1] is None
+
+
+def test_choose_verify_only_reports_instead_of_stopping():
+    _, problem, warnings = sources.choose(_settings(redis_minimum_version="7.4", redis_verify_only=True),
+                                            DEB12, "5:7.0.15-1", "")
+    assert problem is None and "below redis_minimum_version 7.4" in warnings[0]
+
+
+def test_choose_upstream_and_auto(key):
+    row, problem, warnings = sources.choose(_settings(redis_source="upstream", **key), DEB12, "", "")
+    assert row.source == "upstream" and problem is None and warnings == []
+    row, problem, _ = sources.choose(_settings(redis_source="upstream", **key), EL10, "", "")
+    assert row is EL10 and "packages.redis.io has no valkey packages for el-10" in problem
+    # auto: upstream only where the distro's version is below the minimum
+    strict = _settings(redis_source="auto", redis_minimum_version="7.4", **key)
+    assert sources.choose(strict, DEB12, "", "5:7.0.15-1")[0].source == "upstream"
+    assert sources.choose(strict, DEB13, "", "5:8.0.2-1")[0].source == "distro"
+    lenient = _settings(redis_source="auto", **key)
+    row, problem, warnings = sources.choose(lenient, DEB12, "", "")
+    assert row.source == "distro" and problem is None and "7.0.15" in warnings[0]
+    # auto without an upstream for the row: the distro's version decides
+    row, problem, _ = sources.choose(strict, F40, "", "7.2.7-1.fc40")
+    assert row is F40 and "redis 7.2.7-1.fc40 (dnf candidate) is below redis_minimum_version 7.4" in problem
