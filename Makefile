@@ -33,8 +33,10 @@ demo: images
 test: images tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
 
+## Unit, command-level and host-program tests (a local redis-server, no Docker). Four workers on two
+## cores: the host-program tests mostly wait on redis-server starting and stopping.
 unit: venv tools
-	$(PY) -m pytest -n 2 tests/unit tests/commands tests/program
+	$(PY) -m pytest -n 4 tests/unit tests/commands tests/program
 
 ## hsi-redis against a minimal 5-operation deploy on 1, 10 and 20 fresh hosts (BENCH_ARGS="--hosts 1 2").
 bench: images

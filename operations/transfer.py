@@ -68,6 +68,11 @@ class _Process(_Stream):
 
     def finish(self) -> tuple[int, str]:
         stderr = self.process.stderr.read().decode(errors="replace")
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            try:
+                pipe.close()
+            except BrokenPipeError:  # unsent data in the buffer of a command that ended early
+                pass
         return self.process.wait(timeout=STALL_SECONDS), stderr
 
 
@@ -166,6 +171,9 @@ def upload(state, host, local: BinaryIO, remote_path: str, arguments: dict, size
             done += len(chunk)
             progress(done)
         stream.close_input()
+    except BrokenPipeError as exc:  # the host's side ended early: its own error says why
+        _finish(stream, what)
+        raise TransferError(f"{what} stopped after {done} bytes: {exc}") from exc
     except OSError as exc:
         raise TransferError(f"{what} stopped after {done} bytes: {exc}") from exc
     _finish(stream, what)

@@ -14,7 +14,21 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import SERVICE, free_port
+
+# A diskless `redis-cli --rdb` waits out repl-diskless-sync-delay (5 s by default, for more replicas to
+# join) before the transfer starts; these servers skip the wait. The snapshot itself is the same.
+NO_SYNC_DELAY = ["repl-diskless-sync-delay 0"]
+
+
+@pytest.fixture
+def make_host(make_host):
+    def make(name: str = "h", **kw):
+        kw.setdefault("extra", list(NO_SYNC_DELAY))
+        return make_host(name, **kw)
+    return make
 
 
 def fill_kinds(h) -> None:
