@@ -9,14 +9,12 @@ backslash-escaped. python-dotenv 1.x expands ``${NAME}`` even inside single quot
 value containing ``${`` is written double-quoted instead, each such ``$`` as ``${:-$}``
 (an empty name is never set, so it always takes its default, a literal ``$``).
 
-URLs (an exporter's or a client's `redis://:PASSWORD@host`): the password percent-encoded,
-every reserved character included; redis-py and Go's net/url decode it back.
+No URL ever holds a password (the backend reads REDIS_PASSWORD; the exporter its environment file).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 _REDIS_SAFE = re.compile(rb"[A-Za-z0-9._~-]")
 
@@ -36,11 +34,6 @@ def dotenv_quote(value: str) -> str:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + escaped.replace("${", "${:-$}{") + '"'
-
-
-def url_password_quote(value: str) -> str:
-    """Percent-encode a password for the userinfo part of a redis:// URL (every reserved byte)."""
-    return quote(value, safe="")
 
 
 def dotenv_line(key: str, value: str, quote: bool = True) -> str:

@@ -7,10 +7,9 @@ import io
 from dotenv import dotenv_values
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from redis.connection import parse_url
 
 from operations.credentials import password_problem
-from operations.encoding import dotenv_line, redis_conf_quote, url_password_quote
+from operations.encoding import dotenv_line, redis_conf_quote
 
 from .redis_args import split_args
 
@@ -75,11 +74,3 @@ def test_printable_passwords_are_accepted(password):
 def test_control_characters_are_refused(password, bad, data):
     at = data.draw(st.integers(0, len(password)))
     assert password_problem(password[:at] + bad + password[at:]) is not None
-
-
-@settings(max_examples=300)
-@given(passwords)
-def test_url_password_round_trip_through_redis_py(password):
-    parsed = parse_url(f"redis://:{url_password_quote(password)}@nvr-1.example.net:6379/0")
-    assert parsed["password"] == password
-    assert parsed["host"] == "nvr-1.example.net" and parsed["port"] == 6379
