@@ -81,9 +81,14 @@ def kernel_entries(target: Target, state: HostState) -> tuple[list[FileEntry], b
 
 
 def paths(target: Target) -> list[str]:
-    """Every file this step may write (for the state read)."""
-    return ([e.path for e in server_entries(target)] + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"]
-            + schedule.paths())
+    """Every file this step may write (for the state read; the same paths as server_entries, without
+    rendering what they hold: the read asks for every candidate row)."""
+    tls = target.tls
+    found = [target.row.config_path]
+    if tls is not None:
+        found += [tls.ca, tls.cert, tls.key] + ([tls.cli_cert, tls.cli_key] if tls.mtls else [])
+    found += [target.cli_auth, target.backend_auth]
+    return found + [SYSCTL_FILE, f"/etc/systemd/system/{THP_UNIT}"] + schedule.paths()
 
 
 def units(target: Target) -> list[str]:

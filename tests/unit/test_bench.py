@@ -124,3 +124,11 @@ def test_the_markdown_report_holds_table_targets_and_conditions():
     assert ("N=10: minimal ran first; load average 1.00 before the hosts started, "
             "2.50 when timing began") in text
     assert "`docker container inspect` ran 10 time(s) in 20 host-runs" in text
+
+
+def test_the_median_run_counts_and_a_failure_is_never_judged():
+    runs = [compare.Run(s, [1], 0) for s in (3.0, 1.0, 2.0)]
+    assert compare.median_run(runs).seconds == 2.0
+    assert compare.median_run(runs[:2]).seconds == 3.0, "an even count: the upper middle"
+    broken = compare.Run(0.5, [1], 1)
+    assert compare.median_run([*runs, broken]) is broken

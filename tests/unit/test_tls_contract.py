@@ -11,7 +11,7 @@ from dotenv import dotenv_values
 from redis import Redis
 from redis.connection import SSLConnection, parse_url
 
-from operations import pki, prologue, render, rows, validation, verify
+from operations import configure, pki, prologue, render, rows, validation, verify
 from operations.encoding import systemd_quote
 from operations.hoststate import Server
 from operations.target import Target, resolve
@@ -186,3 +186,15 @@ def test_tls_directory_per_platform():
     assert target_for(conf).tls.key == "/etc/redis/tls-server.key"
     assert target_for(conf, rows.TABLE[("debian", "13")]["valkey"]).tls.dir == "/etc/valkey"
     assert target_for(conf, rows.TABLE[("el", "8")]["redis"]).tls.dir == "/etc/redis"  # not /etc
+
+
+@pytest.mark.parametrize("conf", ["plain", "tls", "mtls"])
+def test_the_state_read_asks_for_every_file_the_configure_step_writes(conf):
+    """configure.paths() lists the paths without rendering (the read asks for every candidate row): the
+    same ones, in the same order, as the files server_entries() renders."""
+    made = {"plain": lambda: validation.parse(HOST, {"redis_password": "x" * 20})[0],
+            "tls": lambda: conf_for(mtls=False), "mtls": lambda: conf_for(mtls=True)}[conf]()
+    for row in (PLAT, rows.select("rhel", "9", "", "auto"), rows.select("debian", "13", "", "valkey")):
+        target = target_for(made, row)
+        written = [entry.path for entry in configure.server_entries(target)]
+        assert configure.paths(target)[:len(written)] == written
