@@ -27,7 +27,7 @@ suser=redis sgroup=redis log="" T=5 W=60 salt="" datadir="" files="" dirs="" env
 kernel=0 modules="" seports="" dnfcand=0 pm="" maxage=3600 locktime=300 mstream="" dnfspec="" pinned=0
 setype=redis_port_t setools=policycoreutils-python-utils rfiles="" enable=0 runits="" drop=0 sysctl="" eunits=""
 noserver=0 fw=0 fwtool="" fwfile="" fwunit="" fwmark="" fwrm="" pgaddr="" pgport=6379 pgca="" pgcrt="" pgkey=""
-metrics="" aunits=""
+metrics="" aunits="" unit_lines=""
 dunits="" into="" keep=0 from="" wsha="" wkeys="" snaps="" work=/var/lib/hsi-redis
 STAMP=${HSI_REDIS_APT_STAMP:-/var/lib/apt/periodic/update-success-stamp}  # apt's last update (tests: elsewhere)
 while [ $# -gt 0 ]; do
@@ -777,11 +777,17 @@ kind() {  # PATH: f d l o(ther) -
   elif [ -e "$1" ]; then echo o; else echo -; fi
 }
 meta() { [ "$(kind "$1")" = - ] && echo '- - -' || stat -c "%a %U %G" "$1"; }
+kind_of() {  # PATH: what `kind` prints, in pk (no subshell: the read asks for some twenty files)
+  if [ -L "$1" ]; then pk=l; elif [ -f "$1" ]; then pk=f; elif [ -d "$1" ]; then pk=d
+  elif [ -e "$1" ]; then pk=o; else pk=-; fi
+}
 path_reports() {
   IFS=$NL
   for pr_p in $files; do
-    IFS=$DIFS; pr_k=$(kind "$pr_p"); pr_h=-; [ "$pr_k" != f ] || pr_h=$(ssha "$pr_p")
-    echo "file=$pr_k $(meta "$pr_p") $pr_h $pr_p"
+    IFS=$DIFS; kind_of "$pr_p"
+    if [ "$pk" = - ]; then echo "file=- - - - - $pr_p"; continue; fi
+    pr_h=-; [ "$pk" != f ] || pr_h=$(ssha "$pr_p")
+    echo "file=$pk $(stat -c "%a %U %G" "$pr_p") $pr_h $pr_p"
   done
   IFS=$NL
   for pr_p in $dirs; do
@@ -846,7 +852,7 @@ BACKEND_AWK=$CSV_FN'
 /^AUTH failed/ { a = $0; next } { n = csv($0); r[++i] = (T[1] == "ERROR" && n > 1) ? T[2] : T[1] }
 END { print "backend.ping=" (a == "" ? r[1] : a); print "backend.flushall=" r[3]; print "backend.config_set=" r[6] }'
 server_report() {  # the server part of state/verify (record=1: moves the auth-failure counter on)
-  printf 'server.active=%s\nserver.enabled=%s\n' "$(svc is-active)" "$(svc is-enabled)"
+  printf 'server.active=%s\nserver.enabled=%s\n' "$(unit_is is-active "$service")" "$(unit_is is-enabled "$service")"
   command -v "$cli" >/dev/null 2>&1 || { printf 'server.cli=0\nserver.via=none\n'; data_report; return; }
   sr_via=none sr_cfg=-
   if find_now; then sr_via=plain; [ "$c_tls" = 0 ] || sr_via=tls; sr_cfg=last-good; [ "$now_cfg" != "$config" ] || sr_cfg=current; fi
@@ -900,7 +906,7 @@ choose_layout() {  # the first --layout whose unit is active, else the first who
   IFS=$NL
   for cl_l in $layouts; do
     IFS=$DIFS
-    if [ "$(svc is-active "${cl_l%%:*}")" = active ]; then cl_pick=$cl_i:$cl_l; break; fi
+    if [ "$(unit_is is-active "${cl_l%%:*}")" = active ]; then cl_pick=$cl_i:$cl_l; break; fi
     cl_r=${cl_l#*:}; [ -n "$cl_pick" ] || [ ! -f "${cl_r%%:*}" ] || cl_pick=$cl_i:$cl_l
     cl_i=$((cl_i + 1))
   done
@@ -949,9 +955,16 @@ port_types() {  # "PORT TYPE" for each of --selinux-ports that semanage labels
     line = $0; sub(/^[^ ]+ +tcp +/, "", line); gsub(/ /, "", line); m = split(line, p, ",")
     for (i = 1; i <= m; i++) for (j = 1; j <= n; j++) if (p[i] == w[j] && !(w[j] in seen)) { seen[w[j]] = 1; print w[j], $1 } }'
 }
-units_report() {  # one systemctl call for every unit
-  svc show $units | awk -v names="$units" 'function out() { print "unit=" u[++i], s["LoadState"], s["ActiveState"], (s["UnitFileState"] == "" ? "-" : s["UnitFileState"]); split("", s); seen = 0 }
-    BEGIN { split(names, u, " ") } /^$/ { if (seen) out(); next } { p = index($0, "="); s[substr($0, 1, p - 1)] = substr($0, p + 1); seen = 1 } END { if (seen) out() }'
+units_report() {  # one systemctl call for every unit; kept in unit_lines for unit_is (no more calls)
+  unit_lines=$(svc show $units | awk -v names="$units" 'function out() { print "unit=" u[++i], s["LoadState"], s["ActiveState"], (s["UnitFileState"] == "" ? "-" : s["UnitFileState"]); split("", s); seen = 0 }
+    BEGIN { split(names, u, " ") } /^$/ { if (seen) out(); next } { p = index($0, "="); s[substr($0, 1, p - 1)] = substr($0, p + 1); seen = 1 } END { if (seen) out() }')
+  [ -z "$unit_lines" ] || printf "%s\n" "$unit_lines"
+}
+unit_is() {  # is-active|is-enabled UNIT: what systemctl says, from units_report's read when it had the unit
+  ui_l=${unit_lines#*"unit=$2 "}
+  if [ "$ui_l" = "$unit_lines" ]; then svc "$1" "$2"; return; fi
+  set -- "$1" ${ui_l%%"$NL"*}
+  case $1 in is-active) echo "$3";; *) [ "$4" = - ] || echo "$4";; esac
 }
 kernel_report() {
   for kr in vm.overcommit_memory net.core.somaxconn; do
