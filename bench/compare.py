@@ -7,13 +7,13 @@
 For each N it starts 2N fresh Debian 12 systemd test hosts (N for hsi-redis, N for
 bench/minimal_deploy.py), then, one deploy after the other so they never share the cores, times
 first converge (deploy.py / minimal_deploy.py), no-op reruns of each, and verify.py (hsi-redis
-only). A first converge happens once; no-op reruns and verify.py runs repeat (--repeats, 3 by
-default; the two deploys take turns going first) and the run of median wall time counts, so one
-run slowed by the machine (containers still settling, another process) does not decide a ratio.
-Which deploy goes first alternates per N and is printed. Every host gets the same
-preparation before any timing: a `PrivateUsers=false` drop-in for redis-server, the container
-quirk that hsi-redis handles itself and the minimal deploy does not (it could not start Redis in
-a container otherwise).
+only). Everything repeats (--repeats, 3 by default) and the run of median wall time counts, so one
+run slowed by the machine (containers still settling, another process) does not decide a ratio:
+each round starts 2N fresh hosts for the first converges, the last round also times the no-op
+reruns and verify.py that many times. The two deploys take turns going first (printed). Every
+host gets the same preparation before any timing: a `PrivateUsers=false` drop-in for
+redis-server, the container quirk that hsi-redis handles itself and the minimal deploy does not
+(it could not start Redis in a container otherwise).
 
 Remote commands are counted exactly: a `docker` shim first on PATH logs, per container, every
 `docker exec` (one per command or fact) and `docker cp` (one per upload or download) that
@@ -179,50 +179,60 @@ def start_hosts(names: list[str], suite: str, run_id: str) -> None:
 
 
 def measure(count: int, first: str, args, workdir: Path, run_id: str) -> tuple[list[tuple], float]:
-    """Start 2*count hosts, run both deploys.
+    """--repeats rounds, each on 2*count fresh hosts: both deploys' first converge (taking turns going
+    first); in the last round also the no-op reruns and verify.py runs (--repeats each, in turns). The
+    median of each counts.
 
     Returns rows (count, run, hsi Run, minimal Run or None) and the load average when timing began.
     """
-    names = {kind: [f"hsi-bench-{run_id}-{count}{kind[0]}{i}" for i in range(count)]
-             for kind in (HSI, MINIMAL)}
     deploys = {HSI: "deploy.py", MINIMAL: "minimal_deploy.py"}
-    order = [first, MINIMAL if first == HSI else HSI]
+    other = MINIMAL if first == HSI else HSI
     password = secrets.token_urlsafe(24)
     step = workdir / f"n{count}"
     step.mkdir()
     shutil.copy(workdir / "docker", step / "docker")
-    rows = []
-    try:
-        started = time.monotonic()
-        start_hosts(names[HSI] + names[MINIMAL], args.suite, run_id)
-        load = os.getloadavg()[0]
-        print(f"== {count} host(s) per deploy: {2 * count} hosts up in {time.monotonic() - started:.0f} s; "
-              f"{first} goes first; load {load:.2f}", flush=True)
-        for run in (FIRST, NOOP):
-            # a first converge happens once; a no-op rerun repeats: the median of --repeats, taken in turns
-            tries = 1 if run == FIRST else args.repeats
-            samples: dict[str, list[Run]] = {HSI: [], MINIMAL: []}
-            for attempt in range(tries):
+    samples: dict[str, dict[str, list[Run]]] = {run: {HSI: [], MINIMAL: []}
+                                                for run in (FIRST, NOOP, VERIFY)}
+    loads = []
+    for round_ in range(args.repeats):
+        names = {kind: [f"hsi-bench-{run_id}-{count}{kind[0]}{round_}-{i}" for i in range(count)]
+                 for kind in (HSI, MINIMAL)}
+        order = [first, other] if round_ % 2 == 0 else [other, first]
+        last = round_ == args.repeats - 1
+        try:
+            started = time.monotonic()
+            start_hosts(names[HSI] + names[MINIMAL], args.suite, run_id)
+            loads.append(os.getloadavg()[0])
+            print(f"== {count} host(s) per deploy, round {round_ + 1} of {args.repeats}: {2 * count} fresh "
+                  f"hosts up in {time.monotonic() - started:.0f} s; {order[0]} goes first; "
+                  f"load {loads[-1]:.2f}", flush=True)
+            for kind in order:
+                samples[FIRST][kind].append(run_pyinfra(kind, deploys[kind], names[kind], step,
+                                                        f"{kind}-first-converge-{round_ + 1}", args.timeout,
+                                                        password))
+                show(FIRST, kind, samples[FIRST][kind][-1])
+            for attempt in range(args.repeats if last else 0):
                 for kind in (order if attempt % 2 == 0 else order[::-1]):
-                    label = f"{kind}-{run.replace(' ', '-')}" + (f"-{attempt + 1}" if tries > 1 else "")
-                    samples[kind].append(run_pyinfra(kind, deploys[kind], names[kind], step, label, args.timeout,
-                                                     password))
-                    show(run, kind, samples[kind][-1])
-            rows.append((count, run, median_run(samples[HSI]), median_run(samples[MINIMAL])))
-        verifies = []
-        for attempt in range(args.repeats):
-            verifies.append(run_pyinfra(HSI, "verify.py", names[HSI], step, f"{HSI}-verify-{attempt + 1}",
-                                        args.timeout, password))
-            show(VERIFY, HSI, verifies[-1])
-        rows.append((count, VERIFY, median_run(verifies), None))
-    finally:
-        if args.keep:
-            print(f"   kept: {' '.join(names[HSI] + names[MINIMAL])}\n   remove with: docker rm -f "
-                  f"$(docker ps -aq --filter label=hsi-redis.bench={run_id})")
-        else:
-            fleet.remove_hosts(*names[HSI], *names[MINIMAL])
-            remove_run_hosts(run_id)  # any a start interrupted half-way
-    return rows, load
+                    samples[NOOP][kind].append(run_pyinfra(kind, deploys[kind], names[kind], step,
+                                                           f"{kind}-no-op-rerun-{attempt + 1}", args.timeout,
+                                                           password))
+                    show(NOOP, kind, samples[NOOP][kind][-1])
+            for attempt in range(args.repeats if last else 0):
+                samples[VERIFY][HSI].append(run_pyinfra(HSI, "verify.py", names[HSI], step,
+                                                        f"{HSI}-verify-{attempt + 1}", args.timeout,
+                                                        password))
+                show(VERIFY, HSI, samples[VERIFY][HSI][-1])
+        finally:
+            if args.keep and last:
+                print(f"   kept: {' '.join(names[HSI] + names[MINIMAL])}\n   remove with: docker rm -f "
+                      f"$(docker ps -aq --filter label=hsi-redis.bench={run_id})")
+            else:
+                fleet.remove_hosts(*names[HSI], *names[MINIMAL])
+                if not args.keep:
+                    remove_run_hosts(run_id)  # any a start interrupted half-way
+    rows = [(count, run, median_run(samples[run][HSI]),
+             median_run(samples[run][MINIMAL]) if run != VERIFY else None) for run in (FIRST, NOOP, VERIFY)]
+    return rows, loads[0]
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -295,8 +305,9 @@ def table(rows: list[tuple]) -> list[str]:
 
 
 def notes(rows: list[tuple], firsts: dict[int, str], loads: dict[int, tuple[float, float]]) -> list[str]:
-    lines = [f"N={c}: {firsts[c]} ran first; load average {loads[c][0]:.2f} before the hosts started, "
-             f"{loads[c][1]:.2f} when timing began" for c in loads]
+    lines = [f"N={c}: {firsts[c]} ran first in the first round (then in turns); load average "
+             f"{loads[c][0]:.2f} before the hosts started, {loads[c][1]:.2f} when timing began"
+             for c in loads]
     seen, host_runs = collections.Counter(), 0
     for _count, _run, hsi, minimal in rows:
         for run in (hsi, minimal):
@@ -316,7 +327,8 @@ def report(rows, firsts, loads, suite: str, started: datetime, repeats: int = 1)
             f"{os.cpu_count()} cores, {platform.python_version()}, pyinfra {pyinfra.__version__}, "
             f"Debian {suite} systemd containers through @docker; wall seconds of the whole pyinfra run, "
             "remote commands per host (docker exec + docker cp; min-max where hosts differ)"
-            + (f"; no-op rerun and verify.py: the median of {repeats} runs." if repeats > 1 else "."))
+            + (f"; each figure the median of {repeats} runs (first converge: on fresh hosts each time)."
+               if repeats > 1 else "."))
     return "\n".join([head, "", *table(rows), "", "Targets (issue 10):", "",
                       *(f"- {t}" for t in check_targets(rows)), "", "Notes:", "",
                       *(f"- {n}" for n in notes(rows, firsts, loads))]) + "\n"
@@ -335,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds allowed per pyinfra run (default 900)")
     parser.add_argument("--repeats", type=int, default=3, metavar="K",
-                        help="no-op reruns and verify.py runs per deploy; the median counts (default 3)")
+                        help="runs of each kind per deploy (first converges on fresh hosts each time); "
+                        "the median counts (default 3)")
     parser.add_argument("--suite", default="bookworm", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.hosts) or len(set(args.hosts)) != len(args.hosts):

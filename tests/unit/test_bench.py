@@ -121,7 +121,8 @@ def test_the_markdown_report_holds_table_targets_and_conditions():
     assert "| 10 | no-op rerun | 5.0 | 10.0 | 0.50x | 17 | 9 |" in text.splitlines()
     assert ("- no-op rerun: at most 0.6x the minimal deploy's wall time at 10 and 20 hosts: "
             "N=10: 0.50x -> met") in text
-    assert ("N=10: minimal ran first; load average 1.00 before the hosts started, "
+    assert ("N=10: minimal ran first in the first round (then in turns); load average 1.00 before the "
+            "hosts started, "
             "2.50 when timing began") in text
     assert "`docker container inspect` ran 10 time(s) in 20 host-runs" in text
 
