@@ -13,7 +13,10 @@ host again and the read itself is the verification.
 
 Every host calls the same steps in the same order, whatever its role: a step does nothing where its role
 is not (a backend host installs nothing; a server's host writes no backend-host files). That order is
-what makes servers converge before their backend hosts (see operations/backends.py).
+what makes servers converge before their backend hosts (see operations/backends.py): in the CLI pyinfra
+orders operations by where they are called, but through its API by how many each host called before.
+The backend-host steps are called only when the inventory has a backend host (decided for every host
+alike): each operation call costs pyinfra a walk of the call stack.
 """
 
 from __future__ import annotations
@@ -21,7 +24,19 @@ from __future__ import annotations
 from pyinfra import host as current_host
 from pyinfra.api import deploy
 
-from . import backends, backups, configure, firewall, install, prologue, report, restores, rotation, verify
+from . import (
+    backends,
+    backups,
+    configure,
+    firewall,
+    install,
+    prologue,
+    report,
+    restores,
+    rotation,
+    settings,
+    verify,
+)
 
 
 def _holds_data(target) -> bool:
@@ -50,6 +65,8 @@ def provision():
                                   target=target, state=state, salt=salt)
     verify.server_answers(name="Verify: PONG with the password, NOAUTH without, AOF, identities, .env",
                           target=target, state=state, salt=salt, changes=(installed, guarded, configured))
+    if not settings.has_backend_hosts(current_host.state.inventory):
+        return  # no host of this inventory has backend-host steps (each call costs pyinfra a stack walk)
     written = backends.backend_files(name="Backend host: its .env and TLS files, once its server converged",
                                      target=target, state=state, salt=salt)
     backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target, state=state,
@@ -67,8 +84,9 @@ def check():
         target, state, salt = prepared.target, prepared.state, prepared.salt
         verify.server_answers(name="Verify: PONG with the password, NOAUTH without, AOF, identities, .env",
                               target=target, state=state, salt=salt)
-        backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target,
-                                 state=state, salt=salt)
+        if settings.has_backend_hosts(current_host.state.inventory):
+                backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target,
+                                     state=state, salt=salt)
 
 
 @deploy("Rotate the Redis password")

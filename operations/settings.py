@@ -51,6 +51,11 @@ def backends_of(inventory, server: str) -> list[Settings]:
     return [conf for conf in load_all(inventory).values() if conf.role == "backend" and conf.server == server]
 
 
+def has_backend_hosts(inventory) -> bool:
+    """Whether any host of the inventory is a backend host (redis_role: backend)."""
+    return any(conf.role == "backend" for conf in load_all(inventory).values())
+
+
 def clear_cache() -> None:
     """Forget validated inventories (tests run several inventories in one process)."""
     _cache.clear()

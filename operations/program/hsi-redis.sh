@@ -929,10 +929,16 @@ packages_report() {
   echo "pm=$pm"
   case $pm in
     apt)
-      apt-cache policy $pkgs 2>/dev/null | awk -v want="$pkgs" '
+      # installed versions from dpkg; apt's candidates (apt-cache reads its whole cache: the read's dearest
+      # step) only where they count, on a host with none of these packages yet or a minimum version to check
+      pr_i=$(dpkg-query -W -f '${Package} ${db:Status-Abbrev} ${Version}\n' $pkgs 2>/dev/null)
+      if [ "$dnfcand" = 0 ] && printf "%s\n" "$pr_i" | grep -q '^[^ ]* ii '; then
+        printf "%s\n" "$pr_i" | awk -v want="$pkgs" '$2 == "ii" { i[$1] = $3 }
+          END { n = split(want, w, " "); for (k = 1; k <= n; k++) print "pkg=" w[k], (i[w[k]] == "" ? "-" : i[w[k]]), "-" }'
+      else apt-cache policy $pkgs 2>/dev/null | awk -v want="$pkgs" '
         /^[^ ]/ { p = $0; sub(/:$/, "", p) } $1 == "Installed:" { i[p] = $2 } $1 == "Candidate:" { c[p] = $2 }
         END { n = split(want, w, " "); for (k = 1; k <= n; k++) { a = i[w[k]]; b = c[w[k]]
-          if (a == "" || a == "(none)") a = "-"; if (b == "" || b == "(none)") b = "-"; print "pkg=" w[k], a, b } }'
+          if (a == "" || a == "(none)") a = "-"; if (b == "" || b == "(none)") b = "-"; print "pkg=" w[k], a, b } }'; fi
       pr_t=$(stat -c %Y "$STAMP" 2>/dev/null) \
         && echo "apt_lists_age=$(($(date +%s) - pr_t))" || echo apt_lists_age=-1;;
     dnf)
@@ -967,8 +973,8 @@ unit_is() {  # is-active|is-enabled UNIT: what systemctl says, from units_report
   case $1 in is-active) echo "$3";; *) [ "$4" = - ] || echo "$4";; esac
 }
 kernel_report() {
-  for kr in vm.overcommit_memory net.core.somaxconn; do
-    kr_f=/proc/sys/$(echo "$kr" | tr . /); [ ! -r "$kr_f" ] || echo "$kr=$(cat "$kr_f")"
+  for kr in vm.overcommit_memory:vm/overcommit_memory net.core.somaxconn:net/core/somaxconn; do
+    [ ! -r "/proc/sys/${kr#*:}" ] || { IFS= read -r kr_v < "/proc/sys/${kr#*:}"; echo "${kr%%:*}=$kr_v"; }
   done
   kr_f=/sys/kernel/mm/transparent_hugepage/enabled
   [ ! -r "$kr_f" ] || sed -n 's/.*\[\(.*\)\].*/thp=\1/p' "$kr_f"
