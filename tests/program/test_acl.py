@@ -6,7 +6,6 @@ The program's output goes through the Python side that reads it (hoststate.parse
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from operations.credentials import Secret
 from operations.rows import TABLE
 from operations.target import resolve
 from operations.validation import parse
+from tests.unit.local_redis import fail_auth
 
 from .conftest import BACKEND_PW
 
@@ -27,17 +27,6 @@ HOSTILE = [
     "ünï€ode".encode(), b"\x01\x7f\xff",             # non-ASCII and control bytes
     b'","count",7', b"\r\n", b"age-seconds",
 ]
-
-
-def fail_auth(port: int, username: bytes | str, times: int = 1) -> None:
-    """`times` failed `AUTH username wrong` (any bytes), a connection each."""
-    name = username.encode() if isinstance(username, str) else username
-    request = b"*3\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n$5\r\nwrong\r\n" % (len(name), name)
-    for _ in range(times):
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(request)
-            reply = sock.recv(4096)
-        assert reply.startswith(b"-WRONGPASS"), reply
 
 
 def seen(host) -> hoststate.Server:
