@@ -85,7 +85,7 @@ def check():
         verify.server_answers(name="Verify: PONG with the password, NOAUTH without, AOF, identities, .env",
                               target=target, state=state, salt=salt)
         if settings.has_backend_hosts(current_host.state.inventory):
-                backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target,
+            backends.backend_answers(name="Verify the backend host's .env and TLS files", target=target,
                                      state=state, salt=salt)
 
 
