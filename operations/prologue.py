@@ -131,9 +131,13 @@ def candidate(row: rows.Row, state: HostState) -> str:
     return state.candidate(row.packages[0])
 
 
-def _fail(step: str, problem: str) -> None:
-    report.record(current_host.name, status="failed", failed_step=step, problem=problem)
-    shell.fail_host(name=f"Check the {step}", message=problem)
+def _read(conf: settings.Settings) -> tuple[HostState, str] | None:
+    """The host's one read; None when it could not be made (the host failed, saying why)."""
+    state, salt = read_state(conf)
+    if state.errors and not state.os_id:
+        shell.fail_step("platform", f"the host's state could not be read: {'; '.join(state.errors)}")
+        return None
+    return state, salt
 
 
 def _prepare_backend(conf: settings.Settings) -> Prepared | None:
@@ -141,11 +145,8 @@ def _prepare_backend(conf: settings.Settings) -> Prepared | None:
     server = server_of(conf)
     report.add_secret(server.password.reveal())
     report.record(current_host.name, role="backend", server=conf.server)
-    state, salt = read_state(conf)
-    if state.errors and not state.os_id:
-        _fail("platform", f"the host's state could not be read: {'; '.join(state.errors)}")
-        return None
-    return Prepared(resolve_backend(conf, server), state, salt)
+    read = _read(conf)
+    return Prepared(resolve_backend(conf, server), *read) if read else None
 
 
 def prepare() -> Prepared | None:
@@ -161,28 +162,28 @@ def prepare() -> Prepared | None:
     run.add_secret(admin.reveal())
     if conf.exporter_password is not None:
         run.add_secret(conf.exporter_password.reveal())
-    state, salt = read_state(conf)
-    if state.errors and not state.os_id:
-        _fail("platform", f"the host's state could not be read: {'; '.join(state.errors)}")
+    read = _read(conf)
+    if read is None:
         return None
+    state, salt = read
     try:
         row = rows.select(state.os_id, state.os_version, state.os_like, conf.flavour)
     except rows.UnsupportedPlatform as exc:
-        _fail("platform", str(exc))
+        shell.fail_step("platform", str(exc))
         return None
     if not state.systemd:
-        _fail("platform", "systemd is not running on this host (PID 1); the service cannot be managed")
+        shell.fail_step("platform", "systemd is not running on this host (PID 1); the service cannot be managed")
         return None
     package = row.packages[0]
     chosen, problem, warnings = sources.choose(conf, row, state.installed(package), candidate(row, state))
     for warning in warnings:
         report.warn(current_host.name, warning)
     if problem:
-        _fail("version policy", problem)
+        shell.fail_step("version policy", problem)
         return None
     unsupported = exporter.unsupported(conf, chosen)
     if unsupported:
-        _fail("platform", unsupported)
+        shell.fail_step("platform", unsupported)
         return None
     report.record(current_host.name, platform=chosen.name, flavour=chosen.flavour, source=chosen.source)
     config_set = acl.config_set_warning(conf, chosen)

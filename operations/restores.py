@@ -24,7 +24,6 @@ no passwords. Verification follows (one more read).
 
 from __future__ import annotations
 
-from pyinfra import host as current_host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import PyinfraError
 
@@ -165,8 +164,7 @@ def restore(prepared, source: Source) -> None:
     else:
         problem = backup_store.refusal(source, flavour, version)
     if problem:
-        report.record(current_host.name, status="failed", failed_step=STEP, problem=problem)
-        shell.fail_host(name="Check the backup against this host's server", message=problem)
+        shell.fail_step(STEP, problem, name="Check the backup against this host's server")
         return
     restored = put_back(name="Restore the backup (checked; previous data kept; rolled back on failure)",
                         target=target, source=source)
