@@ -73,31 +73,29 @@ def env_problem(target: Target, state: HostState) -> str | None:
     return None
 
 
-def _dir_problem(setting: str, directory: str, info, owner: str | None, owner_setting: str) -> str | None:
-    if info.kind == "l" and info.user != "root":
-        return f"{setting}: {directory} is a symbolic link {info.user} controls; the deploy will not write through it"
-    if info.writer == "unsafe":
-        return (f"{setting}: a directory on the way to {directory} is writable by other users (or two users "
-                "control it); the deploy will not write there")
-    if owner and info.writer not in ("root", owner):
-        return (f"{owner_setting} is {owner}, but {directory} is controlled by {info.writer}: the files there "
-                f"would belong to {info.writer}; set {owner_setting} to {info.writer} (or leave it unset)")
-    return None
-
-
 def dir_problems(target: Target, state: HostState) -> dict[str, str]:
-    """The client directories that cannot be written safely: {directory: why (naming the setting)}."""
+    """The client directories that cannot be written safely: {directory: why (naming the setting)}. The
+    backend's TLS directory is the one (its `.env`'s directory: env_problem)."""
     backend = target.backend
-    checks = []
-    if backend is not None and backend.tls_files is not None:
-        checks.append(("redis_tls_backend_dir", backend.tls_files.dir, backend.owner, "redis_backend_env_owner"))
-    found = {}
-    for setting, directory, owner, owner_setting in checks:
-        info = state.dirs.get(directory)
-        why = _dir_problem(setting, directory, info, owner, owner_setting) if info is not None else None
-        if why:
-            found[directory] = why
-    return found
+    if backend is None or backend.tls_files is None:
+        return {}
+    directory, owner_ = backend.tls_files.dir, backend.owner
+    info = state.dirs.get(directory)
+    if info is None:
+        return {}
+    if info.kind == "l" and info.user != "root":
+        why = (f"redis_tls_backend_dir: {directory} is a symbolic link {info.user} controls; the deploy will not "
+               "write through it")
+    elif info.writer == "unsafe":
+        why = (f"redis_tls_backend_dir: a directory on the way to {directory} is writable by other users (or two "
+               "users control it); the deploy will not write there")
+    elif owner_ and info.writer not in ("root", owner_):
+        why = (f"redis_backend_env_owner is {owner_}, but {directory} is controlled by {info.writer}: the files "
+               f"there would belong to {info.writer}; set redis_backend_env_owner to {info.writer} (or leave it "
+               "unset)")
+    else:
+        return {}
+    return {directory: why}
 
 
 def env_differs(target: Target, state: HostState, salt: str) -> bool:
@@ -114,13 +112,12 @@ def env_differs(target: Target, state: HostState, salt: str) -> bool:
     return bool(backend.group) and info.file.group != backend.group
 
 
-def password_entries(target: Target, state: HostState) -> list:
+def password_entries(target: Target) -> list[MergeEntry]:
     """The client files that hold the backend's password: the `.env` merge (the exporter has its own)."""
-    found: list = []
-    if target.backend is not None:
-        backend = target.backend
-        found.append(MergeEntry(backend.env_path, backend.lines, backend.owner, backend.group, AFTER))
-    return found
+    backend = target.backend
+    if backend is None:
+        return []
+    return [MergeEntry(backend.env_path, backend.lines, backend.owner, backend.group, AFTER)]
 
 
 def _parent(path: str) -> str:
@@ -138,13 +135,9 @@ def tls_entries(target: Target, state: HostState) -> list[FileEntry]:
 def entries(target: Target, state: HostState, salt: str) -> list:
     """The client files that differ from what the state read found."""
     found: list = []
-    for entry in password_entries(target, state):
-        if isinstance(entry, MergeEntry):
-            # refused from the read (verification then fails the host naming the setting): never sent
-            if env_differs(target, state, salt) and env_problem(target, state) is None:
-                found.append(entry)
-        elif not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
-            found.append(entry)
+    # a .env refused from the read (verification then fails the host naming the setting) is never sent
+    if env_problem(target, state) is None and target.backend is not None and env_differs(target, state, salt):
+        found += password_entries(target)
     found += [e for e in tls_entries(target, state)
               if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
     unsafe = dir_problems(target, state)  # held back: verification fails the host naming the setting

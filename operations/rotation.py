@@ -147,7 +147,7 @@ def rotate_on_host(target: Target, state: HostState, units: tuple[str, ...], dro
         return
     entries = [e for e in configure.server_entries(target)
                if e.path in (target.row.config_path, target.backend_auth)]
-    entries += clients.password_entries(target, state)
+    entries += clients.password_entries(target)
     entries = [replace(e, flags=tuple(f for f in e.flags if f != "restart")) if isinstance(e, FileEntry) else e
                for e in entries]
     options = {**target.layout_options(), "restart_units": " ".join(units) or None, "drop": 1 if drop else 0}
