@@ -120,7 +120,7 @@ def backend_files(target: Target, state: HostState, salt: str):
 def tls_problem(target: Target, state: HostState, salt: str) -> verify.Problem | None:
     """A CA or client file that is missing or differs (the backend could not connect over TLS)."""
     for entry in clients.tls_entries(target, state):
-        if not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group):
+        if state.differs(salt, entry):
             return verify.Problem("backend TLS files", f"{entry.path} is missing or differs from {target.server_name}'s",
                                   "run deploy.py to write it")
     return None

@@ -138,8 +138,7 @@ def entries(target: Target, state: HostState, salt: str) -> list:
     # a .env refused from the read (verification then fails the host naming the setting) is never sent
     if env_problem(target, state) is None and target.backend is not None and env_differs(target, state, salt):
         found += password_entries(target)
-    found += [e for e in tls_entries(target, state)
-              if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    found += [e for e in tls_entries(target, state) if state.differs(salt, e)]
     unsafe = dir_problems(target, state)  # held back: verification fails the host naming the setting
     return [e for e in found if _parent(e.path) not in unsafe]
 

@@ -18,7 +18,7 @@ from pyinfra.api import operation
 
 from . import clients, exporter, install, program, render, report, schedule
 from .hoststate import HostState
-from .program import FileEntry, MergeEntry
+from .program import FileEntry
 from .target import Target
 
 SYSCTL_FILE = "/etc/sysctl.d/60-hsi-redis.conf"
@@ -95,12 +95,6 @@ def units(target: Target) -> list[str]:
     return [target.row.service, THP_UNIT, schedule.TIMER]
 
 
-def _differs(state: HostState, salt: str, entry: FileEntry | MergeEntry) -> bool:
-    if isinstance(entry, MergeEntry):
-        return True  # clients.entries() only returns merges that are needed
-    return not state.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group)
-
-
 @operation()
 def server(target: Target, state: HostState, salt: str):
     """
@@ -123,10 +117,10 @@ def server(target: Target, state: HostState, salt: str):
     if skip:
         report.note(host.name, skip)
     kernel, sysctl_now, thp_units = kernel_entries(target, state)
-    entries = [e for e in [*server_entries(target), *kernel, *schedule.entries(target)] if _differs(state, salt, e)]
+    entries = [e for e in [*server_entries(target), *kernel, *schedule.entries(target)] if state.differs(salt, e)]
     snapshot_on, snapshot_off = schedule.units_to_change(target, state)
     entries += clients.entries(target, state, salt)
-    entries += [e for e in exporter.entries(target) if _differs(state, salt, e)]
+    entries += [e for e in exporter.entries(target) if state.differs(salt, e)]
     unit = state.unit(target.row.service)
     # a changed container drop-in is written by the install step, which leaves a restart pending
     dropin = install.needs_dropin(target, state) and not state.file(install.dropin_path(target)).same(

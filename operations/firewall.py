@@ -152,7 +152,7 @@ def server_firewall(target: Target, state: HostState, salt: str):
         report.note(host.name, f"the firewall admits no other host to TCP {', '.join(map(str, target.firewall.ports))} "
                     "(no backend hosts name this server and redis_firewall_allow is empty): loopback only")
     wanted = entries(target, state, chosen)
-    changed = [e for e in wanted if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    changed = [e for e in wanted if state.differs(salt, e)]
     if not changed and loaded(target, state, chosen):
         host.noop("the firewall rules are in force")
         return

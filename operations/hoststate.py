@@ -251,6 +251,10 @@ class HostState:
     def file(self, path: str) -> FileInfo:
         return self.files.get(path, MISSING)
 
+    def differs(self, salt: str, entry) -> bool:
+        """Whether the host's file is not exactly this program.FileEntry (content, mode, owner, group)."""
+        return not self.file(entry.path).same(salt, entry.content, entry.mode, entry.user, entry.group)
+
     def installed(self, package: str) -> str:
         return self.packages.get(package, ("", ""))[0]
 

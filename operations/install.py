@@ -107,8 +107,7 @@ def server_package(target: Target, state: HostState, salt: str):
     if not target.serves or target.verify_only:
         host.noop("nothing to install on this host")
         return
-    entries = [e for e in pre_install_entries(target, state)
-               if not state.file(e.path).same(salt, e.content, e.mode, e.user, e.group)]
+    entries = [e for e in pre_install_entries(target, state) if state.differs(salt, e)]
     row = target.row
     module = row.module_stream.split(":")[0] if row.module_stream else ""
     stream_missing = bool(module) and state.modules.get(module) != row.module_stream.partition(":")[2]
