@@ -28,18 +28,24 @@ def owner(state: HostState, directory: str, user: str | None, group: str | None)
     return "root", group or "root"
 
 
+def tls_copies(tls: TlsConfig, files: ClientFiles, user: str, group: str, flags: tuple[str, ...],
+               key_mode: int = 0o600) -> list[FileEntry]:
+    """A client's copies of its server's CA (and under mTLS the client pair) in `files`, for `user` and
+    `group` (the backend's, or the exporter's; `flags` with "owndir": a directory made for them is theirs)."""
+    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, user, group, flags)]
+    if tls.mtls:
+        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, user, group, flags),
+                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), key_mode, user, group, flags)]
+    return entries
+
+
 def _tls_entries(tls: TlsConfig | None, state: HostState, files: ClientFiles | None, user: str | None,
                  group: str | None) -> list[FileEntry]:
     """The CA (and under mTLS the client pair) a client gets from its server's TLS settings `tls`."""
     if files is None or tls is None:
         return []
     owner_, grp = owner(state, files.dir, user, group)
-    flags = (*AFTER, "owndir")  # a directory the deploy creates for them is theirs (0750)
-    entries = [FileEntry(files.ca, tls.ca_pem.encode(), 0o644, owner_, grp, flags)]
-    if tls.mtls:
-        entries += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, owner_, grp, flags),
-                    FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o600, owner_, grp, flags)]
-    return entries
+    return tls_copies(tls, files, owner_, grp, (*AFTER, "owndir"))  # a directory made for them: theirs (0750)
 
 
 def env_problem(target: Target, state: HostState) -> str | None:

@@ -16,6 +16,7 @@ Platforms whose distro packages no exporter (Fedora, EL) refuse the setting befo
 
 from __future__ import annotations
 
+from .clients import tls_copies
 from .hoststate import HostState
 from .program import FileEntry
 from .render import exporter_env
@@ -42,13 +43,9 @@ def entries(target: Target) -> list[FileEntry]:
         return []
     group = exporter.user
     found = [FileEntry(exporter.env_path, exporter_env(target).encode(), 0o640, "root", group, FLAGS)]
-    files, tls = exporter.tls_files, target.settings.tls
-    if files is not None:
-        own = (*FLAGS, "owndir")  # the directory the deploy creates for them: root:<group> 0750
-        found.append(FileEntry(files.ca, tls.ca_pem.encode(), 0o644, "root", group, own))
-        if tls.mtls:
-            found += [FileEntry(files.cert, tls.client_cert_pem.encode(), 0o644, "root", group, own),
-                      FileEntry(files.key, tls.client_key_pem.reveal().encode(), 0o640, "root", group, own)]
+    if exporter.tls_files is not None:  # the directory the deploy creates for them: root:<group> 0750
+        found += tls_copies(target.settings.tls, exporter.tls_files, "root", group, (*FLAGS, "owndir"),
+                            key_mode=0o640)
     return found
 
 
