@@ -43,8 +43,15 @@ def text() -> str:
     return "\n".join(line for line in kept if line and not line.startswith("#")) + "\n"
 
 
+@functools.cache
 def sha256() -> str:
     return hashlib.sha256(text().encode()).hexdigest()
+
+
+@functools.cache
+def _hidden_text() -> HiddenValue:
+    """The quoted text as every call carries it (quoted and hashed once per run, not once per call)."""
+    return HiddenValue(shlex.quote(text()), masked_value=f"<{PROGRAM_NAME} {sha256()[:12]}>")
 
 
 def _quoted(value: str | int) -> QuoteString:
@@ -71,9 +78,8 @@ def options(**values) -> list:
 
 def command(verb: str, *bits, stdin: list[str] | None = None) -> StringCommand:
     """`sh -c <program> hsi-redis VERB BITS...`, the program hidden in printed output."""
-    program = HiddenValue(shlex.quote(text()), masked_value=f"<{PROGRAM_NAME} {sha256()[:12]}>")
     kwargs = {"_stdin": stdin} if stdin is not None else {}
-    return StringCommand("sh", "-c", program, PROGRAM_NAME, verb, *bits, **kwargs)
+    return StringCommand("sh", "-c", _hidden_text(), PROGRAM_NAME, verb, *bits, **kwargs)
 
 
 # -- bundles ---------------------------------------------------------------------------------------
